@@ -1,0 +1,116 @@
+"""sqlite3: abort through a progress handler bound to the running operation.
+
+``Connection.interrupt()`` is sticky: while any other statement on the
+connection is pending (a partly fetched cursor) every later statement fails
+with ``interrupted`` (DRIVERS.md).  A progress handler that returns non-zero
+only while *this* operation's abort flag is set stops the running statement
+and nothing after it.  The same handler counts virtual-machine steps, a count
+with no known maximum, reported in the status text.
+
+A user's own ``set_progress_handler`` is chained behind ours, not replaced.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from ._base import Adapter
+
+if TYPE_CHECKING:
+    from .._channel import Channel
+
+#: Virtual-machine instructions between two calls of the progress handler.
+GRANULARITY = 1000
+
+
+class _Hook:
+    """The progress handler installed on every wrapped sqlite3 connection."""
+
+    __slots__ = ("channel", "ticks", "step", "user", "user_every", "user_count")
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.ticks = 0
+        self.step = GRANULARITY
+        self.user: Optional[Callable[[], Any]] = None
+        self.user_every = 1
+        self.user_count = 0
+
+    def __call__(self) -> int:
+        # owner thread, inside sqlite3_step; must be quick and never raise
+        self.ticks += 1
+        ch = self.channel
+        job = ch.running
+        if (job is not None and job._abort_requested) or ch.closing:
+            return 1
+        user = self.user
+        if user is not None:
+            self.user_count += 1
+            if self.user_count >= self.user_every:
+                self.user_count = 0
+                return 1 if user() else 0
+        return 0
+
+    def set_user_handler(self, handler: Optional[Callable[[], Any]], n: int) -> None:
+        """``sqlite3.Connection.set_progress_handler``, chained behind ours."""
+        raw = self.channel.raw
+        if handler is None or n <= 0:
+            self.user = None
+            step = GRANULARITY
+        else:
+            step = max(1, min(GRANULARITY, n))
+            self.user_every = max(1, round(n / step))
+            self.user_count = 0
+            self.user = handler
+        if step != self.step:
+            self.step = step
+        raw.set_progress_handler(self, step)
+
+    def text_for(self) -> Callable[[], Optional[str]]:
+        start = self.ticks
+
+        def text() -> Optional[str]:
+            steps = (self.ticks - start) * self.step
+            return f"sqlite3: about {steps} virtual-machine steps so far" if steps else None
+
+        return text
+
+
+class Sqlite3Adapter(Adapter):
+    name = "sqlite3"
+    can_cancel = True
+    counts_executemany = True
+
+    def connect(self, factory: Callable[..., Any], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:
+        # The connection is used from asynchdb's worker threads, one at a time
+        # (the channel's ownership rule), so sqlite3's same-thread check must be
+        # off unless the caller asked for it explicitly.
+        mod = self.module
+        if mod is not None and factory is getattr(mod, "connect", None):
+            kwargs.setdefault("check_same_thread", False)
+        return factory(*args, **kwargs)
+
+    def prepare(self, channel: Channel) -> None:
+        hook = _Hook(channel)
+        channel.hook = hook
+        channel.raw.set_progress_handler(hook, GRANULARITY)
+
+    def cancel(self, channel: Channel, raw_cursor: Any) -> None:
+        # Nothing to send: the hook sees the job's abort flag at its next call,
+        # at most GRANULARITY instructions later.
+        return None
+
+    def is_cancel_error(self, exc: BaseException) -> bool:
+        mod = self.module
+        return (mod is not None and isinstance(exc, mod.OperationalError)
+                and bool(exc.args) and exc.args[0] == "interrupted")
+
+    def text_source(self, channel: Channel) -> Optional[Callable[[], Optional[str]]]:
+        hook = channel.hook
+        return hook.text_for() if hook is not None else None
+
+    def extra(self, channel: Channel, name: str) -> Any:
+        if name == "set_progress_handler" and channel.hook is not None:
+            return channel.hook.set_user_handler
+        return None

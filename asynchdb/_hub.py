@@ -1,0 +1,256 @@
+"""Threads: the shared worker pool and the timer thread.
+
+Each connection is one *logical* worker (a :class:`~asynchdb._channel.Channel`
+with a FIFO of operations).  It borrows a thread from this pool only while it
+has work: when its queue runs dry the thread goes back to the pool, waits
+``KEEPALIVE`` seconds for another connection to serve, and then exits.  An idle
+connection therefore holds no thread at all.
+
+The timer thread runs deadlines, progress ticks and re-issued cancels.  It too
+exists only while something is scheduled.
+
+At interpreter exit every pending operation is aborted and the pool is joined
+for at most ``EXIT_GRACE`` seconds; the threads are daemons, so a driver call
+that cannot be stopped does not hold the process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from ._channel import Channel
+
+log = logging.getLogger("asynchdb")
+
+#: Seconds an idle pool thread waits for more work before it exits.
+KEEPALIVE = 2.0
+#: Seconds the interpreter waits at exit for aborted work to wind down.
+EXIT_GRACE = 1.5
+
+_STOP = object()
+
+
+class _PoolThread:
+    """One pool thread and its mailbox (worker thread side is ``_main``)."""
+
+    __slots__ = ("mailbox", "thread")
+
+    def __init__(self, hub: Hub, first: Channel) -> None:
+        self.mailbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.thread = threading.Thread(
+            target=hub._serve, args=(self, first), daemon=True,
+            name=f"asynchdb-worker-{next(hub._names)}",
+        )
+
+
+class Hub:
+    """The process-wide pool of worker threads and the timer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_PoolThread] = []
+        self._threads: set[_PoolThread] = set()
+        self._names = itertools.count(1)
+        self._channels: weakref.WeakSet[Channel] = weakref.WeakSet()
+        self._open = 0
+        self._exiting = False
+        self.timer = Timer()
+
+    # -- channels -----------------------------------------------------------
+    def opened(self, channel: Channel) -> None:
+        with self._lock:
+            self._channels.add(channel)
+            self._open += 1
+
+    def closed(self, channel: Channel) -> None:
+        """A channel closed; with none left open, idle threads leave at once."""
+        with self._lock:
+            self._channels.discard(channel)
+            self._open -= 1
+            if self._open > 0:
+                return
+            idle, self._idle = self._idle, []
+            for pt in idle:
+                self._threads.discard(pt)
+        for pt in idle:
+            pt.mailbox.put(_STOP)
+        me = threading.current_thread()
+        for pt in idle:
+            if pt.thread is not me:
+                pt.thread.join(1.0)
+
+    # -- dispatch (any thread) ---------------------------------------------
+    def dispatch(self, channel: Channel) -> None:
+        """Give ``channel`` a thread to drain its queue on."""
+        with self._lock:
+            pt = self._idle.pop() if self._idle else None
+            if pt is None:
+                pt = _PoolThread(self, channel)
+                self._threads.add(pt)
+                start = True
+            else:
+                start = False
+        if start:
+            pt.thread.start()
+        else:
+            pt.mailbox.put(channel)
+
+    # -- pool thread --------------------------------------------------------
+    def _serve(self, me: _PoolThread, channel: Any) -> None:
+        # worker thread: drain channels handed to us until idle for KEEPALIVE
+        while channel is not _STOP:
+            try:
+                channel.drain()
+            except BaseException:  # pragma: no cover - drain never raises
+                log.exception("asynchdb worker failed")
+            channel = None
+            with self._lock:
+                if self._exiting or self._open <= 0:
+                    self._threads.discard(me)
+                    return
+                self._idle.append(me)
+            try:
+                channel = me.mailbox.get(timeout=KEEPALIVE)
+            except queue.Empty:
+                with self._lock:
+                    if me in self._idle:
+                        self._idle.remove(me)
+                        self._threads.discard(me)
+                        return
+                # a dispatcher took us off the idle list: its channel is on the way
+                channel = me.mailbox.get()
+
+    def thread_count(self) -> int:
+        with self._lock:
+            return len(self._threads)
+
+    # -- interpreter exit ----------------------------------------------------
+    def _at_exit(self) -> None:
+        with self._lock:
+            self._exiting = True
+            channels = list(self._channels)
+            idle, self._idle = self._idle, []
+        for pt in idle:
+            pt.mailbox.put(_STOP)
+        for ch in channels:
+            try:
+                ch.shutdown_at_exit()
+            except Exception:  # pragma: no cover - best effort at exit
+                log.exception("asynchdb: error while aborting at exit")
+        deadline = time.monotonic() + EXIT_GRACE
+        with self._lock:
+            threads = [pt.thread for pt in self._threads]
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self.timer.stop()
+
+
+class Timer:
+    """One thread running timed callbacks; it exits when nothing is scheduled.
+
+    Callbacks run on the timer thread and must not block for long.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, TimerEntry]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._live = 0
+        self._stopped = False
+
+    def schedule(self, delay: float, fn: Callable[[], float | None]) -> TimerEntry:
+        """Run ``fn`` after ``delay`` seconds; if it returns a number, run it again then."""
+        entry = TimerEntry(self, fn)
+        when = time.monotonic() + delay
+        with self._cond:
+            heapq.heappush(self._heap, (when, next(self._seq), entry))
+            self._live += 1
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(
+                    target=self._main, name="asynchdb-timer", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is entry:
+                self._cond.notify()
+        return entry
+
+    def _cancel(self, entry: TimerEntry) -> None:
+        with self._cond:
+            if entry.active:
+                entry.active = False
+                self._live -= 1
+                if self._live == 0:
+                    self._heap.clear()
+                    self._cond.notify()
+
+    def _main(self) -> None:
+        # timer thread
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopped or self._live == 0:
+                        self._thread = None
+                        return
+                    when, _, entry = self._heap[0]
+                    if not entry.active:
+                        heapq.heappop(self._heap)
+                        continue
+                    delay = when - time.monotonic()
+                    if delay <= 0:
+                        heapq.heappop(self._heap)
+                        break
+                    self._cond.wait(delay)
+            try:
+                again = entry.fn()
+            except Exception:
+                log.exception("asynchdb: timer callback failed")
+                again = None
+            with self._cond:
+                if not entry.active:
+                    continue
+                if again is None:
+                    entry.active = False
+                    self._live -= 1
+                else:
+                    heapq.heappush(
+                        self._heap, (time.monotonic() + again, next(self._seq), entry))
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            t = self._thread
+            self._cond.notify()
+        if t is not None and t is not threading.current_thread():
+            t.join(0.5)
+
+    def is_running(self) -> bool:
+        with self._cond:
+            return self._thread is not None
+
+
+class TimerEntry:
+    """A scheduled callback; ``cancel()`` is cheap and idempotent."""
+
+    __slots__ = ("_timer", "active", "fn")
+
+    def __init__(self, timer: Timer, fn: Callable[[], float | None]) -> None:
+        self._timer = timer
+        self.fn = fn
+        self.active = True
+
+    def cancel(self) -> None:
+        if self.active:
+            self._timer._cancel(self)
+
+
+HUB = Hub()
+atexit.register(HUB._at_exit)

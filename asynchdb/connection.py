@@ -1,0 +1,312 @@
+"""Connection, ``connect()`` and ``wrap()``.
+
+A :class:`Connection` is a drop-in stand-in for the driver's connection: every
+PEP 249 method and every driver extra works as the driver's does.  Behind it is
+one logical worker (a queue run by a borrowed pool thread) on which
+asynchronous calls run one after another, in the order they were started.
+"""
+
+from __future__ import annotations
+
+import types
+import warnings
+from typing import Any, Callable, Optional, Union
+
+from ._channel import Channel
+from ._drivers import for_connection, for_module
+from ._drivers._base import Adapter
+from ._hub import HUB
+from .cursor import Cursor
+from .errors import NotSupportedError
+from .listeners import make_sink
+from .operation import Job, Operation
+from .status import Asynch, check_timeout, parse_asynch
+
+__all__ = ["Connection", "connect", "wrap"]
+
+_METHOD_TYPES = (types.MethodType, types.BuiltinMethodType)
+_OWN = frozenset({"_ch", "_user_closed"})
+
+
+class Connection:
+    """A DB-API connection wrapper.
+
+    Thread: any thread may use it.  Synchronous calls run on the caller's
+    thread when nothing is queued (no hop), otherwise on the connection's
+    worker after the queued work.  Asynchronous calls always run on the worker.
+    """
+
+    __slots__ = ("_ch", "_user_closed", "__weakref__")
+
+    def __init__(self, channel: Channel) -> None:
+        object.__setattr__(self, "_ch", channel)
+        object.__setattr__(self, "_user_closed", False)
+
+    # -- PEP 249 -------------------------------------------------------------
+    def cursor(self, *args: Any, **kwargs: Any) -> Cursor:
+        """The driver's ``cursor()``, wrapped."""
+        ch = self._ch
+        return Cursor(self, ch.call(ch.raw.cursor, *args, **kwargs))
+
+    def commit(self) -> Any:
+        ch = self._ch
+        return ch.call(ch.raw.commit)
+
+    def rollback(self) -> Any:
+        ch = self._ch
+        return ch.call(ch.raw.rollback)
+
+    def close(self) -> None:
+        """Abort what is pending on this connection, then close the driver connection.
+
+        The driver connection is closed by the thread that owns it, never while
+        a driver call runs on another thread.  Blocks for at most the abort plus
+        a bounded wait; if a call that cannot be stopped still holds the worker,
+        the close happens as soon as it returns.  Closing twice is harmless.
+        """
+        object.__setattr__(self, "_user_closed", True)
+        self._ch.close()
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        """Driver shortcut (sqlite3, pyodbc, psycopg): a new cursor's ``execute``."""
+        self._require("execute")
+        return self.cursor().execute(*args, **kwargs)
+
+    def executemany(self, *args: Any, **kwargs: Any) -> Any:
+        """Driver shortcut (sqlite3, pyodbc, psycopg): a new cursor's ``executemany``."""
+        self._require("executemany")
+        return self.cursor().executemany(*args, **kwargs)
+
+    def _require(self, name: str) -> None:
+        raw = self._ch.raw
+        if raw is not None and not hasattr(raw, name):
+            raise AttributeError(f"'{type(raw).__name__}' object has no attribute '{name}'")
+
+    # -- introspection ---------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called (or the driver connection is gone)."""
+        return self._ch.closed
+
+    @property
+    def driver_connection(self) -> Any:
+        """The wrapped driver connection.  Use it only when no operation is pending."""
+        return self._ch.raw
+
+    def statistics(self) -> dict[str, Any]:
+        """Counters for this connection and the process-wide pool."""
+        ch = self._ch
+        with ch._mutex:
+            queued = len(ch._tasks)
+        return {
+            "driver": ch.adapter.name,
+            "can_cancel": ch.adapter.can_cancel,
+            "queued": queued,
+            "running": ch.running is not None,
+            "closed": ch.closed,
+            **ch.counters,
+            "pool_threads": HUB.thread_count(),
+        }
+
+    def __repr__(self) -> str:
+        ch = self._ch
+        state = "closed" if ch.closed else ("opening" if ch.raw is None else "open")
+        return f"<asynchdb.Connection {ch.adapter.name} {state} at {id(self):#x}>"
+
+    # -- context manager: whatever the driver's does ----------------------------
+    def __enter__(self) -> Connection:
+        ch = self._ch
+        enter = getattr(type(ch.raw), "__enter__", None)
+        if enter is None:
+            raise TypeError(f"'{type(ch.raw).__name__}' object does not support the "
+                            "context manager protocol")
+        ch.call(enter, ch.raw)
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        ch = self._ch
+        result = ch.call(type(ch.raw).__exit__, ch.raw, *exc)
+        if getattr(ch.raw, "closed", False) is True:
+            # the driver's __exit__ closed the connection (psycopg does)
+            object.__setattr__(self, "_user_closed", True)
+            ch.close()
+        return result
+
+    # -- driver extras ----------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        ch = self._ch
+        extra = ch.adapter.extra(ch, name)
+        if extra is not None:
+            return _Extra(self, extra)
+        raw = ch.raw
+        attr = getattr(raw, name)
+        if isinstance(attr, _METHOD_TYPES) and getattr(attr, "__self__", None) is raw:
+            return _Extra(self, attr)
+        return attr
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OWN:
+            object.__setattr__(self, name, value)
+            return
+        ch = self._ch
+        ch.call(setattr, ch.raw, name, value)
+
+    def __del__(self) -> None:
+        try:
+            ch = self._ch
+        except AttributeError:  # pragma: no cover - __init__ failed
+            return
+        try:
+            if ch.closed:
+                return
+            if ch.raw is None:
+                ch.release_unopened()
+                return
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2,
+                          source=self)
+            ch.close(wait=0)
+        except Exception:  # pragma: no cover - never raise from a finalizer
+            pass
+
+
+class _Extra:
+    """A driver-specific connection method, run under the ownership rule."""
+
+    __slots__ = ("_conn", "_fn")
+
+    def __init__(self, conn: Connection, fn: Callable[..., Any]) -> None:
+        self._conn = conn
+        self._fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        conn = self._conn
+        ch = conn._ch
+        result = ch.call(self._fn, *args, **kwargs)
+        if result is not None and result is not ch.raw and _looks_like_cursor(result):
+            return Cursor(conn, result)
+        return result
+
+    def __repr__(self) -> str:
+        return f"<asynchdb wrapper of {self._fn!r}>"
+
+
+def _looks_like_cursor(obj: Any) -> bool:
+    return (hasattr(obj, "fetchone") and hasattr(obj, "execute")
+            and hasattr(obj, "description") and not isinstance(obj, type))
+
+
+def _factory_of(driver: Any) -> Callable[..., Any]:
+    connect = getattr(driver, "connect", None)
+    if callable(connect) and not isinstance(driver, type):
+        return connect  # type: ignore[no-any-return]
+    if callable(driver):
+        return driver  # type: ignore[no-any-return]
+    raise TypeError(
+        f"driver must be a DB-API 2.0 module (with a connect callable) or a callable "
+        f"returning a DB-API connection, not {type(driver).__name__}")
+
+
+def connect(driver: Any, *args: Any, asynch: Union[bool, int] = False,
+            timeout: Optional[float] = None, listener: Any = None,
+            **kwargs: Any) -> Any:
+    """Open a connection through ``driver`` and wrap it.
+
+    Args:
+        driver: a DB-API 2.0 module (``sqlite3``, ``pyodbc``, ``psycopg``...) or
+            a callable returning a DB-API connection.  ``*args`` and
+            ``**kwargs`` go to its ``connect``.
+        asynch: ``True`` (or ``Asynch.INITIALIZE``) to open on the worker and
+            return an :class:`Operation` at once.
+        timeout: a deadline in seconds; when it passes the connect is abandoned
+            (no driver can cancel a connect) and ends with ``DeadlineExceeded``.
+        listener: advised before the work starts.
+
+    Returns:
+        A :class:`Connection`, or with ``asynch`` an :class:`Operation` whose
+        result is the Connection.
+    """
+    flags = parse_asynch(asynch)
+    if flags & ~(Asynch.INITIALIZE | Asynch.POPULATE_ON_DEMAND):
+        raise NotSupportedError(
+            f"{flags!r}: population flags apply to row-returning calls, not to connect")
+    seconds = check_timeout(timeout)
+    sink = make_sink(listener) if listener is not None else None
+    factory = _factory_of(driver)
+    adapter = for_module(driver)
+    if not flags and seconds is None and sink is None:
+        raw = adapter.connect(factory, args, dict(kwargs))
+        return _wrap(adapter, raw)
+
+    ch = Channel(adapter)
+    conn = Connection(ch)
+    kw = dict(kwargs)
+
+    def open_() -> Connection:
+        # worker thread
+        try:
+            raw = adapter.connect(factory, args, kw)
+        except BaseException:
+            ch.release_unopened()
+            raise
+        ch.raw = raw
+        try:
+            adapter.prepare(ch)
+        except BaseException:
+            ch.close(wait=0)
+            raise
+        return conn
+
+    job = Job(ch, "connect", open_, cancellable=False)
+    job.on_late_value = _close_late
+    if sink is not None:
+        job.advise(sink)
+    if seconds is not None:
+        job.set_deadline(seconds)
+    ch.submit(job)
+    if flags:
+        return Operation(job)
+    # synchronous with a deadline or a listener: wait here; the deadline can
+    # release this thread even though the driver's connect cannot be stopped
+    job.wait(None)
+    _, value, error = job.outcome()
+    if error is not None:
+        try:
+            raise error
+        finally:
+            error = None
+    return value
+
+
+def _close_late(conn: Connection) -> None:
+    # worker thread: a connect that was abandoned came back; close what it opened
+    conn._ch.close(wait=0)
+
+
+def wrap(dbapi_connection: Any) -> Connection:
+    """Wrap an already open DB-API connection.
+
+    Use the driver connection only through the wrapper afterwards.  A sqlite3
+    connection must have been opened with ``check_same_thread=False`` for
+    asynchronous calls (they run on worker threads); synchronous calls work
+    either way from the thread that opened it.
+    """
+    if isinstance(dbapi_connection, Connection):
+        return dbapi_connection
+    for name in ("cursor", "commit", "close"):
+        if not callable(getattr(dbapi_connection, name, None)):
+            raise TypeError(
+                f"wrap() needs an open DB-API connection (with cursor, commit and close); "
+                f"{type(dbapi_connection).__name__} has no {name}()")
+    return _wrap(for_connection(dbapi_connection), dbapi_connection)
+
+
+def _wrap(adapter: Adapter, raw: Any) -> Connection:
+    ch = Channel(adapter, raw)
+    try:
+        adapter.prepare(ch)
+    except BaseException:
+        ch.release_unopened()
+        raise
+    return Connection(ch)

@@ -1,0 +1,390 @@
+"""Cursor: the drop-in DB-API cursor whose blocking calls can return an Operation.
+
+Without ``asynch=``, ``timeout=`` or ``listener=`` every method is the
+driver's: same arguments, same return values (the wrapper stands in for the
+driver cursor), same exceptions.  Such a call runs on the caller's thread when
+the connection is free, with no thread hop.
+
+While the cursor's operation is in INITIALIZATION the cursor is a *zombie*:
+reading results or starting another call raises :class:`ZombieError`.
+``close()`` is always allowed; it aborts the operation first.
+"""
+
+from __future__ import annotations
+
+import threading
+import types
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Union
+
+from .errors import NotSupportedError, ZombieError
+from .listeners import make_sink
+from .operation import CANCELED, OWNER, RUNNING, Job, Operation
+from .status import Asynch, check_timeout, parse_asynch
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["Cursor"]
+
+_POPULATION = Asynch.SEQUENTIAL_POPULATION | Asynch.BACKGROUND_POPULATION | Asynch.PREPOPULATE
+_METHOD_TYPES = (types.MethodType, types.BuiltinMethodType)
+_ident = threading.get_ident
+_OWN = frozenset({"_conn", "_ch", "_raw", "_guard", "_closed"})
+
+
+class _ClosedCursor:
+    """Stands in for a driver cursor whose close is still queued behind work."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        cls = getattr(self._module, "ProgrammingError", None)
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            cls = ValueError
+        raise cls("Cannot operate on a closed cursor.")
+
+
+class Cursor:
+    """A DB-API cursor wrapper (see the module docstring)."""
+
+    __slots__ = ("_conn", "_ch", "_raw", "_guard", "_closed", "__weakref__")
+
+    def __init__(self, connection: Connection, raw: Any) -> None:
+        osa = object.__setattr__
+        osa(self, "_conn", connection)
+        osa(self, "_ch", connection._ch)
+        osa(self, "_raw", raw)
+        #: The operation whose outcome still matters to reads (pending or canceled).
+        osa(self, "_guard", None)
+        osa(self, "_closed", False)
+
+    # ------------------------------------------------------------------
+    # the zombie guard
+    # ------------------------------------------------------------------
+    def _settle(self, starting: bool) -> None:
+        job: Job = self._guard
+        state = job.state
+        if state <= RUNNING:
+            raise ZombieError(job.handle())
+        if state == CANCELED and not starting:
+            raise job.outcome()[2]  # type: ignore[misc]
+        object.__setattr__(self, "_guard", None)
+
+    # ------------------------------------------------------------------
+    # starting work
+    # ------------------------------------------------------------------
+    def execute(self, operation: Any, *args: Any, asynch: Union[bool, int] = False,
+                timeout: Optional[float] = None, listener: Any = None,
+                **kwargs: Any) -> Any:
+        """Execute a statement: the driver's ``execute``, optionally asynchronous.
+
+        Returns the cursor, or with ``asynch`` an Operation whose result is the cursor.
+        """
+        if asynch is False and timeout is None and listener is None:
+            # the drop-in path: no Operation, no thread hop when the connection is free
+            if self._guard is not None:
+                self._settle(True)
+            ch = self._ch
+            if not ch._scheduled and ch._owner.acquire(False):
+                try:
+                    self._raw.execute(operation, *args, **kwargs)
+                finally:
+                    if ch.graveyard:
+                        ch._bury()
+                    ch._owner.release()
+            else:
+                ch.call(self._raw.execute, operation, *args, **kwargs)
+            return self
+        return self._start("execute", self._raw.execute, (operation, *args), kwargs,
+                           asynch, timeout, listener, True)
+
+    def executemany(self, operation: Any, seq_of_parameters: Iterable[Any], *args: Any,
+                    asynch: Union[bool, int] = False, timeout: Optional[float] = None,
+                    listener: Any = None, **kwargs: Any) -> Any:
+        """The driver's ``executemany``; progress counts parameter sets done."""
+        if asynch is False and timeout is None and listener is None:
+            if self._guard is not None:
+                self._settle(True)
+            self._ch.call(self._raw.executemany, operation, seq_of_parameters, *args, **kwargs)
+            return self
+        return self._start("executemany", self._raw.executemany,
+                           (operation, seq_of_parameters, *args), kwargs,
+                           asynch, timeout, listener, True)
+
+    def callproc(self, procname: str, *args: Any, asynch: Union[bool, int] = False,
+                 timeout: Optional[float] = None, listener: Any = None,
+                 **kwargs: Any) -> Any:
+        """The driver's ``callproc``; its return value unchanged."""
+        fn = self._raw.callproc
+        if asynch is False and timeout is None and listener is None:
+            if self._guard is not None:
+                self._settle(True)
+            return self._ch.call(fn, procname, *args, **kwargs)
+        return self._start("callproc", fn, (procname, *args), kwargs,
+                           asynch, timeout, listener, False)
+
+    def nextset(self, *, asynch: Union[bool, int] = False, timeout: Optional[float] = None,
+                listener: Any = None) -> Any:
+        """The driver's ``nextset`` (``True``; ``None`` or ``False`` at the end)."""
+        fn = self._raw.nextset
+        if asynch is False and timeout is None and listener is None:
+            if self._guard is not None:
+                self._settle(True)
+            return self._ch.call(fn)
+        return self._start("nextset", fn, (), {}, asynch, timeout, listener, False)
+
+    def _start(self, kind: str, fn: Callable[..., Any], args: tuple[Any, ...],
+               kwargs: dict[str, Any], asynch: Union[bool, int], timeout: Optional[float],
+               listener: Any, returns_cursor: bool) -> Any:
+        # caller thread: validate everything before anything runs
+        flags = parse_asynch(asynch)
+        if flags & _POPULATION:
+            raise NotSupportedError(
+                f"{flags!r}: background population is not available yet; "
+                "use asynch=True (INITIALIZE)")
+        seconds = check_timeout(timeout)
+        sink = make_sink(listener) if listener is not None else None
+        if self._guard is not None:
+            self._settle(True)
+        ch = self._ch
+        if ch.closed:
+            raise ch.closed_error()
+        if self._closed:
+            getattr(self._raw, "execute")  # the driver's own closed-cursor error
+            raise ch.closed_error()
+        job = Job(ch, kind, _noop, raw_cursor=self._raw)
+        if kind == "executemany" and ch.adapter.counts_executemany:
+            args = (args[0], _counting(job, args[1]), *args[2:])
+        if returns_cursor:
+            def work() -> Any:
+                fn(*args, **kwargs)
+                return OWNER
+        else:
+            def work() -> Any:
+                return fn(*args, **kwargs)
+        job.fn = work
+        if sink is not None:
+            job.advise(sink)
+        object.__setattr__(self, "_guard", job)
+        if seconds is not None:
+            job.set_deadline(seconds)
+        if flags:
+            op: Operation[Any] = Operation(job, self)
+            ch.submit(job)
+            return op
+        ch.run_sync(job)
+        _, value, error = job.outcome()
+        if error is not None:
+            try:
+                raise error
+            finally:
+                error = None
+        return self if value is OWNER else value
+
+    # ------------------------------------------------------------------
+    # reading results
+    # ------------------------------------------------------------------
+    def fetchone(self) -> Any:
+        """The driver's ``fetchone``."""
+        if self._guard is not None:
+            self._settle(False)
+        ch = self._ch
+        if not ch._scheduled and ch._owner.acquire(False):
+            try:
+                return self._raw.fetchone()
+            finally:
+                ch._owner.release()
+        return ch.call(self._raw.fetchone)
+
+    def fetchmany(self, *args: Any, **kwargs: Any) -> Any:
+        """The driver's ``fetchmany``."""
+        if self._guard is not None:
+            self._settle(False)
+        return self._ch.call(self._raw.fetchmany, *args, **kwargs)
+
+    def fetchall(self) -> Any:
+        """The driver's ``fetchall``."""
+        if self._guard is not None:
+            self._settle(False)
+        ch = self._ch
+        if not ch._scheduled and ch._owner.acquire(False):
+            try:
+                return self._raw.fetchall()
+            finally:
+                ch._owner.release()
+        return ch.call(self._raw.fetchall)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        row = self.fetchone()
+        if row is None:
+            raise StopIteration
+        return row
+
+    @property
+    def description(self) -> Any:
+        if self._guard is not None:
+            self._settle(False)
+        return self._raw.description
+
+    @property
+    def rowcount(self) -> Any:
+        if self._guard is not None:
+            self._settle(False)
+        return self._raw.rowcount
+
+    @property
+    def lastrowid(self) -> Any:
+        if self._guard is not None:
+            self._settle(False)
+        return self._raw.lastrowid
+
+    @property
+    def arraysize(self) -> Any:
+        return self._raw.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: Any) -> None:
+        self._raw.arraysize = value
+
+    @property
+    def connection(self) -> Connection:
+        """The wrapping :class:`~asynchdb.Connection`."""
+        return self._conn
+
+    def setinputsizes(self, *args: Any, **kwargs: Any) -> Any:
+        if self._guard is not None:
+            self._settle(True)
+        return self._ch.call(self._raw.setinputsizes, *args, **kwargs)
+
+    def setoutputsize(self, *args: Any, **kwargs: Any) -> Any:
+        return self._ch.call(self._raw.setoutputsize, *args, **kwargs)
+
+    # ------------------------------------------------------------------
+    # closing
+    # ------------------------------------------------------------------
+    def close(self) -> None:
+        """Abort the pending operation, if any, then close the driver cursor.
+
+        Never blocks for longer than a bounded wait: when the connection is busy
+        with other work, the driver cursor is closed by its worker afterwards.
+        """
+        job = self._guard
+        if job is not None and not job.done():
+            job.abort(force=True)
+        if self._closed:
+            return
+        object.__setattr__(self, "_closed", True)
+        ch = self._ch
+        raw = self._raw
+        if ch.raw_closed:
+            return
+        if ch._owner_thread == _ident():
+            ch.adapter.close_cursor(raw)  # nested, on the owner thread
+        elif not ch._scheduled and ch._owner.acquire(False):
+            try:
+                ch.adapter.close_cursor(raw)
+            finally:
+                ch._owner.release()
+        else:
+            # the worker is busy: it closes the driver cursor once it is free
+            object.__setattr__(self, "_raw", _ClosedCursor(ch.module))
+            ch.discard_cursor(raw)
+
+    def __del__(self) -> None:
+        try:
+            job = self._guard
+            if job is not None and not job.done():
+                job.abort(force=True)
+            if not self._closed and not isinstance(self._raw, _ClosedCursor):
+                self._ch.discard_cursor(self._raw)
+        except Exception:  # pragma: no cover - never raise from a finalizer
+            pass
+
+    # ------------------------------------------------------------------
+    # context manager and driver extras
+    # ------------------------------------------------------------------
+    def __enter__(self) -> Cursor:
+        enter = getattr(type(self._raw), "__enter__", None)
+        if enter is None:
+            raise TypeError(f"'{type(self._raw).__name__}' object does not support the "
+                            "context manager protocol")
+        self._ch.call(enter, self._raw)
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        job = self._guard
+        if job is not None and not job.done():
+            job.abort(force=True)
+        return self._ch.call(type(self._raw).__exit__, self._raw, *exc)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raw = self._raw
+        attr = getattr(raw, name)
+        if isinstance(attr, _METHOD_TYPES) and getattr(attr, "__self__", None) is raw:
+            return _Extra(self, attr)
+        return attr
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OWN:
+            object.__setattr__(self, name, value)
+        elif name == "arraysize":
+            self._raw.arraysize = value
+        else:
+            setattr(self._raw, name, value)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        job = self._guard
+        if job is not None and not job.done():
+            state = "zombie"
+        return f"<asynchdb.Cursor {state} on {self._ch.adapter.name} at {id(self):#x}>"
+
+
+class _Extra:
+    """A driver-specific cursor method, run under the connection's ownership rule."""
+
+    __slots__ = ("_cursor", "_fn")
+
+    def __init__(self, cursor: Cursor, fn: Callable[..., Any]) -> None:
+        self._cursor = cursor
+        self._fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        cur = self._cursor
+        if cur._guard is not None:
+            cur._settle(True)
+        result = cur._ch.call(self._fn, *args, **kwargs)
+        return cur if result is cur._raw else result
+
+    def __repr__(self) -> str:
+        return f"<asynchdb wrapper of {self._fn!r}>"
+
+
+def _noop() -> None:  # pragma: no cover - replaced before the job runs
+    return None
+
+
+def _counting(job: Job, seq: Iterable[Any]) -> Iterator[Any]:
+    """Hand parameter sets to the driver one by one, counting those done."""
+    total: Optional[int]
+    try:
+        total = len(seq)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    if total:
+        job.set_progress(0, total)
+    done = 0
+    for params in seq:
+        if done:
+            if total:
+                job.set_progress(done)
+            else:
+                job.set_progress(0, None, f"{done} parameter sets done")
+        yield params
+        done += 1

@@ -1,0 +1,81 @@
+"""asynchdb's own exceptions.
+
+Driver errors are never wrapped or replaced: ``Operation.result()`` re-raises
+the very object the driver raised.  The classes here cover only what the
+asynchronous layer adds::
+
+    AsynchError(Exception)
+    ├── ZombieError                      object used while its operation is in INITIALIZATION
+    ├── OperationCanceled(concurrent.futures.CancelledError)   the operation was aborted
+    │   └── DeadlineExceeded(TimeoutError)                       aborted by its timeout=
+    ├── AbortVetoed                      a listener vetoed abort()
+    └── NotSupportedError(ValueError)    a requested asynch flag this wrapper cannot honour
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Any
+
+__all__ = [
+    "AbortVetoed",
+    "AsynchError",
+    "DeadlineExceeded",
+    "NotSupportedError",
+    "OperationCanceled",
+    "ZombieError",
+]
+
+
+class AsynchError(Exception):
+    """Base class of every error asynchdb raises itself."""
+
+
+class ZombieError(AsynchError):
+    """A cursor was used while its operation is still in INITIALIZATION.
+
+    Until the driver call behind an asynchronous ``execute`` (or
+    ``executemany``, ``callproc``, ``nextset``) has returned, the cursor has no
+    results to show.  Wait for the operation (``wait_for_completion`` or
+    ``result``), or ``abort()`` it, or ``close()`` the cursor.
+    """
+
+    def __init__(self, operation: Any) -> None:
+        super().__init__(
+            f"the cursor is a zombie until its pending operation ends: {operation!r}"
+        )
+        self.operation = operation
+
+
+class OperationCanceled(AsynchError, concurrent.futures.CancelledError):
+    """The operation was aborted and the driver confirmed it (or it was abandoned).
+
+    The driver's own error, when there was one (``sqlite3.OperationalError:
+    interrupted``, ``psycopg.errors.QueryCanceled``...), is the ``__cause__``.
+    It is a ``concurrent.futures.CancelledError``, so code written for plain
+    futures keeps working.
+    """
+
+
+class DeadlineExceeded(OperationCanceled, TimeoutError):
+    """The operation was aborted because its ``timeout=`` deadline passed.
+
+    Unlike the ``TimeoutError`` that ``Operation.result(timeout=...)`` raises
+    when a *wait* runs out (the operation then keeps running), this one means
+    the work itself was stopped.
+    """
+
+
+class AbortVetoed(AsynchError):
+    """A listener returned ``False`` for the CANCELED notification of ``abort()``.
+
+    The operation goes on and ends normally.
+    """
+
+
+class NotSupportedError(AsynchError, ValueError):
+    """A requested ``asynch`` flag cannot be honoured by this wrapper.
+
+    Raised before anything runs.  ``RANDOM_POPULATION`` always raises it:
+    DB-API result sets are ordered streams.
+    """

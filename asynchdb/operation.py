@@ -1,0 +1,772 @@
+"""Operation: the handle of one asynchronous call, and the state machine behind it.
+
+The state machine lives in :class:`Job` (internal); :class:`Operation` is the
+user's handle.  They are two objects so that the worker can hold the job while
+the user's handle can still be garbage collected: releasing the last reference
+to a running operation (and its cursor) aborts it, as in OLE DB.
+
+Internal states and the public phase they show::
+
+    PENDING    queued on the connection's worker      -> INITIALIZATION
+    RUNNING    the driver call is in progress         -> INITIALIZATION
+    POPULATING rows still arriving                    -> POPULATION
+    COMPLETE   ended, with a value or the driver error -> COMPLETE
+    CANCELED   aborted                                 -> CANCELED
+
+Moves: PENDING -> RUNNING -> (POPULATING ->) COMPLETE, and PENDING, RUNNING or
+POPULATING -> CANCELED.  Every move happens under the job's lock in one of
+``_start``, ``_finish`` or ``_apply_abort``; nothing else writes ``_state``.
+
+Locks: ``Job._lock`` guards the state, the outcome, the listeners and the
+notification queue.  It is held only for a few assignments: no driver call,
+no listener callback, no other lock is ever taken under it.  It is reentrant
+so that a finalizer run by the garbage collector on a thread that holds it
+cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import itertools
+import logging
+import math
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
+
+from . import oledb
+from .errors import AbortVetoed, OperationCanceled
+from .listeners import OleDbSink, Sink, hresult_of, make_sink
+from .status import Phase, Status, check_timeout
+
+if TYPE_CHECKING:
+    from ._channel import Channel
+    from ._hub import TimerEntry
+
+__all__ = ["Operation"]
+
+T = TypeVar("T")
+log = logging.getLogger("asynchdb")
+
+PENDING, RUNNING, POPULATING, COMPLETE, CANCELED = range(5)
+_PHASE = (Phase.INITIALIZATION, Phase.INITIALIZATION, Phase.POPULATION,
+          Phase.COMPLETE, Phase.CANCELED)
+_STATE_NAME = ("pending", "running", "populating", "complete", "canceled")
+
+#: Seconds between progress notifications while a driver call runs.
+TICK = 0.5
+
+_get_ident = threading.get_ident
+
+
+class _Reply:
+    """The listeners' answer to a CANCELED notification (veto or not)."""
+
+    __slots__ = ("event", "vetoed")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.vetoed = False
+
+
+class _Note:
+    __slots__ = ("kind", "status", "reply", "target", "force", "error")
+
+    def __init__(self, kind: str, status: Status | None, reply: _Reply | None = None,
+                 target: Sink | None = None, force: bool = False) -> None:
+        self.kind = kind          # "progress", "stop", "low", "abort"
+        self.status = status
+        self.reply = reply
+        self.target = target      # only this sink (late advise), else all
+        self.force = force        # an abort that cannot be vetoed (close, release)
+        self.error: OperationCanceled | None = None  # the error an "abort" note applies
+
+
+class _OwnerValue:
+    """Marker: the operation's value is the cursor that started it."""
+
+
+OWNER = _OwnerValue()
+
+
+class Job:
+    """The state of one operation (internal; see the module docstring)."""
+
+    __slots__ = (
+        "channel", "kind", "fn", "_lock", "_state", "_abort_requested", "_abort_pending",
+        "_abort_error", "_abandoned", "_value", "_error", "progress", "progress_max",
+        "text", "text_fn", "_status", "_event", "_future", "_sinks", "_cookies",
+        "_notes", "_deliverer", "_timers", "_handle_ref", "cancellable", "raw_cursor",
+        "on_late_value", "__weakref__",
+    )
+
+    def __init__(self, channel: Channel, kind: str, fn: Callable[[], Any], *,
+                 cancellable: bool = True, raw_cursor: Any = None) -> None:
+        self.channel = channel
+        self.kind = kind
+        self.fn = fn
+        self._lock = threading.RLock()
+        self._state = PENDING
+        self._abort_requested = False
+        self._abort_pending = False
+        self._abort_error: OperationCanceled | None = None
+        self._abandoned = False
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.progress = 0
+        self.progress_max = 1
+        self.text: str | None = None
+        self.text_fn: Callable[[], str | None] | None = None
+        self._status: Status | None = None
+        self._event: threading.Event | None = None
+        self._future: concurrent.futures.Future[Any] | None = None
+        self._sinks: dict[int, Sink] | None = None
+        self._cookies: itertools.count[int] | None = None
+        self._notes: collections.deque[_Note] | None = None
+        self._deliverer: int | None = None
+        self._timers: list[TimerEntry] | None = None
+        self._handle_ref: weakref.ref[Operation[Any]] | None = None
+        #: False for work no cancel primitive can stop (a connect): abort abandons it.
+        self.cancellable = cancellable
+        #: The driver cursor the call runs on (pyodbc cancels through it).
+        self.raw_cursor = raw_cursor
+        #: Called with a value that arrives after the job was abandoned.
+        self.on_late_value: Callable[[Any], None] | None = None
+
+    # ------------------------------------------------------------------
+    # observing (any thread)
+    # ------------------------------------------------------------------
+    @property
+    def state(self) -> int:
+        return self._state
+
+    def done(self) -> bool:
+        return self._state >= COMPLETE
+
+    def status(self) -> Status:
+        with self._lock:
+            st = self._status
+            if st is None or (self.text_fn is not None and self._state == RUNNING):
+                st = self._status = self._build_status(_PHASE[self._state])
+            return st
+
+    def _build_status(self, phase: Phase) -> Status:
+        # caller holds self._lock
+        text = self.text
+        if self.text_fn is not None and self._state == RUNNING:
+            text = self.text_fn() or text
+        if self._state == CANCELED:
+            error: BaseException | None = self._abort_error
+        else:
+            error = self._error
+        prog, pmax = self.progress, self.progress_max
+        if self._state == COMPLETE:
+            prog = pmax
+        elif prog >= pmax:
+            pmax = prog + 1
+        return Status(phase, prog, pmax, text, error)
+
+    def set_progress(self, progress: int, progress_max: int | None = None,
+                     text: str | None = None) -> None:
+        """Record progress (thread running the work)."""
+        with self._lock:
+            self.progress = progress
+            if progress_max is not None:
+                self.progress_max = progress_max
+            if text is not None:
+                self.text = text
+            self._status = None
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until the job ended; False if ``timeout`` seconds passed first."""
+        if self._state >= COMPLETE:
+            return True
+        with self._lock:
+            if self._state >= COMPLETE:
+                return True
+            ev = self._event
+            if ev is None:
+                ev = self._event = threading.Event()
+        if timeout is None:
+            # Event.wait is interruptible by signals (KeyboardInterrupt) on POSIX
+            ev.wait()
+            return True
+        return ev.wait(timeout)
+
+    def outcome(self) -> tuple[int, Any, BaseException | None]:
+        with self._lock:
+            if self._state == CANCELED:
+                return CANCELED, None, self._abort_error
+            return self._state, self._value, self._error
+
+    def future(self) -> concurrent.futures.Future[Any]:
+        with self._lock:
+            fut = self._future
+            if fut is None:
+                fut = self._future = concurrent.futures.Future()
+                # a running future cannot be cancelled by Future.cancel(); aborting
+                # is done with Operation.abort()
+                fut.set_running_or_notify_cancel()
+                if self._state >= COMPLETE:
+                    self._settle_future(fut)
+            return fut
+
+    def _settle_future(self, fut: concurrent.futures.Future[Any]) -> None:
+        if fut.done():
+            return
+        if self._state == CANCELED:
+            fut.set_exception(self._abort_error)
+        elif self._error is not None:
+            fut.set_exception(self._error)
+        else:
+            fut.set_result(self._value)
+
+    def handle(self) -> Operation[Any]:
+        """The user's handle, or a new one if it was released."""
+        ref = self._handle_ref
+        op = ref() if ref is not None else None
+        if op is None:
+            op = Operation(self, None, release_aborts=False)
+        return op
+
+    def __repr__(self) -> str:
+        return (f"<asynchdb operation {self.kind} {_STATE_NAME[self._state]} "
+                f"progress={self.progress}/{self.progress_max}>")
+
+    # ------------------------------------------------------------------
+    # running (the thread that owns the connection)
+    # ------------------------------------------------------------------
+    def run(self) -> None:
+        """Run the driver call; never raises.  Owner thread."""
+        with self._lock:
+            if self._state != PENDING:
+                return  # aborted while queued
+            self._state = RUNNING
+            self._status = None
+            notify = self._sinks is not None
+        ch = self.channel
+        if notify:
+            self._post(_Note("progress", self.status()))
+            self._schedule(TICK, self._tick)
+        ch.begin(self)
+        try:
+            if self._abort_requested:
+                # the abort landed before the driver started: do not start it
+                ch.end(self)
+                self._finish_canceled(None)
+                return
+            self.text_fn = ch.adapter.text_source(ch)
+            value = self.fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+            ch.end(self)
+            self._finish_error(exc)
+        else:
+            ch.end(self)
+            self._finish_value(value)
+
+    def run_population(self, fill: Callable[[Job], None]) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _finish_value(self, value: Any) -> None:
+        with self._lock:
+            if self._state == CANCELED:
+                late = True
+            else:
+                late = False
+                self._value = value
+                self._end(COMPLETE)
+        if late:
+            self._late(value, None)
+        else:
+            self._after_end()
+
+    def _finish_error(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._state == CANCELED:
+                late = True
+            else:
+                late = False
+                if self._abort_requested and self.channel.adapter.is_cancel_error(exc):
+                    assert self._abort_error is not None
+                    self._abort_error.__cause__ = exc
+                    self._end(CANCELED)
+                else:
+                    self._error = exc
+                    self._end(COMPLETE)
+            canceled = self._state == CANCELED
+        if late:
+            self._late(None, exc)
+            return
+        if canceled:
+            self._repair()
+        self._after_end()
+
+    def _finish_canceled(self, cause: BaseException | None) -> None:
+        with self._lock:
+            if self._state >= COMPLETE:
+                return
+            if cause is not None and self._abort_error is not None:
+                self._abort_error.__cause__ = cause
+            self._end(CANCELED)
+        self._after_end()
+
+    def _repair(self) -> None:
+        try:
+            self.channel.adapter.after_abort(self.channel)
+        except Exception:
+            log.warning("asynchdb: repairing the connection after an abort failed",
+                        exc_info=True)
+
+    def _late(self, value: Any, exc: BaseException | None) -> None:
+        # an abandoned call came back: discard its value, log its error
+        if exc is not None:
+            log.warning("asynchdb: abandoned %s failed after it was aborted: %r",
+                        self.kind, exc, exc_info=exc)
+        elif self.on_late_value is not None:
+            try:
+                self.on_late_value(value)
+            except Exception:
+                log.warning("asynchdb: discarding the late result of an abandoned %s "
+                            "failed", self.kind, exc_info=True)
+
+    def _end(self, state: int) -> None:
+        # caller holds self._lock
+        self._state = state
+        if state == COMPLETE:
+            self.progress = self.progress_max
+        self._status = None
+        if self._event is not None:
+            self._event.set()
+
+    def _after_end(self) -> None:
+        # outside the lock: timers, future, listeners
+        with self._lock:
+            timers, self._timers = self._timers, None
+            fut = self._future
+            notify = self._sinks is not None
+            state = self._state
+        if timers:
+            for t in timers:
+                t.cancel()
+        if fut is not None:
+            self._settle_future(fut)
+        if notify:
+            st = self.status()
+            if state == COMPLETE and st.error is None:
+                self._post(_Note("progress", st))
+            self._post(_Note("stop", st))
+
+    # ------------------------------------------------------------------
+    # aborting (any thread)
+    # ------------------------------------------------------------------
+    def abort(self, error: OperationCanceled | None = None, *, force: bool = False) -> None:
+        """Request an abort; see :meth:`Operation.abort`.
+
+        ``force``: listeners hear CANCELED but cannot veto (close, release, exit).
+        """
+        with self._lock:
+            if self._state >= COMPLETE or self._abort_requested:
+                return
+            if self._abort_pending and not force:
+                return
+            listening = self._sinks is not None
+            if listening:
+                self._abort_pending = True
+        if error is None:
+            error = OperationCanceled(f"{self.kind} was aborted")
+        if not listening:
+            self._apply_abort(error)
+            return
+        reply = _Reply()
+        now = self.status()
+        status = Status(Phase.CANCELED, now.progress, now.progress_max, "abort requested", error)
+        note = _Note("abort", status, reply, force=force)
+        note.error = error
+        self._post(note)
+        if self._deliverer == _get_ident():
+            return  # asked from inside a callback: decided after it returns
+        reply.event.wait()
+        if reply.vetoed and not force:
+            raise AbortVetoed(f"a listener vetoed the abort of {self.kind}")
+
+    def _decide_abort(self, note: _Note, error: OperationCanceled) -> None:
+        # deliverer thread, after every listener answered
+        assert note.reply is not None
+        if note.reply.vetoed and not note.force:
+            with self._lock:
+                self._abort_pending = False
+        else:
+            self._apply_abort(error)
+        note.reply.event.set()
+
+    def _apply_abort(self, error: OperationCanceled) -> None:
+        with self._lock:
+            self._abort_pending = False
+            if self._state >= COMPLETE or self._abort_requested:
+                return
+            self._abort_requested = True
+            self._abort_error = error
+            state = self._state
+            if state == PENDING:
+                self._end(CANCELED)
+                final = True
+            elif state == RUNNING and not (self.cancellable and self.channel.adapter.can_cancel):
+                # no cancel primitive: abandon the call; the worker stays busy
+                self._abandoned = True
+                self.text = ("abandoned: the driver has no cancel; the statement may "
+                             "still be running")
+                self._end(CANCELED)
+                final = True
+            else:
+                final = False
+        if final:
+            self._after_end()
+            return
+        if state == RUNNING:
+            self.channel.cancel(self)
+            again = self.channel.adapter.reissue_cancel
+            if again is not None:
+                self._schedule(again, self._reissue)
+
+    def _reissue(self) -> float | None:
+        # timer thread: a cancel that landed before the statement started is lost;
+        # repeat it until the worker reports the call ended
+        if self._state != RUNNING:
+            return None
+        self.channel.cancel(self)
+        return self.channel.adapter.reissue_cancel
+
+    def _tick(self) -> float | None:
+        # timer thread: periodic progress while the driver call runs
+        if self._state != RUNNING:
+            return None
+        self._post(_Note("progress", self.status()))
+        return TICK
+
+    def _schedule(self, delay: float, fn: Callable[[], float | None]) -> None:
+        from ._hub import HUB
+
+        entry = HUB.timer.schedule(delay, fn)
+        with self._lock:
+            if self._state >= COMPLETE:
+                entry.cancel()
+                return
+            if self._timers is None:
+                self._timers = []
+            self._timers.append(entry)
+
+    def set_deadline(self, seconds: float) -> None:
+        from .errors import DeadlineExceeded
+
+        def fire() -> None:
+            try:
+                self.abort(DeadlineExceeded(
+                    f"{self.kind} was aborted: its deadline of {seconds:g} s passed"))
+            except AbortVetoed:
+                log.info("asynchdb: a listener vetoed the deadline abort of %s", self.kind)
+
+        if seconds <= 0:
+            fire()
+        else:
+            self._schedule(seconds, lambda: fire())  # returns None: runs once
+
+    # ------------------------------------------------------------------
+    # listeners
+    # ------------------------------------------------------------------
+    def advise(self, sink: Sink) -> int:
+        with self._lock:
+            if self._cookies is None:
+                self._cookies = itertools.count(1)
+            cookie = next(self._cookies)
+            if self._sinks is None:
+                self._sinks = {}
+            self._sinks[cookie] = sink
+            ended = self._state >= COMPLETE
+        if ended:
+            st = self.status()
+            self._post(_Note("progress", st, target=sink))
+            self._post(_Note("stop", st, target=sink))
+        return cookie
+
+    def unadvise(self, cookie: int) -> None:
+        with self._lock:
+            if not self._sinks or cookie not in self._sinks:
+                raise KeyError(cookie)
+            del self._sinks[cookie]
+
+    def low_resource(self) -> None:
+        if self._sinks is not None:
+            self._post(_Note("low", None))
+
+    def _post(self, note: _Note) -> None:
+        """Queue a notification; deliver the queue unless someone else is."""
+        with self._lock:
+            if self._notes is None:
+                self._notes = collections.deque()
+            self._notes.append(note)
+            if self._deliverer is not None:
+                return
+            self._deliverer = _get_ident()
+        self._deliver_all()
+
+    def _deliver_all(self) -> None:
+        # the delivering thread; one note at a time, in order
+        op: Operation[Any] | None = None
+        while True:
+            with self._lock:
+                notes = self._notes
+                if not notes:
+                    self._deliverer = None
+                    return
+                note = notes.popleft()
+                if note.target is not None:
+                    sinks: list[Sink] = [note.target]
+                else:
+                    sinks = list(self._sinks.values()) if self._sinks else []
+            if op is None:
+                op = self.handle()
+            self._deliver(op, note, sinks)
+
+    def _deliver(self, op: Operation[Any], note: _Note, sinks: list[Sink]) -> None:
+        kind = note.kind
+        if kind == "abort":
+            vetoed = False
+            for s in sinks:
+                try:
+                    assert note.status is not None
+                    if not s.progress(op, note.status):
+                        vetoed = True
+                except Exception:
+                    log.exception("asynchdb: listener %r raised in on_progress", s.listener)
+            assert note.reply is not None and note.error is not None
+            note.reply.vetoed = vetoed
+            self._decide_abort(note, note.error)
+            return
+        for s in sinks:
+            try:
+                if kind == "progress":
+                    assert note.status is not None
+                    keep = s.progress(op, note.status)
+                    if not keep and note.status.phase < Phase.COMPLETE:
+                        # False in INITIALIZATION or POPULATION asks for an abort
+                        try:
+                            self.abort()
+                        except AbortVetoed:
+                            pass
+                elif kind == "stop":
+                    assert note.status is not None
+                    s.stop(op, note.status)
+                else:
+                    s.low_resource(op)
+            except Exception:
+                log.exception("asynchdb: listener %r raised in on_%s", s.listener, kind)
+
+
+class Operation(Generic[T]):
+    """The handle of one asynchronous call (OLE DB ``IDBAsynchStatus``).
+
+    Every method may be called from any thread, at any time, including from
+    inside a listener, and none blocks unless it says so.
+
+    Releasing the last reference to a running operation and to its cursor
+    aborts it.
+    """
+
+    __slots__ = ("_job", "_owner", "_release_aborts", "_fut", "__weakref__")
+
+    def __init__(self, job: Job, owner: Any = None, *, release_aborts: bool = True) -> None:
+        self._job = job
+        self._owner = owner
+        self._fut: concurrent.futures.Future[Any] | None = None
+        self._release_aborts = release_aborts
+        if release_aborts:
+            job._handle_ref = weakref.ref(self)
+
+    def __del__(self) -> None:
+        # The owner (a cursor) aborts in its own finalizer when it goes too; an
+        # operation with no owner (connect) aborts here.
+        try:
+            if self._release_aborts and self._owner is None and not self._job.done():
+                self._job.abort(OperationCanceled(
+                    f"{self._job.kind} was aborted: its Operation was released"), force=True)
+        except Exception:  # pragma: no cover - never raise from a finalizer
+            pass
+
+    # -- the Python API ---------------------------------------------------
+    def get_status(self) -> Status:
+        """Return a snapshot of the phase, progress and outcome.  Never blocks."""
+        return self._job.status()
+
+    def abort(self) -> None:
+        """Ask the driver to stop the statement now.
+
+        If the call has not started, it never will, and the phase becomes
+        CANCELED at once.  If it is running, the driver's cancel primitive is
+        sent and the phase becomes CANCELED when the driver confirms; if the
+        statement completes first, the operation ends COMPLETE (the abort came
+        too late).  A driver with no cancel primitive has its call *abandoned*:
+        CANCELED at once, the late result discarded.  Aborting an operation that
+        ended, or aborting twice, does nothing.
+
+        Thread: any.  Blocks only while listeners decide on a veto.
+
+        Raises:
+            AbortVetoed: a listener returned False for the CANCELED notification.
+        """
+        self._job.abort()
+
+    def wait_for_completion(self, timeout: Optional[float] = None) -> bool:
+        """Block until the phase is COMPLETE or CANCELED.
+
+        Never cancels anything and never raises for the operation's outcome.
+
+        Args:
+            timeout: seconds to wait at most; ``None`` waits as long as it takes.
+
+        Returns:
+            True once the operation ended; False if the timeout passed first.
+
+        Raises:
+            ValueError: a negative or NaN timeout.
+        """
+        return self._job.wait(check_timeout(timeout))
+
+    def result(self, timeout: Optional[float] = None) -> T:
+        """Return the call's value once it ended.
+
+        Raises:
+            the driver's exception, unchanged, if the call failed.
+            OperationCanceled: the operation was aborted (DeadlineExceeded for a deadline).
+            TimeoutError: ``timeout`` seconds passed; the operation keeps running.
+        """
+        if not self._job.wait(check_timeout(timeout)):
+            raise _timeout_error(self)
+        state, value, error = self._job.outcome()
+        if error is not None:
+            try:
+                raise error
+            finally:
+                error = None
+        if value is OWNER:
+            return self._owner  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return]
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        """Return the error the operation ended with, or None; never raises it.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed; the operation keeps running.
+        """
+        if not self._job.wait(check_timeout(timeout)):
+            raise _timeout_error(self)
+        return self._job.outcome()[2]
+
+    def done(self) -> bool:
+        """Whether the phase is COMPLETE or CANCELED."""
+        return self._job.done()
+
+    @property
+    def future(self) -> concurrent.futures.Future[T]:
+        """A ``concurrent.futures.Future`` that settles with the operation.
+
+        Use it with ``concurrent.futures.wait``, ``as_completed`` or
+        ``asyncio.wrap_future``.  ``Future.cancel()`` does not abort (the
+        future is already running); use :meth:`abort`.
+        """
+        fut = self._fut
+        if fut is None:
+            inner = self._job.future()
+            if self._owner is None:
+                fut = inner
+            else:
+                # the value of an execute is its cursor, which only the handle knows
+                fut = concurrent.futures.Future()
+                fut.set_running_or_notify_cancel()
+                owner, out = self._owner, fut
+
+                def relay(f: concurrent.futures.Future[Any]) -> None:
+                    exc = f.exception()
+                    if exc is not None:
+                        out.set_exception(exc)
+                    else:
+                        v = f.result()
+                        out.set_result(owner if v is OWNER else v)
+
+                inner.add_done_callback(relay)
+            self._fut = fut
+        return fut
+
+    def advise(self, listener: Any) -> int:
+        """Add a listener; returns its cookie (positive, unique per operation).
+
+        A listener advised after the operation ended immediately gets
+        ``on_progress`` with the final phase, then ``on_stop``.
+        """
+        return self._job.advise(make_sink(listener))
+
+    def unadvise(self, cookie: int) -> None:
+        """Remove a listener.  Raises KeyError for an unknown cookie."""
+        self._job.unadvise(cookie)
+
+    def __repr__(self) -> str:
+        st = self._job.status()
+        return (f"<asynchdb.Operation {self._job.kind} phase={st.phase.name} "
+                f"progress={st.progress}/{st.progress_max} at {id(self):#x}>")
+
+    # -- OLE DB names -----------------------------------------------------
+    def GetStatus(self, hChapter: int = 0, eOperation: int = 0  # noqa: N802,N803
+                  ) -> tuple[int, int, int, int, Optional[str]]:
+        """OLE DB ``IDBAsynchStatus::GetStatus``: (hr, progress, max, phase, text)."""
+        if hChapter != oledb.DB_NULL_HCHAPTER:
+            return oledb.DB_E_BADCHAPTER, 0, 0, 0, None
+        st = self._job.status()
+        if eOperation != oledb.DBASYNCHOP_OPEN:
+            return oledb.S_OK, st.progress_max, st.progress_max, int(st.phase), st.status_text
+        hr = hresult_of(st) if st.done else oledb.S_OK
+        return hr, st.progress, st.progress_max, int(st.phase), st.status_text
+
+    def Abort(self, hChapter: int = 0, eOperation: int = 0) -> int:  # noqa: N802,N803
+        """OLE DB ``IDBAsynchStatus::Abort``: S_OK, DB_E_CANCELED (vetoed)..."""
+        if hChapter != oledb.DB_NULL_HCHAPTER:
+            return oledb.DB_E_BADCHAPTER
+        if eOperation != oledb.DBASYNCHOP_OPEN:
+            return oledb.E_INVALIDARG
+        try:
+            self._job.abort()
+        except AbortVetoed:
+            return oledb.DB_E_CANCELED
+        return oledb.S_OK
+
+    def WaitForAsynchCompletion(self, dwMillisecTimeOut: int) -> int:  # noqa: N802,N803
+        """SQL Server's ``ISSAsynchStatus::WaitForAsynchCompletion``."""
+        if isinstance(dwMillisecTimeOut, bool) or not isinstance(dwMillisecTimeOut, int) \
+                or dwMillisecTimeOut < 0:
+            return oledb.E_INVALIDARG
+        timeout = None if dwMillisecTimeOut == oledb.INFINITE else dwMillisecTimeOut / 1000.0
+        if not self._job.wait(timeout):
+            return oledb.DB_S_ASYNCHRONOUS
+        return hresult_of(self._job.status())
+
+    def Advise(self, sink: Any) -> tuple[int, int]:  # noqa: N802
+        """Connection point ``Advise`` for an ``IDBAsynchNotify`` sink: (hr, cookie)."""
+        try:
+            return oledb.S_OK, self._job.advise(OleDbSink(sink))
+        except TypeError:
+            return oledb.E_INVALIDARG, 0
+
+    def Unadvise(self, cookie: int) -> int:  # noqa: N802
+        """Connection point ``Unadvise``: S_OK or CONNECT_E_NOCONNECTION."""
+        try:
+            self._job.unadvise(cookie)
+        except KeyError:
+            return oledb.CONNECT_E_NOCONNECTION
+        return oledb.S_OK
+
+
+def _timeout_error(op: Operation[Any]) -> TimeoutError:
+    return TimeoutError(f"{op!r} has not ended yet (the operation keeps running)")
+
+
+def _finite(x: float) -> bool:
+    return not (math.isnan(x) or math.isinf(x))
