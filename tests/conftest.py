@@ -1,0 +1,46 @@
+"""Shared fixtures: a thread-leak check around every test.
+
+Every test must leave no asynchdb thread behind once its connections are
+closed.  Pool threads retire as soon as no connection is open, so the check
+polls (bounded) for them to go instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+#: Seconds to wait for asynchdb threads to retire after a test.
+LEAK_GRACE = 5.0
+
+
+def asynchdb_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("asynchdb-") and t.is_alive()]
+
+
+def wait_no_asynchdb_threads(grace: float = LEAK_GRACE) -> list[threading.Thread]:
+    """Return the asynchdb threads still alive after ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    while True:
+        left = asynchdb_threads()
+        if not left or time.monotonic() >= deadline:
+            return left
+        left[0].join(0.05)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads(request: pytest.FixtureRequest) -> Iterator[None]:
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    if request.node.get_closest_marker("allow_threads"):
+        return
+    gc.collect()
+    left = wait_no_asynchdb_threads()
+    assert not left, f"asynchdb threads left running after the test: {left}"
+    others = [t for t in threading.enumerate()
+              if t.ident not in before and t.is_alive() and not t.daemon]
+    assert not others, f"threads left running after the test: {others}"
