@@ -42,7 +42,7 @@ class Channel:
         self.raw = raw
         self.module: Any = adapter.module
         self._mutex = threading.RLock()
-        self._tasks: collections.deque[Job] = collections.deque()
+        self._tasks: collections.deque[Any] = collections.deque()  # Job or _Turn
         #: True while a pool thread is assigned to drain the queue.
         self._scheduled = False
         self._owner = threading.Lock()
@@ -66,7 +66,7 @@ class Channel:
     # ------------------------------------------------------------------
     # queueing (any thread)
     # ------------------------------------------------------------------
-    def submit(self, job: Job, *, closing: bool = False) -> None:
+    def submit(self, job: Any, *, closing: bool = False) -> None:
         """Queue ``job`` behind earlier work; a pool thread will run it."""
         with self._mutex:
             if self.closed and not closing:
@@ -206,7 +206,7 @@ class Channel:
     def abort_all(self, reason: str) -> None:
         """Abort everything queued or running (no veto)."""
         with self._mutex:
-            jobs = list(self._tasks)
+            jobs = [getattr(t, "job", t) for t in self._tasks]
         running = self.running
         if running is not None:
             jobs.insert(0, running)

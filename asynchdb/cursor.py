@@ -16,9 +16,10 @@ import threading
 import types
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Union
 
-from .errors import NotSupportedError, ZombieError
+from ._population import DEFAULT_LIMIT, RowBuffer
+from .errors import ZombieError
 from .listeners import make_sink
-from .operation import CANCELED, OWNER, RUNNING, Job, Operation
+from .operation import CANCELED, OWNER, POPULATING, RUNNING, Job, Operation
 from .status import Asynch, check_timeout, parse_asynch
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ __all__ = ["Cursor"]
 _POPULATION = Asynch.SEQUENTIAL_POPULATION | Asynch.BACKGROUND_POPULATION | Asynch.PREPOPULATE
 _METHOD_TYPES = (types.MethodType, types.BuiltinMethodType)
 _ident = threading.get_ident
-_OWN = frozenset({"_conn", "_ch", "_raw", "_guard", "_closed"})
+_OWN = frozenset({"_conn", "_ch", "_raw", "_guard", "_closed", "_limit"})
 
 
 class _ClosedCursor:
@@ -48,7 +49,7 @@ class _ClosedCursor:
 class Cursor:
     """A DB-API cursor wrapper (see the module docstring)."""
 
-    __slots__ = ("_conn", "_ch", "_raw", "_guard", "_closed", "__weakref__")
+    __slots__ = ("_conn", "_ch", "_raw", "_guard", "_closed", "_limit", "__weakref__")
 
     def __init__(self, connection: Connection, raw: Any) -> None:
         osa = object.__setattr__
@@ -58,18 +59,40 @@ class Cursor:
         #: The operation whose outcome still matters to reads (pending or canceled).
         osa(self, "_guard", None)
         osa(self, "_closed", False)
+        osa(self, "_limit", DEFAULT_LIMIT)
 
     # ------------------------------------------------------------------
     # the zombie guard
     # ------------------------------------------------------------------
-    def _settle(self, starting: bool) -> None:
+    def _settle(self, starting: bool) -> RowBuffer | None:
+        """Apply the guard; return the row buffer reads must come from, if any."""
         job: Job = self._guard
         state = job.state
         if state <= RUNNING:
             raise ZombieError(job.handle())
-        if state == CANCELED and not starting:
+        buf = job.populate
+        if buf is not None and buf.started:
+            if not starting:
+                return buf
+            if state == POPULATING:
+                # new work on this cursor ends the population first (no veto)
+                job.abort(force=True)
+                job.wait(None)
+        elif state == CANCELED and not starting:
             raise job.outcome()[2]  # type: ignore[misc]
         object.__setattr__(self, "_guard", None)
+        return None
+
+    @property
+    def buffer_rows(self) -> int:
+        """Rows background population buffers before the worker holds back."""
+        return self._limit  # type: ignore[no-any-return]
+
+    @buffer_rows.setter
+    def buffer_rows(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"buffer_rows must be a positive int, not {value!r}")
+        object.__setattr__(self, "_limit", value)
 
     # ------------------------------------------------------------------
     # starting work
@@ -139,10 +162,6 @@ class Cursor:
                listener: Any, returns_cursor: bool) -> Any:
         # caller thread: validate everything before anything runs
         flags = parse_asynch(asynch)
-        if flags & _POPULATION:
-            raise NotSupportedError(
-                f"{flags!r}: background population is not available yet; "
-                "use asynch=True (INITIALIZE)")
         seconds = check_timeout(timeout)
         sink = make_sink(listener) if listener is not None else None
         if self._guard is not None:
@@ -164,6 +183,9 @@ class Cursor:
             def work() -> Any:
                 return fn(*args, **kwargs)
         job.fn = work
+        if flags & _POPULATION and kind != "executemany":
+            background = flags & (Asynch.SEQUENTIAL_POPULATION | Asynch.BACKGROUND_POPULATION)
+            job.populate = RowBuffer(self._limit if background else None)
         if sink is not None:
             job.advise(sink)
         object.__setattr__(self, "_guard", job)
@@ -186,9 +208,11 @@ class Cursor:
     # reading results
     # ------------------------------------------------------------------
     def fetchone(self) -> Any:
-        """The driver's ``fetchone``."""
+        """The driver's ``fetchone``; during population, the next buffered row."""
         if self._guard is not None:
-            self._settle(False)
+            buf = self._settle(False)
+            if buf is not None:
+                return buf.take_one()
         ch = self._ch
         if not ch._scheduled and ch._owner.acquire(False):
             try:
@@ -198,15 +222,24 @@ class Cursor:
         return ch.call(self._raw.fetchone)
 
     def fetchmany(self, *args: Any, **kwargs: Any) -> Any:
-        """The driver's ``fetchmany``."""
+        """The driver's ``fetchmany``; during population, the rows buffered so far.
+
+        During population it blocks only until at least one row is there (or
+        the set ended) and returns at most ``size`` (default ``arraysize``) rows.
+        """
         if self._guard is not None:
-            self._settle(False)
+            buf = self._settle(False)
+            if buf is not None:
+                size = args[0] if args else kwargs.get("size", self._raw.arraysize)
+                return buf.take_many(int(size))
         return self._ch.call(self._raw.fetchmany, *args, **kwargs)
 
     def fetchall(self) -> Any:
-        """The driver's ``fetchall``."""
+        """The driver's ``fetchall``; during population, every remaining row."""
         if self._guard is not None:
-            self._settle(False)
+            buf = self._settle(False)
+            if buf is not None:
+                return buf.take_all()
         ch = self._ch
         if not ch._scheduled and ch._owner.acquire(False):
             try:

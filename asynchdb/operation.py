@@ -43,6 +43,7 @@ from .status import Phase, Status, check_timeout
 if TYPE_CHECKING:
     from ._channel import Channel
     from ._hub import TimerEntry
+    from ._population import RowBuffer
 
 __all__ = ["Operation"]
 
@@ -83,6 +84,25 @@ class _Note:
         self.error: OperationCanceled | None = None  # the error an "abort" note applies
 
 
+class _Turn:
+    """One more round of population, queued on the channel like a job."""
+
+    __slots__ = ("job",)
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    @property
+    def state(self) -> int:
+        return self.job.state
+
+    def run(self) -> None:
+        try:
+            self.job.populate_turn()
+        except BaseException:  # pragma: no cover - populate_turn never raises
+            log.exception("asynchdb: population failed")
+
+
 class _OwnerValue:
     """Marker: the operation's value is the cursor that started it."""
 
@@ -98,7 +118,7 @@ class Job:
         "_abort_error", "_abandoned", "_value", "_error", "progress", "progress_max",
         "text", "text_fn", "_status", "_event", "_future", "_sinks", "_cookies",
         "_notes", "_deliverer", "_timers", "_handle_ref", "cancellable", "raw_cursor",
-        "on_late_value", "__weakref__",
+        "on_late_value", "populate", "__weakref__",
     )
 
     def __init__(self, channel: Channel, kind: str, fn: Callable[[], Any], *,
@@ -133,6 +153,8 @@ class Job:
         self.raw_cursor = raw_cursor
         #: Called with a value that arrives after the job was abandoned.
         self.on_late_value: Callable[[Any], None] | None = None
+        #: The row buffer when the caller asked for background population.
+        self.populate: RowBuffer | None = None
 
     # ------------------------------------------------------------------
     # observing (any thread)
@@ -263,10 +285,87 @@ class Job:
             self._finish_error(exc)
         else:
             ch.end(self)
-            self._finish_value(value)
+            buf = self.populate
+            if buf is not None and getattr(self.raw_cursor, "description", None) is not None:
+                self._enter_population(value, buf)
+            else:
+                self._finish_value(value)
 
-    def run_population(self, fill: Callable[[Job], None]) -> None:  # pragma: no cover
-        raise NotImplementedError
+    # ------------------------------------------------------------------
+    # background population (owner thread)
+    # ------------------------------------------------------------------
+    def _enter_population(self, value: Any, buf: RowBuffer) -> None:
+        with self._lock:
+            if self._state != RUNNING:
+                return  # abandoned meanwhile
+            self._value = value
+            self._state = POPULATING
+            self.progress, self.progress_max = 0, 1
+            self._status = None
+            notify = self._sinks is not None
+        buf.started = True
+        if notify:
+            self._post(_Note("progress", self.status()))
+        self.populate_turn()
+
+    def populate_turn(self) -> None:
+        """Fetch rows into the buffer until the set ends or the buffer is full."""
+        from ._population import BATCH, FIRST_BATCH
+
+        buf = self.populate
+        assert buf is not None
+        if self._state != POPULATING:
+            return
+        ch = self.channel
+        raw = self.raw_cursor
+        size = FIRST_BATCH if buf.fetched == 0 else BATCH
+        error: BaseException | None = None
+        ended = False
+        ch.begin(self)
+        try:
+            while not self._abort_requested:
+                space = buf.space()
+                if space <= 0:
+                    if buf.park(self._resume_population):
+                        ch.end(self)
+                        self.low_resource()
+                        return
+                    continue
+                rows = raw.fetchmany(min(size, space))
+                size = BATCH
+                if not rows:
+                    ended = True
+                    break
+                buf.put(rows if isinstance(rows, list) else list(rows))
+                self.set_progress(buf.fetched)
+                if self._sinks is not None:
+                    self._post(_Note("progress", self.status()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader
+            error = exc
+        ch.end(self)
+        if self._abort_requested and (error is None or
+                                      ch.adapter.is_cancel_error(error)):
+            buf.finish()
+            self._finish_canceled(error)
+            if error is not None:
+                self._repair()
+            return
+        if error is not None:
+            buf.finish(error)
+            self._finish_error(error)
+            return
+        assert ended
+        buf.finish()
+        with self._lock:
+            self.progress = self.progress_max = buf.fetched
+        self._finish_value(self._value)
+
+    def _resume_population(self) -> None:
+        # reader thread: room again in the buffer; queue the next turn
+        try:
+            self.channel.submit(_Turn(self), closing=True)
+        except Exception:  # pragma: no cover - submit with closing=True does not raise
+            log.exception("asynchdb: could not resume population")
 
     def _finish_value(self, value: Any) -> None:
         with self._lock:
@@ -422,6 +521,16 @@ class Job:
                 final = False
         if final:
             self._after_end()
+            return
+        if state == POPULATING:
+            buf = self.populate
+            if buf is not None and buf.unpark():
+                # parked for space: nothing runs, so the abort takes effect now;
+                # the rows already fetched stay readable
+                buf.finish()
+                self._finish_canceled(None)
+            else:
+                self.channel.cancel(self)
             return
         if state == RUNNING:
             self.channel.cancel(self)
