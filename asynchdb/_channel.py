@@ -122,7 +122,7 @@ class Channel:
         self.counters["hopped"] += 1
         self.submit(job)
         job.wait(None)
-        state, value, error = job.outcome()
+        _, value, error = job.outcome()
         if error is not None:
             try:
                 raise error
@@ -131,7 +131,16 @@ class Channel:
         return value
 
     def run_sync(self, job: Job) -> None:
-        """Run a job synchronously (a call with timeout= or listener=)."""
+        """Run a job synchronously (a call with timeout= or listener=).
+
+        Inline when the connection is free, unless the driver cannot cancel:
+        then the call runs on the worker so that a deadline can still release
+        the caller (the call itself is abandoned).
+        """
+        if not self.adapter.can_cancel and self._owner_thread != _get_ident():
+            self.submit(job)
+            job.wait(None)
+            return
         if self._owner_thread == _get_ident():
             job.run()
             return

@@ -215,8 +215,8 @@ class Timer:
                 log.exception("asynchdb: timer callback failed")
                 again = None
             with self._cond:
-                if not entry.active:
-                    continue
+                if not _still_active(entry):
+                    continue  # cancelled while it ran
                 if again is None:
                     entry.active = False
                     self._live -= 1
@@ -250,6 +250,10 @@ class TimerEntry:
     def cancel(self) -> None:
         if self.active:
             self._timer._cancel(self)
+
+
+def _still_active(entry: TimerEntry) -> bool:
+    return entry.active
 
 
 HUB = Hub()

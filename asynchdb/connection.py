@@ -86,7 +86,7 @@ class Connection:
     @property
     def closed(self) -> bool:
         """Whether ``close()`` was called (or the driver connection is gone)."""
-        return self._ch.closed
+        return bool(self._ch.closed)
 
     @property
     def driver_connection(self) -> Any:
@@ -167,7 +167,7 @@ class Connection:
             warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2,
                           source=self)
             ch.close(wait=0)
-        except Exception:  # pragma: no cover - never raise from a finalizer
+        except Exception:  # noqa: BLE001  # pragma: no cover - never raise from a finalizer
             pass
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import types
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Union
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from ._population import DEFAULT_LIMIT, RowBuffer
 from .errors import ZombieError
@@ -170,7 +171,7 @@ class Cursor:
         if ch.closed:
             raise ch.closed_error()
         if self._closed:
-            getattr(self._raw, "execute")  # the driver's own closed-cursor error
+            _ = self._raw.execute  # the driver's own closed-cursor error, if it has one
             raise ch.closed_error()
         job = Job(ch, kind, _noop, raw_cursor=self._raw)
         if kind == "executemany" and ch.adapter.counts_executemany:
@@ -286,7 +287,7 @@ class Cursor:
     @property
     def connection(self) -> Connection:
         """The wrapping :class:`~asynchdb.Connection`."""
-        return self._conn
+        return self._conn  # type: ignore[no-any-return]
 
     def setinputsizes(self, *args: Any, **kwargs: Any) -> Any:
         if self._guard is not None:
@@ -334,7 +335,7 @@ class Cursor:
                 job.abort(force=True)
             if not self._closed and not isinstance(self._raw, _ClosedCursor):
                 self._ch.discard_cursor(self._raw)
-        except Exception:  # pragma: no cover - never raise from a finalizer
+        except Exception:  # noqa: BLE001  # pragma: no cover - never raise from a finalizer
             pass
 
     # ------------------------------------------------------------------

@@ -52,7 +52,7 @@ class Listener(Protocol):
 class Sink:
     """A listener adapted to one calling convention (internal)."""
 
-    __slots__ = ("listener", "_progress", "_stop", "_low")
+    __slots__ = ("_low", "_progress", "_stop", "listener")
 
     def __init__(self, listener: Any) -> None:
         self.listener = listener
@@ -83,7 +83,7 @@ class Sink:
 class OleDbSink(Sink):
     """An ``IDBAsynchNotify`` sink: HRESULT returns, unwanted phases honoured."""
 
-    __slots__ = ("_unwanted", "_no_progress", "_no_low")
+    __slots__ = ("_no_low", "_no_progress", "_unwanted")
 
     def __init__(self, sink: Any) -> None:
         self.listener = sink
@@ -109,7 +109,7 @@ class OleDbSink(Sink):
                             status.progress_max, phase, status.status_text)
         if hr == oledb.S_FALSE:
             return False
-        if hr == oledb.E_NOTIMPL or hr == oledb.DB_S_UNWANTEDOPERATION:
+        if hr in (oledb.E_NOTIMPL, oledb.DB_S_UNWANTEDOPERATION):
             self._no_progress = True
         elif hr == oledb.DB_S_UNWANTEDPHASE:
             self._unwanted.add(phase)

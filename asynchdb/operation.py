@@ -72,7 +72,7 @@ class _Reply:
 
 
 class _Note:
-    __slots__ = ("kind", "status", "reply", "target", "force", "error")
+    __slots__ = ("error", "force", "kind", "reply", "status", "target")
 
     def __init__(self, kind: str, status: Status | None, reply: _Reply | None = None,
                  target: Sink | None = None, force: bool = False) -> None:
@@ -114,11 +114,35 @@ class Job:
     """The state of one operation (internal; see the module docstring)."""
 
     __slots__ = (
-        "channel", "kind", "fn", "_lock", "_state", "_abort_requested", "_abort_pending",
-        "_abort_error", "_abandoned", "_value", "_error", "progress", "progress_max",
-        "text", "text_fn", "_status", "_event", "_future", "_sinks", "_cookies",
-        "_notes", "_deliverer", "_timers", "_handle_ref", "cancellable", "raw_cursor",
-        "on_late_value", "populate", "__weakref__",
+        "__weakref__",
+        "_abandoned",
+        "_abort_error",
+        "_abort_pending",
+        "_abort_requested",
+        "_cookies",
+        "_deliverer",
+        "_error",
+        "_event",
+        "_future",
+        "_handle_ref",
+        "_lock",
+        "_notes",
+        "_sinks",
+        "_state",
+        "_status",
+        "_timers",
+        "_value",
+        "cancellable",
+        "channel",
+        "fn",
+        "kind",
+        "on_late_value",
+        "populate",
+        "progress",
+        "progress_max",
+        "raw_cursor",
+        "text",
+        "text_fn",
     )
 
     def __init__(self, channel: Channel, kind: str, fn: Callable[[], Any], *,
@@ -578,7 +602,7 @@ class Job:
         if seconds <= 0:
             fire()
         else:
-            self._schedule(seconds, lambda: fire())  # returns None: runs once
+            self._schedule(seconds, fire)  # returns None: runs once
 
     # ------------------------------------------------------------------
     # listeners
@@ -682,7 +706,7 @@ class Operation(Generic[T]):
     aborts it.
     """
 
-    __slots__ = ("_job", "_owner", "_release_aborts", "_fut", "__weakref__")
+    __slots__ = ("__weakref__", "_fut", "_job", "_owner", "_release_aborts")
 
     def __init__(self, job: Job, owner: Any = None, *, release_aborts: bool = True) -> None:
         self._job = job
@@ -699,7 +723,7 @@ class Operation(Generic[T]):
             if self._release_aborts and self._owner is None and not self._job.done():
                 self._job.abort(OperationCanceled(
                     f"{self._job.kind} was aborted: its Operation was released"), force=True)
-        except Exception:  # pragma: no cover - never raise from a finalizer
+        except Exception:  # noqa: BLE001  # pragma: no cover - never raise from a finalizer
             pass
 
     # -- the Python API ---------------------------------------------------
@@ -751,7 +775,7 @@ class Operation(Generic[T]):
         """
         if not self._job.wait(check_timeout(timeout)):
             raise _timeout_error(self)
-        state, value, error = self._job.outcome()
+        _, value, error = self._job.outcome()
         if error is not None:
             try:
                 raise error

@@ -61,7 +61,7 @@ class ProgrammingError(DatabaseError):
     pass
 
 
-class Warning(Exception):  # noqa: A001 - PEP 249 name
+class Warning(Exception):
     pass
 
 

@@ -63,6 +63,6 @@ def for_connection(raw: Any) -> Adapter:
     if spec is None:
         return Adapter(module)
     adapter = _load(spec)
-    if root == "_sqlite3" or root == "sqlite3":
+    if root in {"_sqlite3", "sqlite3"}:
         module = sys.modules.get("sqlite3")
     return adapter(module)

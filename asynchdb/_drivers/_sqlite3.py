@@ -26,7 +26,7 @@ GRANULARITY = 1000
 class _Hook:
     """The progress handler installed on every wrapped sqlite3 connection."""
 
-    __slots__ = ("channel", "ticks", "step", "user", "user_every", "user_count")
+    __slots__ = ("channel", "step", "ticks", "user", "user_count", "user_every")
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel

@@ -1,0 +1,38 @@
+"""Lint (ruff) and strict typing (mypy) run as part of the suite, so CI runs them.
+
+They are skipped only when the tool is not installed and CI does not require
+it (ASYNCHDB_REQUIRE_BACKENDS set means a CI-like run: then they must run).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tool(module: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        if os.environ.get("ASYNCHDB_REQUIRE_BACKENDS"):
+            pytest.fail(f"{module} is required in CI but not installed")
+        pytest.skip(f"{module} not installed")
+
+
+def test_ruff_clean() -> None:
+    _tool("ruff")
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "asynchdb", "tests", "benchmarks"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_strict_clean() -> None:
+    _tool("mypy")
+    proc = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
