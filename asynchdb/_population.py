@@ -20,9 +20,10 @@ from typing import Any, Callable, Optional
 
 #: Rows the buffer holds before the worker holds back (per cursor).
 DEFAULT_LIMIT = 10_000
-#: Rows in the first batch (small, so the first row is readable at once).
-FIRST_BATCH = 64
-#: Rows in later batches.
+#: Rows in the first batch: one, so the first row is readable at once.  Later
+#: batches grow 16-fold up to BATCH.
+FIRST_BATCH = 1
+#: Rows in a batch once the population is under way.
 BATCH = 1_000
 
 

@@ -365,10 +365,8 @@ class Cursor:
         return attr
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _OWN:
+        if name in _OWN or isinstance(getattr(type(self), name, None), property):
             object.__setattr__(self, name, value)
-        elif name == "arraysize":
-            self._raw.arraysize = value
         else:
             setattr(self._raw, name, value)
 

@@ -356,7 +356,7 @@ class Job:
                         return
                     continue
                 rows = raw.fetchmany(min(size, space))
-                size = BATCH
+                size = min(size * 16, BATCH)
                 if not rows:
                     ended = True
                     break
