@@ -164,9 +164,12 @@ class Connection:
             if ch.raw is None:
                 ch.release_unopened()
                 return
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2,
-                          source=self)
-            ch.close(wait=0)
+            try:
+                warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2,
+                              source=self)
+            finally:
+                # close even when the warning is turned into an error (-W error)
+                ch.close(wait=0)
         except Exception:  # noqa: BLE001  # pragma: no cover - never raise from a finalizer
             pass
 
