@@ -263,6 +263,7 @@ def connect(driver: Any, *args: Any, asynch: Union[bool, int] = False,
 
     job = Job(ch, "connect", open_, cancellable=False)
     job.on_late_value = _close_late
+    job.on_dropped = ch.release_unopened
     if sink is not None:
         job.advise(sink)
     if seconds is not None:

@@ -52,11 +52,11 @@ DB_NULL_HCHAPTER = 0
 INFINITE = 0xFFFFFFFF
 
 
-def SUCCEEDED(hr: int) -> bool:  # noqa: N802 - OLE DB's spelling
+def SUCCEEDED(hr: int) -> bool:
     """Whether an HRESULT is a success code (severity bit clear)."""
     return not (hr & 0x80000000)
 
 
-def FAILED(hr: int) -> bool:  # noqa: N802 - OLE DB's spelling
+def FAILED(hr: int) -> bool:
     """Whether an HRESULT is an error code (severity bit set)."""
     return bool(hr & 0x80000000)

@@ -136,6 +136,7 @@ class Job:
         "channel",
         "fn",
         "kind",
+        "on_dropped",
         "on_late_value",
         "populate",
         "progress",
@@ -177,6 +178,8 @@ class Job:
         self.raw_cursor = raw_cursor
         #: Called with a value that arrives after the job was abandoned.
         self.on_late_value: Callable[[Any], None] | None = None
+        #: Called (aborting thread) when the job is aborted before it ever ran.
+        self.on_dropped: Callable[[], None] | None = None
         #: The row buffer when the caller asked for background population.
         self.populate: RowBuffer | None = None
 
@@ -531,6 +534,7 @@ class Job:
             self._abort_requested = True
             self._abort_error = error
             state = self._state
+            dropped = self.on_dropped if state == PENDING else None
             if state == PENDING:
                 self._end(CANCELED)
                 final = True
@@ -545,6 +549,8 @@ class Job:
                 final = False
         if final:
             self._after_end()
+            if dropped is not None:
+                dropped()
             return
         if state == POPULATING:
             buf = self.populate
