@@ -18,6 +18,9 @@ Commands (one per ``execute``):
 * ``hang NAME``: like ``block`` but deaf to cancels (only ``release`` ends it).
 * ``fail``: raise ``ProgrammingError``.
 * ``rows N``: a result set of N rows ``(i,)``.
+* several commands separated by ``;`` form a batch: ``nextset()`` runs the next.
+* ``callproc("double", params)`` returns the parameters doubled (output parameters);
+  ``callproc("block NAME")`` blocks like the statement.
 * anything else: runs at once, no rows.
 
 Like real drivers, a cancel sent while no statement runs is lost (counted in
@@ -186,6 +189,8 @@ class FakeCursor:
         self.rowcount = -1
         self.lastrowid: Optional[int] = None
         self._rows: list[tuple[Any, ...]] = []
+        self._sets: list[list[tuple[Any, ...]]] = []
+        self._pending: list[str] = []
         self.closed = False
 
     def _check(self) -> None:
@@ -194,11 +199,38 @@ class FakeCursor:
         self.connection._check()
 
     def execute(self, sql: str, params: Any = None) -> FakeCursor:
+        """Run one command, or several separated by ';' (a batch: see nextset)."""
         self._check()
-        self._rows = self.connection._run(sql)
-        self.description = (("x", None, None, None, None, None, None),) if self._rows else None
-        self.rowcount = len(self._rows)
+        parts = [p.strip() for p in sql.split(";") if p.strip()] or [""]
+        self._sets = [self.connection._run(parts[0])]
+        self._pending = parts[1:]
+        self._show(self._sets[0])
         return self
+
+    def _show(self, rows: list[tuple[Any, ...]]) -> None:
+        self._rows = rows
+        self.description = (("x", None, None, None, None, None, None),) if rows else None
+        self.rowcount = len(rows)
+
+    def nextset(self) -> Optional[bool]:
+        """Move to the next statement of a batch; None at the end (PEP 249)."""
+        self._check()
+        if not self._pending:
+            self._show([])
+            return None
+        sql, self._pending = self._pending[0], self._pending[1:]
+        self._show(self.connection._run(sql))
+        return True
+
+    def callproc(self, procname: str, parameters: Any = ()) -> list[Any]:
+        """``double``: output parameters are the inputs doubled; ``block NAME`` blocks."""
+        self._check()
+        params = list(parameters)
+        if procname == "double":
+            self.connection._run("call double")
+            return [p * 2 for p in params]
+        self._show(self.connection._run(procname))
+        return params
 
     def executemany(self, sql: str, seq: Any) -> FakeCursor:
         self._check()
