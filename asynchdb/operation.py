@@ -140,6 +140,7 @@ class Job:
         "on_late_value",
         "populate",
         "progress",
+        "progress_fn",
         "progress_max",
         "raw_cursor",
         "text",
@@ -163,6 +164,8 @@ class Job:
         self.progress_max = 1
         self.text: str | None = None
         self.text_fn: Callable[[], str | None] | None = None
+        #: The driver's own progress estimate while the call runs (DuckDB).
+        self.progress_fn: Callable[[], tuple[int, int] | None] | None = None
         self._status: Status | None = None
         self._event: threading.Event | None = None
         self._future: concurrent.futures.Future[Any] | None = None
@@ -196,7 +199,8 @@ class Job:
     def status(self) -> Status:
         with self._lock:
             st = self._status
-            if st is None or (self.text_fn is not None and self._state == RUNNING):
+            if st is None or ((self.text_fn is not None or self.progress_fn is not None)
+                              and self._state == RUNNING):
                 st = self._status = self._build_status(_PHASE[self._state])
             return st
 
@@ -210,6 +214,10 @@ class Job:
         else:
             error = self._error
         prog, pmax = self.progress, self.progress_max
+        if self.progress_fn is not None and self._state == RUNNING:
+            estimate = self.progress_fn()
+            if estimate is not None:
+                prog, pmax = estimate
         if self._state == COMPLETE:
             prog = pmax
         elif prog >= pmax:
@@ -306,12 +314,17 @@ class Job:
                 self._finish_canceled(None)
                 return
             self.text_fn = ch.adapter.text_source(ch)
+            self.progress_fn = ch.adapter.progress_source(ch)
             value = self.fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiter
             ch.end(self)
             self._finish_error(exc)
         else:
             ch.end(self)
+            if self._abort_requested and ch.adapter.result_lost(ch, self):
+                # the cancel arrived as the call returned and destroyed its result
+                self._finish_canceled(None)
+                return
             buf = self.populate
             if buf is not None and getattr(self.raw_cursor, "description", None) is not None:
                 self._enter_population(value, buf)
@@ -510,6 +523,12 @@ class Job:
         note = _Note("abort", status, reply, force=force)
         note.error = error
         self._post(note)
+        if force:
+            # no veto to wait for (close, release, exit: possibly a finalizer);
+            # the CANCELED notification is queued first, so it still comes
+            # before on_stop
+            self._apply_abort(error)
+            return
         if self._deliverer == _get_ident():
             return  # asked from inside a callback: decided after it returns
         reply.event.wait()
