@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._hub import HUB
@@ -58,6 +59,9 @@ class Channel:
         self.raw_closed = False
         #: Driver cursors whose wrapper was released while the owner was busy.
         self.graveyard: collections.deque[Any] = collections.deque()
+        #: Populations parked for buffer space: neither queued nor running, but
+        #: pending all the same (close must abort them too).
+        self.parked: weakref.WeakSet[Job] = weakref.WeakSet()
         #: Adapter-specific state (the sqlite3 progress hook).
         self.hook: Any = None
         self.counters = {"submitted": 0, "inline": 0, "hopped": 0, "aborted": 0}
@@ -216,6 +220,7 @@ class Channel:
         """Abort everything queued or running (no veto)."""
         with self._mutex:
             jobs = [getattr(t, "job", t) for t in self._tasks]
+            jobs.extend(self.parked)
         running = self.running
         if running is not None:
             jobs.insert(0, running)

@@ -366,6 +366,8 @@ class Job:
             while not self._abort_requested:
                 space = buf.space()
                 if space <= 0:
+                    with ch._mutex:
+                        ch.parked.add(self)  # so that closing the connection aborts it
                     if buf.park(self._resume_population):
                         ch.end(self)
                         self.low_resource()
