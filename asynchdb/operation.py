@@ -321,7 +321,7 @@ class Job:
             self._finish_error(exc)
         else:
             ch.end(self)
-            if self._abort_requested and ch.adapter.result_lost(ch, self):
+            if ch.adapter.result_lost(ch, self):
                 # the cancel arrived as the call returned and destroyed its result
                 self._finish_canceled(None)
                 return

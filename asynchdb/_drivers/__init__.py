@@ -18,6 +18,10 @@ from ._base import Adapter
 _KNOWN = {
     "sqlite3": "._sqlite3:Sqlite3Adapter",
     "_sqlite3": "._sqlite3:Sqlite3Adapter",
+    "pyodbc": "._pyodbc:PyodbcAdapter",
+    "psycopg": "._psycopg:PsycopgAdapter",
+    "duckdb": "._duckdb:DuckDBAdapter",
+    "_duckdb": "._duckdb:DuckDBAdapter",
 }
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from .._channel import Channel
+    from ..operation import Job
 
 
 class Adapter:
@@ -72,6 +73,17 @@ class Adapter:
     def after_abort(self, channel: Channel) -> None:
         """Repair the connection after a statement was stopped (owner thread)."""
 
+    def result_lost(self, channel: Channel, job: Job) -> bool:
+        """Whether a cancel destroyed the result of a call that returned normally.
+
+        Called on the owner thread after every call that returned without an
+        error, once it left the driver (no further cancel can reach it).  True
+        ends the operation CANCELED instead of COMPLETE: a cancel was sent and
+        the result cannot be read (ODBC: a cancel that lands as the statement
+        finishes closes its result set).  Must be quick: it runs on every call.
+        """
+        return False
+
     # -- closing ----------------------------------------------------------
     def close_cursor(self, raw_cursor: Any) -> None:
         """Close a driver cursor (owner thread)."""
@@ -83,6 +95,15 @@ class Adapter:
 
     def text_source(self, channel: Channel) -> Callable[[], str | None] | None:
         """A callable giving status text while a driver call runs (owner thread sets it up)."""
+        return None
+
+    def progress_source(self, channel: Channel) -> Callable[[], tuple[int, int] | None] | None:
+        """A callable giving the driver's own ``(progress, progress_max)`` estimate.
+
+        Set up on the owner thread just before the driver call (``channel.running``
+        is the job); called from any thread while the call runs, under the job's
+        lock, so it must be quick.  It returns None while nothing is known.
+        """
         return None
 
     def extra(self, channel: Channel, name: str) -> Any:

@@ -1,0 +1,77 @@
+"""psycopg 3: abort with a PostgreSQL cancel request.
+
+``Connection.cancel_safe()`` (psycopg 3.2+; ``cancel()`` before that) opens a
+separate connection to the server and asks it to cancel whatever the
+connection's backend is running; the executing thread then gets
+``psycopg.errors.QueryCanceled`` (SQLSTATE 57014).
+
+The cancel is connection-wide and asynchronous on the server: aimed at one
+statement it can hit the next one.  The engine sends it only under the
+channel's cancel lock while the aborted job is the statement running, and
+starts the next statement only after the cancel call returned (the server
+has signalled the backend by then, and a backend waiting for its next command
+ignores a pending cancel), so it never reaches a later statement.  A cancel
+that arrives before the query reached the server is ignored by it: the engine
+re-issues it every :attr:`PsycopgAdapter.reissue_cancel` seconds while the
+call runs.
+
+State after an abort: outside a transaction (autocommit) the connection is
+ready.  Inside a transaction PostgreSQL marks the whole transaction failed
+(``transaction_status`` INERROR; every later statement fails with "current
+transaction is aborted") until a rollback.  :meth:`PsycopgAdapter.after_abort`
+rolls it back, so the connection is usable at once: the work done earlier in
+that transaction is discarded (it could not have been committed anyway).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ._base import Adapter
+
+if TYPE_CHECKING:
+    from .._channel import Channel
+
+#: Seconds ``cancel_safe`` may take to reach the server before giving up.
+CANCEL_TIMEOUT = 5.0
+#: ``pq.TransactionStatus.INERROR``.
+_INERROR = 3
+
+
+class PsycopgAdapter(Adapter):
+    name = "psycopg"
+    can_cancel = True
+    #: A cancel request that reached the server before the query did is ignored.
+    reissue_cancel = 0.05
+
+    def __init__(self, module: Any | None) -> None:
+        if module is None or getattr(module, "__name__", "") != "psycopg":
+            module = sys.modules.get("psycopg", module)
+        super().__init__(module)
+
+    def cancel(self, channel: Channel, raw_cursor: Any | None) -> None:
+        # aborting thread, under the channel's cancel lock, while the job runs
+        conn = channel.raw
+        cancel_safe = getattr(conn, "cancel_safe", None)
+        if cancel_safe is not None:
+            cancel_safe(timeout=CANCEL_TIMEOUT)
+        else:  # psycopg < 3.2
+            conn.cancel()
+
+    def is_cancel_error(self, exc: BaseException) -> bool:
+        mod = self.module
+        errors = getattr(mod, "errors", None)
+        canceled = getattr(errors, "QueryCanceled", None)
+        return isinstance(canceled, type) and isinstance(exc, canceled)
+
+    def after_abort(self, channel: Channel) -> None:
+        # owner thread: a canceled statement inside a transaction fails the
+        # whole transaction; roll it back so the connection can be used again
+        conn = channel.raw
+        info = getattr(conn, "info", None)
+        if info is not None and int(info.transaction_status) == _INERROR:
+            conn.rollback()
+
+    def describe(self, raw: Any) -> str:
+        return "psycopg"
