@@ -95,6 +95,17 @@ class Recorder:
     def kinds(self) -> list[tuple[str, Optional[Phase]]]:
         return [(k, p) for k, p, _ in self.events]
 
+    def after_start(self) -> list[tuple[str, Optional[Phase]]]:
+        """kinds() without the INITIALIZATION progress heard while the call ran.
+
+        A listener advised during the call may hear a periodic one if the test
+        thread is slow: how many is a matter of timing.
+        """
+        kinds = self.kinds()
+        while kinds and kinds[0] == ("progress", Phase.INITIALIZATION):
+            kinds.pop(0)
+        return kinds
+
     def count(self, kind: str, phase: Optional[Phase] = None) -> int:
         return sum(1 for k, p, _ in self.events if k == kind and (phase is None or p == phase))
 
@@ -176,7 +187,7 @@ def test_success_notifies_initialization_then_one_complete_then_one_stop(env: En
     # advised before the work started: at least one INITIALIZATION notification
     assert first.kinds()[0] == ("progress", Phase.INITIALIZATION)
     assert first.count("progress", Phase.CANCELED) == 0
-    assert during.kinds() == [("progress", Phase.COMPLETE), ("stop", Phase.COMPLETE)]
+    assert during.after_start() == [("progress", Phase.COMPLETE), ("stop", Phase.COMPLETE)]
     stop = first.stop_status()
     assert stop.error is None
     assert stop.progress == stop.progress_max
@@ -216,8 +227,8 @@ def test_a_listener_advised_twice_hears_everything_twice(env: Env) -> None:
     barrier = Recorder()
     op.advise(barrier)
     barrier.wait_stop()
-    assert rec.kinds() == [("progress", Phase.COMPLETE), ("progress", Phase.COMPLETE),
-                           ("stop", Phase.COMPLETE), ("stop", Phase.COMPLETE)]
+    assert rec.after_start() == [("progress", Phase.COMPLETE), ("progress", Phase.COMPLETE),
+                                 ("stop", Phase.COMPLETE), ("stop", Phase.COMPLETE)]
 
 
 def test_failure_gives_one_stop_with_the_driver_error(env: Env) -> None:
@@ -362,7 +373,16 @@ def test_veto_of_a_deadline_lets_the_work_continue(
     assert op.result(WAIT) is cur
     rec.wait_stop()
     check_conformance(rec, op)
-    assert any("veto" in r.getMessage() for r in caplog.records if r.name == "asynchdb")
+
+    def logged() -> bool:
+        return any("veto" in r.getMessage() for r in caplog.records if r.name == "asynchdb")
+
+    # the timer thread logs the veto once abort() returned there: poll, bounded
+    for _ in range(int(WAIT * 100)):
+        if logged():
+            break
+        threading.Event().wait(0.01)
+    assert logged()
 
 
 @pytest.mark.parametrize("how", ["cursor.close", "connection.close"])
@@ -588,7 +608,7 @@ def test_cookies_are_positive_and_unique_and_unknown_ones_raise_key_error(env: E
     # unadvised listeners hear nothing more
     assert recs[1].events == []
     assert recs[3].events == []
-    assert recs[0].kinds() == [("progress", Phase.COMPLETE), ("stop", Phase.COMPLETE)]
+    assert recs[0].after_start() == [("progress", Phase.COMPLETE), ("stop", Phase.COMPLETE)]
 
 
 def test_cookies_of_different_operations_are_independent(env: Env) -> None:

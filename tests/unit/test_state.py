@@ -934,7 +934,8 @@ def _check_deadline_error(exc: BaseException | None) -> None:
 
 def test_async_deadline_aborts_with_deadline_exceeded(env: Env) -> None:
     (cur,) = env.cursors(1)
-    op = cur.execute("block g1", asynch=True, timeout=0.05)
+    op = cur.execute("block g1", asynch=True, timeout=0.25)
+    env.started("g1")  # the deadline stops a running statement
     assert op.wait_for_completion(WAIT)
     st = op.get_status()
     assert st.phase is Phase.CANCELED
@@ -952,7 +953,8 @@ def test_sync_deadline_raises_deadline_exceeded(env: Env) -> None:
     with pytest.raises(DeadlineExceeded) as ei:
         cur.execute("block g1", timeout=0.05)
     _check_deadline_error(ei.value)
-    assert env.raw.log == [("block g1", "canceled")]
+    assert env.thread_of("block g1") == threading.get_ident()  # ran inline
+    assert ("block g1", "ok") not in env.raw.log
     # the cursor works again
     assert cur.execute("rows 1", timeout=WAIT) is cur
     assert cur.fetchall() == [(0,)]
@@ -962,8 +964,21 @@ def test_sync_deadline_without_cancel_primitive_releases_the_caller(
         make_env: Callable[..., Env]) -> None:
     env = make_env(can_cancel=False)
     a, b = env.cursors(2)
-    with pytest.raises(DeadlineExceeded):
-        a.execute("block g1", timeout=0.05)
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            a.execute("block g1", timeout=0.25)
+        except BaseException as exc:
+            raised.append(exc)
+
+    t = threading.Thread(target=call)
+    t.start()
+    env.started("g1")
+    t.join(WAIT)  # returns at the deadline although the statement still runs
+    assert not t.is_alive()
+    assert len(raised) == 1
+    _check_deadline_error(raised[0])
     assert env.raw.log == []  # abandoned: it is still running
     op = b.execute("q2", asynch=True)
     env.raw.release("g1")
