@@ -112,7 +112,16 @@ class Cursor:
             ch = self._ch
             if not ch._scheduled and ch._owner.acquire(False):
                 try:
-                    self._raw.execute(operation, *args, **kwargs)
+                    # spelled out: a plain call skips building the argument tuple
+                    # and dict again (about 10% of a SELECT 1, benchmarks P1)
+                    if kwargs:
+                        self._raw.execute(operation, *args, **kwargs)
+                    elif len(args) == 1:
+                        self._raw.execute(operation, args[0])
+                    elif args:
+                        self._raw.execute(operation, *args)
+                    else:
+                        self._raw.execute(operation)
                 finally:
                     if ch.graveyard:
                         ch._bury()

@@ -167,7 +167,8 @@ class Job:
         #: The driver's own progress estimate while the call runs (DuckDB).
         self.progress_fn: Callable[[], tuple[int, int] | None] | None = None
         self._status: Status | None = None
-        self._event: threading.Event | None = None
+        #: Held while the job runs; waiters pass through it once it is released.
+        self._event: threading.Lock | None = None
         self._future: concurrent.futures.Future[Any] | None = None
         self._sinks: dict[int, Sink] | None = None
         self._cookies: itertools.count[int] | None = None
@@ -242,14 +243,18 @@ class Job:
         with self._lock:
             if self._state >= COMPLETE:
                 return True
-            ev = self._event
-            if ev is None:
-                ev = self._event = threading.Event()
+            gate = self._event
+            if gate is None:
+                # a bare lock, not an Event: about 3 us less per round trip (benchmarks P2)
+                gate = self._event = threading.Lock()
+                gate.acquire()
         if timeout is None:
-            # Event.wait is interruptible by signals (KeyboardInterrupt) on POSIX
-            ev.wait()
-            return True
-        return ev.wait(timeout)
+            # Lock.acquire is interruptible by signals (KeyboardInterrupt) on POSIX
+            gate.acquire()
+        elif not (gate.acquire(True, timeout) if timeout > 0 else gate.acquire(False)):
+            return False
+        gate.release()  # let the next waiter through
+        return True
 
     def outcome(self) -> tuple[int, Any, BaseException | None]:
         with self._lock:
@@ -477,8 +482,10 @@ class Job:
         if state == COMPLETE:
             self.progress = self.progress_max
         self._status = None
-        if self._event is not None:
-            self._event.set()
+        gate = self._event
+        if gate is not None:
+            self._event = None  # released once, even if _end ran twice
+            gate.release()
 
     def _after_end(self) -> None:
         # outside the lock: timers, future, listeners

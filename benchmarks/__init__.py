@@ -1,0 +1,1 @@
+"""asynchdb's benchmarks (sqlite3): run ``python -m benchmarks``; see docs/benchmarks.md."""
