@@ -52,6 +52,6 @@ __all__ = [
 
 for _name in __all__:
     _obj = globals()[_name]
-    if isinstance(_obj, type):
+    if callable(_obj):  # the classes, connect and wrap
         _obj.__module__ = "asynchdb"
 del _name, _obj

@@ -223,7 +223,8 @@ class Channel:
             jobs.extend(self.parked)
         running = self.running
         if running is not None:
-            jobs.insert(0, running)
+            # last: once it ends the worker moves on, so the queued ones go first
+            jobs.append(running)
         for job in jobs:
             if job.state < COMPLETE:
                 job.abort(OperationCanceled(f"{job.kind} was aborted: {reason}"), force=True)
@@ -239,11 +240,12 @@ class Channel:
                 return
             self.closed = True
         self.closing = True
+        busy = self._scheduled  # a call runs: close on the worker once it ends
         self.abort_all("the connection was closed")
         if self._owner_thread == _get_ident():
             self._close_raw()
             return
-        if not self._scheduled and self._owner.acquire(False):
+        if not busy and not self._scheduled and self._owner.acquire(False):
             try:
                 self._close_raw()
             finally:

@@ -46,6 +46,9 @@ class Connection:
     def cursor(self, *args: Any, **kwargs: Any) -> Cursor:
         """The driver's ``cursor()``, wrapped."""
         ch = self._ch
+        if ch.adapter.cursor_anywhere and ch.raw is not None:
+            # no hop: queueing work behind a busy connection must not wait for it
+            return Cursor(self, ch.raw.cursor(*args, **kwargs))
         return Cursor(self, ch.call(ch.raw.cursor, *args, **kwargs))
 
     def commit(self) -> Any:

@@ -316,8 +316,11 @@ class Cursor:
         with other work, the driver cursor is closed by its worker afterwards.
         """
         job = self._guard
-        if job is not None and not job.done():
-            job.abort(force=True)
+        if job is not None:
+            if not job.done():
+                job.abort(force=True)
+            # reads now raise the driver's closed-cursor error, not ZombieError
+            object.__setattr__(self, "_guard", None)
         if self._closed:
             return
         object.__setattr__(self, "_closed", True)
@@ -422,10 +425,11 @@ def _counting(job: Job, seq: Iterable[Any]) -> Iterator[Any]:
         job.set_progress(0, total)
     done = 0
     for params in seq:
-        if done:
-            if total:
-                job.set_progress(done)
-            else:
-                job.set_progress(0, None, f"{done} parameter sets done")
         yield params
+        # the driver asks for the next set: this one is done (count it before
+        # the next is produced, which may take long)
         done += 1
+        if not total:
+            job.set_progress(0, None, f"{done} parameter sets done")
+        elif done < total:
+            job.set_progress(done)

@@ -103,6 +103,16 @@ class _Turn:
             log.exception("asynchdb: population failed")
 
 
+class _Muted(Sink):
+    """Stands in the listener table for a sink advised after the end (unadvise works)."""
+
+    __slots__ = ()
+
+    def __init__(self, sink: Sink) -> None:
+        self.listener = sink.listener
+        self._progress = self._stop = self._low = None
+
+
 class _OwnerValue:
     """Marker: the operation's value is the cursor that started it."""
 
@@ -197,6 +207,10 @@ class Job:
     def done(self) -> bool:
         return self._state >= COMPLETE
 
+    def abort_requested(self) -> bool:
+        """Whether an abort was accepted (it may not have taken effect yet)."""
+        return self._abort_requested
+
     def status(self) -> Status:
         with self._lock:
             st = self._status
@@ -248,8 +262,9 @@ class Job:
                 # a bare lock, not an Event: about 3 us less per round trip (benchmarks P2)
                 gate = self._event = threading.Lock()
                 gate.acquire()
-        if timeout is None:
-            # Lock.acquire is interruptible by signals (KeyboardInterrupt) on POSIX
+        if timeout is None or timeout >= threading.TIMEOUT_MAX:
+            # Lock.acquire is interruptible by signals (KeyboardInterrupt) on POSIX;
+            # a longer timeout (inf) would raise OverflowError: wait for the end
             gate.acquire()
         elif not (gate.acquire(True, timeout) if timeout > 0 else gate.acquire(False)):
             return False
@@ -374,6 +389,10 @@ class Job:
                     with ch._mutex:
                         ch.parked.add(self)  # so that closing the connection aborts it
                     if buf.park(self._resume_population):
+                        if self.abort_requested() and buf.unpark():
+                            # an abort raced the park: it saw no parked worker,
+                            # so this turn must end the operation itself
+                            continue
                         ch.end(self)
                         self.low_resource()
                         return
@@ -433,8 +452,13 @@ class Job:
                 late = True
             else:
                 late = False
-                if self._abort_requested and self.channel.adapter.is_cancel_error(exc):
-                    assert self._abort_error is not None
+                if (self._abort_requested or self.channel.closing) \
+                        and self.channel.adapter.is_cancel_error(exc):
+                    if self._abort_error is None:
+                        # close() stopped it (sqlite3's hook) before abort_all reached it
+                        self._abort_requested = True
+                        self._abort_error = OperationCanceled(
+                            f"{self.kind} was aborted: the connection was closed")
                     self._abort_error.__cause__ = exc
                     self._end(CANCELED)
                 else:
@@ -635,6 +659,8 @@ class Job:
 
         if seconds <= 0:
             fire()
+        elif seconds >= threading.TIMEOUT_MAX:
+            return  # inf: no deadline (the timer thread cannot wait that long)
         else:
             self._schedule(seconds, fire)  # returns None: runs once
 
@@ -646,14 +672,22 @@ class Job:
             if self._cookies is None:
                 self._cookies = itertools.count(1)
             cookie = next(self._cookies)
+            first = not self._sinks
             if self._sinks is None:
                 self._sinks = {}
-            self._sinks[cookie] = sink
             ended = self._state >= COMPLETE
+            # a first listener advised while the driver call runs still hears
+            # the periodic progress (and may ask for an abort from it)
+            tick = first and self._state == RUNNING
+            # advised after the end: it hears only its own two notifications, not
+            # the end still being broadcast to the others (a second on_stop)
+            self._sinks[cookie] = _Muted(sink) if ended else sink
         if ended:
             st = self.status()
             self._post(_Note("progress", st, target=sink))
             self._post(_Note("stop", st, target=sink))
+        elif tick:
+            self._schedule(TICK, self._tick)
         return cookie
 
     def unadvise(self, cookie: int) -> None:

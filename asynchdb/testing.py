@@ -72,6 +72,9 @@ class FakeAdapter(Adapter):
     """How asynchdb drives the fake: cancel() is the driver's cancel primitive."""
 
     name = "fake"
+    #: The fake loses a cancel sent before the statement runs, like pyodbc and
+    #: psycopg: re-issue it, as their adapters do, so such an abort is not lost.
+    reissue_cancel = 0.05
 
     def prepare(self, channel: Any) -> None:
         self.can_cancel = bool(channel.raw.can_cancel)

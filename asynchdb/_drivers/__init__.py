@@ -62,7 +62,8 @@ def for_connection(raw: Any) -> Adapter:
     root = type(raw).__module__.split(".")[0]
     module = sys.modules.get(root)
     if custom is not None:
-        return custom(module)  # type: ignore[no-any-return]
+        # the module defining the class holds its exceptions (asynchdb.testing)
+        return custom(sys.modules.get(type(raw).__module__, module))  # type: ignore[no-any-return]
     spec = _KNOWN.get(root)
     if spec is None:
         return Adapter(module)

@@ -48,6 +48,9 @@ class Adapter:
     #: ``executemany`` consumes its parameter sets one by one, so a counting
     #: iterator measures honest progress.
     counts_executemany = False
+    #: ``connection.cursor()`` makes no driver call that could overlap a running
+    #: statement, so it need not wait for the connection's worker (sqlite3).
+    cursor_anywhere = False
 
     def __init__(self, module: Any | None) -> None:
         self.module = module

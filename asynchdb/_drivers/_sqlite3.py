@@ -80,6 +80,8 @@ class Sqlite3Adapter(Adapter):
     name = "sqlite3"
     can_cancel = True
     counts_executemany = True
+    # sqlite3's Connection.cursor() only builds a Python object (no sqlite3_* call)
+    cursor_anywhere = True
 
     def connect(self, factory: Callable[..., Any], args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> Any:
