@@ -290,8 +290,8 @@ def run_demo(rows: int = DEFAULT_ROWS, *, quick: bool = False,
     label = f"heavy query, timeout={t.deadline:g}"
     p.line(f"  {label:<28} {t.canceled_after:6.2f} s  CANCELED (DeadlineExceeded); SQLite "
            f"stopped; next query {_fmt_ms(t.probe)}")
-    p.line(f"  {'abort vetoed, then allowed':<28} {t.abort_latency:6.3f} s  from the second "
-           "abort() to CANCELED")
+    p.line(f"  {'abort vetoed, then allowed':<28} {t.abort_latency * 1000:6.1f} ms from the "
+           "second abort() to CANCELED")
     p.line(f"  {'total':<28} {total:6.2f} s")
     if not ok:
         p.line("Something did not behave as expected: see the lines marked UNEXPECTED.")
