@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"asynchdb {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
-        "demo", help="run the demo on a temporary sqlite3 database (about 15 s)",
+        "demo", help="run the demo on a temporary sqlite3 database (about 10 s)",
         description="Build a sample sqlite3 database in a temporary folder, run an analytic "
                     "query asynchronously while polling its status, stop a heavier one with "
                     "a deadline and prove SQLite stopped, and let a listener veto an abort.")

@@ -1,6 +1,6 @@
 """The asynchdb demo: ``python -m asynchdb demo``.
 
-It needs nothing but Python's own ``sqlite3``.  In about fifteen seconds it:
+It needs nothing but Python's own ``sqlite3``.  In about ten seconds it:
 
 1. builds a sample shop database (customers and orders) in a temporary folder;
 2. runs an analytic query asynchronously, polling its status on a live line;
