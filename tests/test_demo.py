@@ -74,3 +74,13 @@ def test_quick_and_rows_exclude_each_other(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit) as info:
         main(["demo", "--quick", "--rows", "1000"])
     assert info.value.code == 2
+
+
+def test_the_asynchdb_demo_script_implies_the_command(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # the console script asynchdb-demo calls main() with sys.argv as it is
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/asynchdb-demo", "--help"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 0
+    assert "--rows" in capsys.readouterr().out
