@@ -15,6 +15,7 @@ import statistics
 import threading
 import time
 import warnings
+from collections import Counter
 from typing import Any, Callable
 
 import pytest
@@ -208,6 +209,22 @@ def test_drop_in_same_as_sqlite3(how: str) -> None:
     raised = {entry[2] for entry in expected if entry[1] == "raises"}
     assert {sqlite3.OperationalError, sqlite3.ProgrammingError,
             sqlite3.IntegrityError} <= raised
+
+
+def test_wrap_same_thread_connection_async_gets_sqlite3s_own_error() -> None:
+    """wrap() of a connection opened with check_same_thread=True (sqlite3's default):
+    synchronous calls work on its thread; asynchronous ones fail with sqlite3's error."""
+    conn = asynchdb.wrap(sqlite3.connect(":memory:"))
+    try:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        op = conn.cursor().execute("SELECT 2", asynch=True)
+        assert op.wait_for_completion(BOUND)
+        st = op.get_status()
+        assert st.phase == Phase.COMPLETE and type(st.error) is sqlite3.ProgrammingError
+        assert "same thread" in str(st.error)
+        assert conn.execute("SELECT 3").fetchone() == (3,)
+    finally:
+        conn.close()
 
 
 def test_driver_errors_pass_through_unchanged(conn: Any) -> None:
@@ -528,6 +545,46 @@ def test_executemany_unsized_generator_progress(conn: Any) -> None:
     st = op.get_status()
     assert (st.phase, st.progress, st.progress_max) == (Phase.COMPLETE, 1, 1)
     assert conn.execute("SELECT count(*) FROM t").fetchone() == (6,)
+
+
+def test_abort_executemany_midway(conn: Any) -> None:
+    """Many small statements: the progress hook still stops the executemany.
+
+    What happens to the transaction depends on where sqlite noticed the abort
+    (measured: about 30 % / 70 %).  sqlite checks the progress handler at jumps
+    inside a statement *and once more after the statement halted*:
+
+    * inside an INSERT: the write is interrupted and sqlite rolls back the whole
+      transaction: no row is left, no transaction is open;
+    * after the INSERT halted: that row is written, yet the step reports
+      ``interrupted``; the transaction stays open with every parameter set up to
+      and including the interrupted one (``progress + 1`` rows).
+
+    Either way the remaining sets never run and the operation ends CANCELED.
+    """
+    conn.execute("CREATE TABLE t(x)")
+    conn.commit()
+    n = 1_000_000
+    seen: Counter[str] = Counter()
+    for _ in range(4):
+        op = conn.cursor().executemany("INSERT INTO t VALUES (?)",
+                                       [(i,) for i in range(n)], asynch=True)
+        assert wait_until(lambda op=op: op.get_status().progress >= 1000)
+        op.abort()
+        assert op.wait_for_completion(BOUND)
+        st = op.get_status()
+        assert st.phase == Phase.CANCELED, st
+        assert interrupted(op.exception().__cause__)
+        assert 1000 <= st.progress < n and st.progress_max == n
+        rows = conn.execute("SELECT count(*) FROM t").fetchone()[0]
+        if conn.in_transaction:
+            assert rows == st.progress + 1
+            seen["kept, open transaction"] += 1
+        else:
+            assert rows == 0
+            seen["rolled back"] += 1
+        conn.rollback()
+    print(f"aborted executemany: {dict(seen)}")
 
 
 def test_executemany_failure_midway_reports_driver_error(conn: Any) -> None:
@@ -894,6 +951,32 @@ def test_cursor_close_aborts_its_running_operation(conn: Any) -> None:
         cur.fetchone()
 
 
+def test_closed_cursor_raises_sqlite3_error_even_while_its_operation_ends(conn: Any) -> None:
+    """After close() every read is sqlite3's closed-cursor error, not ZombieError."""
+    gate = Gate().install(conn)
+    cur = conn.cursor()
+    op = cur.execute("SELECT gate('c')", asynch=True)
+    assert gate.started("c").wait(BOUND)
+    cur.close()  # the abort cannot stop a Python function: the operation still runs
+    try:
+        assert not op.done()
+        for read in (cur.fetchone, cur.fetchall, cur.fetchmany,
+                     lambda: cur.execute("SELECT 1")):
+            with pytest.raises(sqlite3.ProgrammingError):
+                read()
+    finally:
+        gate.release("c")
+    assert op.wait_for_completion(BOUND)
+    with pytest.raises(sqlite3.ProgrammingError):
+        cur.fetchone()
+    # and once a long statement was really canceled by the close
+    op, cur = run_long(conn)
+    cur.close()
+    assert op.wait_for_completion(BOUND) and op.get_status().phase == Phase.CANCELED
+    with pytest.raises(sqlite3.ProgrammingError):
+        cur.fetchall()
+
+
 def test_connection_close_from_another_thread_aborts_async_query(db_path: str) -> None:
     conn = asynchdb.connect(sqlite3, db_path)
     raw = conn.driver_connection
@@ -919,6 +1002,31 @@ def test_connection_close_from_another_thread_aborts_async_query(db_path: str) -
     assert conn.closed
     with pytest.raises(sqlite3.ProgrammingError):
         raw.execute("SELECT 1")  # the driver connection really is closed
+
+
+def test_close_with_much_queued_work_reports_the_running_statement_canceled(
+        db_path: str) -> None:
+    """While close() aborts a long queue, the running statement is stopped too: it must
+    end CANCELED (OperationCanceled from 'interrupted'), not COMPLETE with the error."""
+    conn = asynchdb.connect(sqlite3, db_path)
+    ops: list[Any] = []
+
+    def slow_listener(op: Any, st: asynchdb.Status) -> None:
+        # a listener that takes its time over the CANCELED notification of close()
+        if st.phase == Phase.CANCELED:
+            wait_until(ops[0].done, 0.3)
+
+    op, _cur = run_long(conn, listener=Recorder(on_progress=slow_listener))
+    ops.append(op)
+    queued = [conn.cursor().execute("SELECT 1", asynch=True) for _ in range(200)]
+    t0 = time.monotonic()
+    conn.close()
+    assert time.monotonic() - t0 < 2.0
+    assert op.wait_for_completion(BOUND)
+    st = op.get_status()
+    assert st.phase == Phase.CANCELED, st
+    assert isinstance(st.error, OperationCanceled) and interrupted(st.error.__cause__)
+    assert all(q.done() and q.get_status().phase == Phase.CANCELED for q in queued)
 
 
 def test_connection_close_while_sync_query_runs_on_another_thread(db_path: str) -> None:

@@ -400,8 +400,10 @@ def test_on_stop_is_last_and_once_with_fast_ticks(conn: Any, monkeypatch: Any) -
         stops = [e for e in events if e[0] == "stop"]
         assert len(stops) == 1, events
         assert events[-1][0] == "stop", events
-        final = events[-1][1]
-        assert all(phase <= final or final == Phase.CANCELED for _, phase in events), events
+        # phases never go back, apart from the CANCELED of an abort request: a statement
+        # that completed first still ends COMPLETE (the abort came too late)
+        phases = [phase for _, phase in events if phase != Phase.CANCELED]
+        assert phases == sorted(phases), events
 
 
 def test_sync_calls_from_many_threads_while_async_work_runs(conn: Any) -> None:
