@@ -88,18 +88,16 @@ class Channel:
         self._owner_thread = _get_ident()
         try:
             while True:
+                if self.graveyard:
+                    self._bury()  # driver calls: never under _mutex
                 with self._mutex:
                     if not self._tasks:
                         self._scheduled = False
                         self._owner_thread = None
-                        if self.graveyard:
-                            self._bury()
                         self._owner.release()
                         return
                     job = self._tasks.popleft()
                 job.run()
-                if self.graveyard:
-                    self._bury()
         except BaseException:  # pragma: no cover - job.run never raises
             with self._mutex:
                 self._scheduled = False

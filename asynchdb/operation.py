@@ -14,14 +14,17 @@ Internal states and the public phase they show::
     CANCELED   aborted                                 -> CANCELED
 
 Moves: PENDING -> RUNNING -> (POPULATING ->) COMPLETE, and PENDING, RUNNING or
-POPULATING -> CANCELED.  Every move happens under the job's lock in one of
-``_start``, ``_finish`` or ``_apply_abort``; nothing else writes ``_state``.
+POPULATING -> CANCELED.  Every move happens under the job's lock: PENDING ->
+RUNNING in ``run``, -> POPULATING in ``_enter_population``, the terminal moves
+in ``_end`` (called by the ``_finish_*`` methods and ``_apply_abort``).
 
 Locks: ``Job._lock`` guards the state, the outcome, the listeners and the
-notification queue.  It is held only for a few assignments: no driver call,
-no listener callback, no other lock is ever taken under it.  It is reentrant
-so that a finalizer run by the garbage collector on a thread that holds it
-cannot deadlock.
+notification queue.  It is held only for a few assignments: no driver call and
+no listener callback runs under it (the driver's live progress sources are read
+before taking it).  The only other locks taken under it are leaf locks (an
+Event's, the timer's) that never wait for anything.  It is reentrant so that a
+finalizer run by the garbage collector on a thread that holds it cannot
+deadlock.
 """
 
 from __future__ import annotations
@@ -212,32 +215,46 @@ class Job:
         return self._abort_requested
 
     def status(self) -> Status:
+        # The driver's live sources (sqlite3's step count, DuckDB's
+        # query_progress) are read outside the lock: they may call the driver.
+        text_fn, progress_fn = self.text_fn, self.progress_fn
+        live = self._state == RUNNING and (text_fn is not None or progress_fn is not None)
+        text = text_fn() if live and text_fn is not None else None
+        estimate = progress_fn() if live and progress_fn is not None else None
         with self._lock:
             st = self._status
-            if st is None or ((self.text_fn is not None or self.progress_fn is not None)
-                              and self._state == RUNNING):
-                st = self._status = self._build_status(_PHASE[self._state])
+            if live and self._state == RUNNING:
+                return self._build_status(_PHASE[self._state], text, estimate)
+            if st is None:
+                st = self._status = self._build_status(_PHASE[self._state], None, None)
             return st
 
-    def _build_status(self, phase: Phase) -> Status:
+    def _build_status(self, phase: Phase, live_text: str | None,
+                      estimate: tuple[int, int] | None) -> Status:
         # caller holds self._lock
-        text = self.text
-        if self.text_fn is not None and self._state == RUNNING:
-            text = self.text_fn() or text
+        text = live_text or self.text
         if self._state == CANCELED:
             error: BaseException | None = self._abort_error
         else:
             error = self._error
         prog, pmax = self.progress, self.progress_max
-        if self.progress_fn is not None and self._state == RUNNING:
-            estimate = self.progress_fn()
-            if estimate is not None:
-                prog, pmax = estimate
+        if estimate is not None:
+            prog, pmax = estimate
         if self._state == COMPLETE:
             prog = pmax
         elif prog >= pmax:
             pmax = prog + 1
         return Status(phase, prog, pmax, text, error)
+
+    def _keep_last_text(self) -> None:
+        # owner thread, the driver call just returned: the final count stays visible
+        text_fn = self.text_fn
+        if text_fn is not None:
+            text = text_fn()
+            if text:
+                with self._lock:
+                    self.text = text
+                    self._status = None
 
     def set_progress(self, progress: int, progress_max: int | None = None,
                      text: str | None = None) -> None:
@@ -338,9 +355,11 @@ class Job:
             value = self.fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiter
             ch.end(self)
+            self._keep_last_text()
             self._finish_error(exc)
         else:
             ch.end(self)
+            self._keep_last_text()
             if ch.adapter.result_lost(ch, self):
                 # the cancel arrived as the call returned and destroyed its result
                 self._finish_canceled(None)
