@@ -71,7 +71,7 @@ class _Hook:
 
         def text() -> Optional[str]:
             steps = (self.ticks - start) * self.step
-            return f"sqlite3: about {steps} virtual-machine steps so far" if steps else None
+            return f"sqlite3: about {steps} virtual-machine steps" if steps else None
 
         return text
 
