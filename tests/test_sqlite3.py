@@ -262,7 +262,10 @@ def test_driver_errors_pass_through_unchanged(conn: Any) -> None:
 
     t = threading.Thread(target=hop)
     t.start()
-    gate.release("b")
+    try:
+        assert wait_until(lambda: conn.statistics()["queued"] >= 1)  # it did hop
+    finally:
+        gate.release("b")
     t.join(BOUND)
     assert blocker.result(BOUND) is not None
     assert type(result["exc"]) is sqlite3.ProgrammingError
