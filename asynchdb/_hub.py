@@ -34,7 +34,7 @@ log = logging.getLogger("asynchdb")
 #: Seconds an idle pool thread waits for more work before it exits.
 KEEPALIVE = 2.0
 #: Seconds the interpreter waits at exit for aborted work to wind down.
-EXIT_GRACE = 1.5
+EXIT_GRACE = 1.0
 
 _STOP = object()
 

@@ -145,6 +145,8 @@ class Connection:
             return _Extra(self, extra)
         raw = ch.raw
         attr = getattr(raw, name)
+        if name in ch.adapter.direct_extras:
+            return attr  # thread-safe by the driver's design: never queued
         if isinstance(attr, _METHOD_TYPES) and getattr(attr, "__self__", None) is raw:
             return _Extra(self, attr)
         return attr

@@ -79,7 +79,7 @@ class _Note:
 
     def __init__(self, kind: str, status: Status | None, reply: _Reply | None = None,
                  target: Sink | None = None, force: bool = False) -> None:
-        self.kind = kind          # "progress", "stop", "low", "abort"
+        self.kind = kind          # "progress", "stop", "low", "abort" ("tick": periodic)
         self.status = status
         self.reply = reply
         self.target = target      # only this sink (late advise), else all
@@ -651,7 +651,7 @@ class Job:
         # timer thread: periodic progress while the driver call runs
         if self._state != RUNNING:
             return None
-        self._post(_Note("progress", self.status()))
+        self._post(_Note("tick", self.status()))
         return TICK
 
     def _schedule(self, delay: float, fn: Callable[[], float | None]) -> None:
@@ -722,6 +722,10 @@ class Job:
     def _post(self, note: _Note) -> None:
         """Queue a notification; deliver the queue unless someone else is."""
         with self._lock:
+            if note.kind == "tick":
+                if self._state != RUNNING:
+                    return  # the call ended meanwhile: never after on_stop
+                note.kind = "progress"
             if self._notes is None:
                 self._notes = collections.deque()
             self._notes.append(note)

@@ -104,10 +104,11 @@ def test_exit_while_a_sync_query_runs_on_a_daemon_thread(tmp_path: Any) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "the exit abort is an atexit hook, and atexit runs only after Python has joined the "
-    "non-daemon threads: a thread blocked on op.result() keeps the statement (and the "
-    "process) running; aborting from threading's exit hook would free it but changes "
-    "what atexit handlers of the application can still do (a decision for the lead)"))
+    "decided: the exit abort runs from atexit, after Python joined the non-daemon "
+    "threads. Aborting when the main thread returns (threading's exit hook) would also "
+    "abort the work of non-daemon threads that are still running and using asynchdb, "
+    "a common and legitimate pattern; a thread that waits forever is the application's "
+    "own wait, as with a plain Future. Use result(timeout=...) or daemon threads."))
 def test_exit_while_a_thread_waits_for_a_pending_operation(tmp_path: Any) -> None:
     """A non-daemon thread blocked on op.result(): the abort at exit must free it."""
     proc, exit_time = run_script("""

@@ -109,6 +109,10 @@ class Adapter:
         """
         return None
 
+    #: Driver methods meant to be called from another thread while a statement
+    #: runs (sqlite3's ``interrupt``): called directly, never queued.
+    direct_extras: frozenset[str] = frozenset()
+
     def extra(self, channel: Channel, name: str) -> Any:
         """A replacement for the driver extra ``name``, or None to pass it through."""
         return None

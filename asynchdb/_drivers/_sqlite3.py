@@ -82,6 +82,8 @@ class Sqlite3Adapter(Adapter):
     counts_executemany = True
     # sqlite3's Connection.cursor() only builds a Python object (no sqlite3_* call)
     cursor_anywhere = True
+    # the user's own interrupt() is sqlite3's: sticky, connection-wide, any thread
+    direct_extras = frozenset({"interrupt"})
 
     def connect(self, factory: Callable[..., Any], args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> Any:
