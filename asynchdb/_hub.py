@@ -187,6 +187,9 @@ class Timer:
         with self._cond:
             if entry.active:
                 entry.active = False
+                # a cancelled entry stays in the heap until its time: let go of
+                # the callback (it holds a job, and through it the user's cursor)
+                entry.fn = _spent
                 self._live -= 1
                 if self._live == 0:
                     self._heap.clear()
@@ -219,6 +222,7 @@ class Timer:
                     continue  # cancelled while it ran
                 if again is None:
                     entry.active = False
+                    entry.fn = _spent
                     self._live -= 1
                 else:
                     heapq.heappush(
@@ -254,6 +258,11 @@ class TimerEntry:
 
 def _still_active(entry: TimerEntry) -> bool:
     return entry.active
+
+
+def _spent() -> None:
+    """The callback of an entry that ran its last time or was cancelled."""
+    return None
 
 
 HUB = Hub()
