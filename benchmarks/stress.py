@@ -1,0 +1,784 @@
+"""Stress: randomized operations with aborts at random moments, on every backend.
+
+``python -m benchmarks.stress --short`` (CI, through ``tests/test_stress.py``)
+or ``python -m benchmarks.stress --ops 100000`` (by hand; writes
+``benchmarks/results/stress.{json,md}``).
+
+Each backend runs in subprocesses of ``--chunk`` operations each, so a driver
+that crashes the process is *counted* (and the run goes on with the next
+chunk) instead of killing the run.  Inside a subprocess one thread drives two
+connections through a random mix of scenarios:
+
+``quick``
+    a short statement; its rows must be right.
+``abort``
+    a statement that runs far longer than the watchdog (``--long`` seconds),
+    aborted after a random delay (zero included: the abort races the start),
+    from this thread or another one; half the time a short *follow-up*
+    statement is started on the same connection right after the abort.
+``deadline``
+    the long statement with ``timeout=`` of 0-50 ms, asynchronous or not.
+``populate``
+    a row-returning statement with background population (a small buffer),
+    read in part, then aborted: the rows read before and after come in order.
+``close``
+    the long statement, then the connection is closed under it.
+``drop``
+    the long statement, then its cursor and Operation are released
+    (``gc.collect()``); a listener hears the end.
+
+Counters (all must stay zero):
+
+crashes
+    a subprocess died by a signal, or with exit status 134 or 139.
+deadlocks
+    an operation not ended ``--watchdog`` seconds after its abort (deadline,
+    close, release), a close or a synchronous call that did not return, or a
+    subprocess that had to be killed.
+lost_aborts
+    an abort accepted while the long statement ran, and the operation ended
+    COMPLETE: the statement cannot have ended by itself that soon, so the cancel
+    was lost (or its effect reported as success).
+stray_cancels
+    a statement started after an abort was canceled (the follow-up).
+leaked_threads
+    asynchdb threads still alive 5 s after every connection was closed.
+errors
+    anything else unexpected: a wrong result, an unexpected exception.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if not __package__:  # python benchmarks/stress.py: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import contextlib
+import datetime
+import gc
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional
+
+import asynchdb
+from asynchdb import DeadlineExceeded, OperationCanceled, Phase, Status
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs" / "reliability.md"
+TESTS = ROOT / "tests"
+
+#: Backends in the order they are reported.
+ALL_BACKENDS = ("sqlite3", "fake", "pyodbc-postgresql", "pyodbc-mariadb", "pyodbc-sqlite",
+                "psycopg", "duckdb")
+#: The counters that must be zero.
+COUNTERS = ("crashes", "deadlocks", "lost_aborts", "stray_cancels", "leaked_threads", "errors")
+#: Marks the child's result line on stdout.
+RESULT_TAG = "STRESS-RESULT "
+#: Exit statuses of a process killed by abort() / a segfault (shells report 128+n).
+CRASH_CODES = (134, 139)
+#: Scenario weights.
+WEIGHTS = {"quick": 3, "abort": 6, "deadline": 3, "populate": 2, "close": 1, "drop": 1}
+#: Seconds asynchdb threads get to retire once every connection is closed.
+THREAD_GRACE = 5.0
+
+# Connection strings of DRIVERS.md, used when tests/backends.py is not there.
+PG_ODBC = "DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;DATABASE=test;UID=postgres;PWD="
+MARIADB_ODBC = ("DRIVER={MariaDB Unicode};SERVER=127.0.0.1;PORT=3306;DATABASE=test;UID=root;"
+                "PWD=;OPTION=67108864")
+SQLITE_ODBC = "DRIVER={SQLite3};Database={path};BigInt=1"
+PSYCOPG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
+
+
+# ----------------------------------------------------------------------
+# backends (child side)
+# ----------------------------------------------------------------------
+def _series_sql(n: int) -> str:
+    return f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) " \
+           f"SELECT x FROM c"
+
+
+@dataclass
+class Target:
+    """How the stress child reaches one backend."""
+
+    name: str
+    #: Open a wrapped connection.
+    connect: Callable[[], asynchdb.Connection]
+    #: One statement running about ``seconds`` (far longer than the watchdog).
+    long_sql: Callable[[float], str]
+    #: A statement returning one row ``(1,)`` at once.
+    quick_sql: Callable[[], str]
+    quick_rows: list[tuple[Any, ...]]
+    #: ``rows_sql(n)``: ``n`` rows of one integer column counting up from ``first``.
+    rows_sql: Callable[[int], str] = _series_sql
+    first: int = 1
+
+
+def _rows_sql_for(name: str) -> Callable[[int], str]:
+    if name in ("pyodbc-postgresql", "psycopg"):
+        return lambda n: f"SELECT generate_series(1, {n})"
+    if name == "duckdb":
+        return lambda n: f"SELECT range + 1 FROM range({n})"
+    if name == "pyodbc-mariadb":
+        # the Sequence engine (a recursive CTE stops at max_recursive_iterations, 1000)
+        return lambda n: f"SELECT seq FROM seq_1_to_{n}"
+    return _series_sql
+
+
+def _count_sql(rows: int) -> str:
+    return (f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) "
+            f"SELECT count(*) FROM c")
+
+
+def _fallback_targets(tmp: str) -> dict[str, Callable[[], Target]]:
+    """DRIVERS.md's connection strings, when tests/backends.py is absent."""
+
+    def odbc(name: str, dsn: str, long_sql: Callable[[float], str]) -> Callable[[], Target]:
+        def make() -> Target:
+            import pyodbc
+
+            return Target(name, lambda: asynchdb.connect(pyodbc, dsn), long_sql,
+                          lambda: "SELECT 1", [(1,)])
+        return make
+
+    def sqlite3_target() -> Target:
+        import sqlite3
+
+        path = os.path.join(tmp, "stress.db")
+        return Target("sqlite3", lambda: asynchdb.connect(sqlite3, path),
+                      lambda s: _count_sql(int(s * 4_000_000)), lambda: "SELECT 1", [(1,)])
+
+    def psycopg_target() -> Target:
+        import psycopg
+
+        return Target("psycopg", lambda: asynchdb.connect(psycopg, PSYCOPG_DSN),
+                      lambda s: f"SELECT pg_sleep({s})", lambda: "SELECT 1", [(1,)])
+
+    def duckdb_target() -> Target:
+        import duckdb
+
+        path = os.path.join(tmp, "stress.duckdb")
+        return Target("duckdb", lambda: asynchdb.connect(duckdb, path),
+                      lambda s: f"SELECT count(*) FROM range({int(s * 250_000_000)}) t(x) "
+                                f"WHERE x % 7 = 3",
+                      lambda: "SELECT 1", [(1,)])
+
+    return {
+        "sqlite3": sqlite3_target,
+        "pyodbc-postgresql": odbc("pyodbc-postgresql", PG_ODBC,
+                                  lambda s: f"SELECT pg_sleep({s})"),
+        "pyodbc-mariadb": odbc("pyodbc-mariadb", MARIADB_ODBC, lambda s: f"SELECT SLEEP({s})"),
+        "pyodbc-sqlite": odbc("pyodbc-sqlite",
+                              SQLITE_ODBC.replace("{path}", os.path.join(tmp, "odbc.db")),
+                              lambda s: _count_sql(int(s * 4_000_000))),
+        "psycopg": psycopg_target,
+        "duckdb": duckdb_target,
+    }
+
+
+def _fake_target() -> Target:
+    from asynchdb import testing as fake
+
+    names = iter(range(1, 1 << 62))
+    return Target("fake", lambda: asynchdb.connect(fake),
+                  lambda s: f"block stress{next(names)}", lambda: "rows 1", [(0,)],
+                  rows_sql=lambda n: f"rows {n}", first=0)
+
+
+def load_target(name: str, tmp: str) -> tuple[Optional[Target], Optional[str]]:
+    """The backend's Target, or ``(None, why it is unavailable)``."""
+    if name == "fake":
+        return _fake_target(), None
+    backend: Any = None
+    if (TESTS / "backends.py").exists():
+        sys.path.insert(0, str(TESTS))
+        try:
+            import backends  # type: ignore[import-not-found]
+        except ImportError:
+            backends = None
+        if backends is not None:
+            backend = getattr(backends, "BY_NAME", {}).get(name)
+    if backend is not None:
+        reason = backend.unavailable()
+        if reason is not None:
+            return None, str(reason)
+        return Target(name, backend.connect, lambda s: str(backend.long_sql(s, "stress")),
+                      lambda: "SELECT 1", [(1,)], rows_sql=_rows_sql_for(name)), None
+    make = _fallback_targets(tmp).get(name)
+    if make is None:
+        return None, f"unknown backend {name}"
+    try:
+        target = make()
+        target.connect().close()
+    except Exception as exc:
+        return None, f"cannot connect: {exc!r}"
+    target.rows_sql = _rows_sql_for(name)
+    return target, None
+
+
+# ----------------------------------------------------------------------
+# the child: one chunk of operations on one backend
+# ----------------------------------------------------------------------
+@dataclass
+class Tally:
+    """What one chunk (or a whole backend) counted."""
+
+    operations: int = 0
+    crashes: int = 0
+    deadlocks: int = 0
+    lost_aborts: int = 0
+    stray_cancels: int = 0
+    leaked_threads: int = 0
+    errors: int = 0
+    #: aborts of a running long statement that ended CANCELED
+    aborts_confirmed: int = 0
+    #: follow-up statements started right after an abort (stray cancel checks)
+    followups: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    #: seconds from abort() to the end of the operation
+    abort_latency: list[float] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
+    scenarios: dict[str, int] = field(default_factory=dict)
+
+    def note(self, kind: str, text: str) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        if len(self.samples) < 10:
+            self.samples.append(f"{kind}: {text}")
+
+    def merge(self, other: Tally) -> None:
+        for name in (*COUNTERS, "operations", "aborts_confirmed", "followups", "chunks"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.seconds += other.seconds
+        self.abort_latency.extend(other.abort_latency)
+        self.samples.extend(other.samples[:max(0, 10 - len(self.samples))])
+        for k, v in other.scenarios.items():
+            self.scenarios[k] = self.scenarios.get(k, 0) + v
+
+
+class _Stop:
+    """A listener hearing the end of an operation (and when it came)."""
+
+    def __init__(self) -> None:
+        self.ended = threading.Event()
+        self.status: Optional[Status] = None
+        self.at = 0.0
+
+    def on_stop(self, op: Any, status: Status) -> None:
+        self.at = time.monotonic()
+        self.status = status
+        self.ended.set()
+
+
+def _is_cancel(exc: Optional[BaseException]) -> bool:
+    """Whether an error looks like a driver's report of a canceled statement."""
+    if exc is None:
+        return False
+    if isinstance(exc, OperationCanceled):
+        return True
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(word in text for word in ("cancel", "interrupt", "57014", "hy008", "hy018",
+                                          "1317"))
+
+
+def _pause(seconds: float) -> None:
+    if seconds > 0:
+        threading.Event().wait(seconds)
+
+
+def _in_thread(fn: Callable[[], Any], bound: float) -> tuple[bool, Optional[BaseException]]:
+    """Run ``fn`` on a helper thread; (returned within ``bound``, its exception)."""
+    box: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            box.append(exc)
+
+    t = threading.Thread(target=run, name="stress-helper", daemon=True)
+    t.start()
+    t.join(bound)
+    return not t.is_alive(), (box[0] if box else None)
+
+
+class Slot:
+    """One wrapped connection and its cursors."""
+
+    def __init__(self, target: Target, tally: Tally, watchdog: float) -> None:
+        self.target = target
+        self.tally = tally
+        self.watchdog = watchdog
+        self.conn: Optional[asynchdb.Connection] = None
+        self.cursors: list[asynchdb.Cursor] = []
+        self.reopen()
+
+    def reopen(self) -> None:
+        self.close()
+        self.conn = self.target.connect()
+        self.cursors = [self.conn.cursor(), self.conn.cursor()]
+
+    def close(self) -> None:
+        conn, self.conn, self.cursors = self.conn, None, []
+        if conn is None:
+            return
+        returned, exc = _in_thread(conn.close, self.watchdog)
+        if not returned:
+            self.tally.note("deadlocks", "Connection.close() did not return")
+        elif exc is not None:
+            self.tally.note("errors", f"close raised {exc!r}")
+
+    def cursor(self, i: int) -> asynchdb.Cursor:
+        """Cursor 0 or 1 (two distinct cursors, replaced when one was given up)."""
+        if self.conn is None:
+            self.reopen()
+        assert self.conn is not None
+        while len(self.cursors) < 2:
+            self.cursors.append(self.conn.cursor())
+        return self.cursors[i % 2]
+
+
+class Child:
+    """Runs one chunk of random scenarios on one backend."""
+
+    def __init__(self, target: Target, ops: int, seed: int, watchdog: float,
+                 long_seconds: float) -> None:
+        self.target = target
+        self.ops = ops
+        self.rng = random.Random(seed)
+        self.watchdog = watchdog
+        self.long = long_seconds
+        self.tally = Tally(chunks=1)
+        self.slots: list[Slot] = []
+
+    # -- helpers -------------------------------------------------------------
+    def _await_end(self, op: asynchdb.Operation[Any], what: str) -> Optional[Status]:
+        if not op.wait_for_completion(self.watchdog):
+            self.tally.note("deadlocks", f"{what}: not ended {self.watchdog} s after its abort")
+            return None
+        return op.get_status()
+
+    def _judge_aborted(self, st: Optional[Status], what: str, t0: Optional[float],
+                       stop: Optional[_Stop] = None) -> None:
+        """An abort was accepted while the long statement ran (or was about to)."""
+        if st is None:
+            return
+        if st.phase == Phase.CANCELED:
+            self.tally.aborts_confirmed += 1
+            if t0 is not None:
+                end = stop.at if stop is not None and stop.ended.wait(self.watchdog) \
+                    else time.monotonic()
+                self.tally.abort_latency.append(max(0.0, end - t0))
+        elif st.error is None:
+            self.tally.note("lost_aborts", f"{what}: ended COMPLETE after its abort")
+        elif _is_cancel(st.error):
+            self.tally.note("errors", f"{what}: cancel reported as a failure: {st.error!r}")
+        else:
+            self.tally.note("errors", f"{what}: failed: {st.error!r}")
+
+    def _check_quick(self, cur: asynchdb.Cursor, what: str) -> None:
+        op = cur.execute(self.target.quick_sql(), asynch=True)
+        if not op.wait_for_completion(self.watchdog):
+            self.tally.note("deadlocks", f"{what}: a quick statement did not end")
+            op.abort()
+            return
+        st = op.get_status()
+        if st.phase == Phase.CANCELED or _is_cancel(st.error):
+            self.tally.note("stray_cancels", f"{what}: canceled: {st.error!r}")
+            return
+        if st.error is not None:
+            self.tally.note("errors", f"{what}: {st.error!r}")
+            return
+        rows = [tuple(r) for r in cur.fetchall()]
+        if rows != self.target.quick_rows:
+            self.tally.note("errors", f"{what}: wrong rows {rows!r}")
+
+    # -- scenarios -----------------------------------------------------------
+    def quick(self, slot: Slot) -> None:
+        self._check_quick(slot.cursor(self.rng.randrange(2)), "quick")
+
+    def abort(self, slot: Slot) -> None:
+        cur = slot.cursor(0)
+        stop = _Stop()
+        op = cur.execute(self.target.long_sql(self.long), asynch=True, listener=stop)
+        delay = self.rng.choice([0.0, 0.0, 0.001, 0.005, 0.02, self.rng.uniform(0, 0.05)])
+        elsewhere = self.rng.random() < 0.3
+        follow = self.rng.random() < 0.5
+        t0 = time.monotonic() + delay
+        if elsewhere:
+            def later() -> None:
+                nonlocal t0
+                _pause(delay)
+                t0 = time.monotonic()
+                op.abort()
+
+            aborter = threading.Thread(target=later, name="stress-aborter", daemon=True)
+            aborter.start()
+            aborter.join(self.watchdog)
+            if aborter.is_alive():
+                self.tally.note("deadlocks", "abort() from another thread did not return")
+                return
+        else:
+            _pause(delay)
+            t0 = time.monotonic()
+            op.abort()
+        if follow:
+            # a statement started after the abort must never be canceled by it
+            self.tally.followups += 1
+            self._check_quick(slot.cursor(1), "follow-up")
+        self._judge_aborted(self._await_end(op, "abort"), "abort", t0, stop)
+
+    def deadline(self, slot: Slot) -> None:
+        cur = slot.cursor(self.rng.randrange(2))
+        timeout = self.rng.choice([0.0, 0.001, self.rng.uniform(0, 0.05)])
+        if self.rng.random() < 0.5:
+            op = cur.execute(self.target.long_sql(self.long), asynch=True, timeout=timeout)
+            st = self._await_end(op, "deadline")
+            if st is None:
+                return
+            if st.phase == Phase.CANCELED and not isinstance(st.error, DeadlineExceeded):
+                self.tally.note("errors", f"deadline: CANCELED with {st.error!r}")
+            self._judge_aborted(st, "deadline", None)
+            return
+        box: list[BaseException] = []
+
+        def sync() -> None:
+            try:
+                cur.execute(self.target.long_sql(self.long), timeout=timeout)
+            except BaseException as exc:
+                box.append(exc)
+
+        returned, _ = _in_thread(sync, self.watchdog + timeout)
+        if not returned:
+            self.tally.note("deadlocks", "a synchronous call with a deadline did not return")
+            slot.cursors.remove(cur)
+            return
+        if not box:
+            self.tally.note("lost_aborts", "deadline: a synchronous call ran to its end")
+        elif not isinstance(box[0], DeadlineExceeded):
+            self.tally.note("errors", f"deadline: raised {box[0]!r}")
+        else:
+            self.tally.aborts_confirmed += 1
+
+    def populate(self, slot: Slot) -> None:
+        """Background population, read in part, then aborted: rows stay in order."""
+        cur = slot.cursor(1)
+        cur.buffer_rows = self.rng.choice([10, 100, 1000])
+        n = self.rng.choice([10, 1000, 20_000])
+        want = self.rng.randrange(0, n + 1)
+        first = self.target.first
+        op = cur.execute(self.target.rows_sql(n), asynch=asynchdb.Asynch.SEQUENTIAL_POPULATION)
+        got: list[int] = []
+
+        def read(limit: int) -> None:
+            # wait (bounded) for the end of INITIALIZATION, then read up to limit rows
+            deadline = time.monotonic() + self.watchdog
+            while op.get_status().phase == Phase.INITIALIZATION:
+                if op.wait_for_completion(0.002) or time.monotonic() > deadline:
+                    break
+            while len(got) < limit:
+                rows = cur.fetchmany(min(500, limit - len(got)))
+                if not rows:
+                    break
+                got.extend(int(r[0]) for r in rows)
+
+        returned, exc = _in_thread(lambda: read(want), self.watchdog)
+        if not returned:
+            self.tally.note("deadlocks", "populate: a read did not return")
+            slot.cursors.remove(cur)
+            op.abort()
+            return
+        if exc is not None:
+            self.tally.note("errors", f"populate: read raised {exc!r}")
+            return
+        op.abort()
+        st = self._await_end(op, "populate")
+        if st is None:
+            return
+        if st.phase == Phase.COMPLETE and st.error is not None:
+            self.tally.note("errors", f"populate: failed: {st.error!r}")
+            return
+        returned, exc = _in_thread(lambda: read(n), self.watchdog)
+        if not returned:
+            self.tally.note("deadlocks", "populate: reading the rest did not return")
+            slot.cursors.remove(cur)
+            return
+        if exc is not None and not isinstance(exc, OperationCanceled):
+            self.tally.note("errors", f"populate: reading the rest raised {exc!r}")
+            return
+        if got != list(range(first, first + len(got))):
+            self.tally.note("errors", f"populate: rows out of order after {len(got)} rows")
+        elif st.phase == Phase.COMPLETE and len(got) != n:
+            self.tally.note("errors", f"populate: COMPLETE with {len(got)} of {n} rows")
+        if st.phase == Phase.CANCELED:
+            self.tally.aborts_confirmed += 1
+
+    def close(self, slot: Slot) -> None:
+        op = slot.cursor(0).execute(self.target.long_sql(self.long), asynch=True)
+        _pause(self.rng.choice([0.0, 0.005, 0.02]))
+        t0 = time.monotonic()
+        slot.close()
+        self._judge_aborted(self._await_end(op, "close"), "close", t0)
+        slot.reopen()
+
+    def drop(self, slot: Slot) -> None:
+        stop = _Stop()
+        cur = slot.cursor(0)
+        op: Optional[asynchdb.Operation[Any]] = cur.execute(
+            self.target.long_sql(self.long), asynch=True, listener=stop)
+        _pause(self.rng.choice([0.0, 0.005, 0.02]))
+        slot.cursors.remove(cur)
+        t0 = time.monotonic()
+        del cur, op
+        gc.collect()
+        if not stop.ended.wait(self.watchdog):
+            self.tally.note("deadlocks", "drop: not ended after its handles were released")
+            return
+        self._judge_aborted(stop.status, "drop", t0, stop)
+
+    # -- the run -------------------------------------------------------------
+    def run(self) -> Tally:
+        t_start = time.monotonic()
+        names = list(WEIGHTS)
+        weights = [WEIGHTS[n] for n in names]
+        try:
+            self.slots = [Slot(self.target, self.tally, self.watchdog) for _ in range(2)]
+            for _ in range(self.ops):
+                slot = self.rng.choice(self.slots)
+                scenario = self.rng.choices(names, weights)[0]
+                self.tally.scenarios[scenario] = self.tally.scenarios.get(scenario, 0) + 1
+                try:
+                    getattr(self, scenario)(slot)
+                except Exception as exc:
+                    self.tally.note("errors", f"{scenario}: {exc!r}")
+                    with contextlib.suppress(Exception):
+                        slot.reopen()
+                self.tally.operations += 1
+        finally:
+            for slot in self.slots:
+                slot.close()
+            self.slots = []
+        gc.collect()
+        deadline = time.monotonic() + THREAD_GRACE
+        left = _asynchdb_threads()
+        while left and time.monotonic() < deadline:
+            left[0].join(0.05)
+            left = _asynchdb_threads()
+        if left:
+            self.tally.note("leaked_threads", ", ".join(t.name for t in left))
+            self.tally.leaked_threads = len(left)
+        self.tally.seconds = time.monotonic() - t_start
+        return self.tally
+
+
+def _asynchdb_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("asynchdb-") and t.is_alive()]
+
+
+def child_main(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="asynchdb-stress-") as tmp:
+        target, reason = load_target(args.child, tmp)
+        if target is None:
+            print(RESULT_TAG + json.dumps({"unavailable": reason}), flush=True)
+            return 0
+        tally = Child(target, args.ops, args.seed, args.watchdog, args.long).run()
+        print(RESULT_TAG + json.dumps(asdict(tally)), flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------------
+# the parent: subprocesses per backend, then the report
+# ----------------------------------------------------------------------
+def run_chunk(backend: str, ops: int, seed: int, watchdog: float, long_seconds: float,
+              limit: float) -> tuple[Optional[Tally], Optional[str]]:
+    """One subprocess; (its tally, or None with why the backend is unavailable)."""
+    cmd = [sys.executable, "-m", "benchmarks.stress", "--child", backend, "--ops", str(ops),
+           "--seed", str(seed), "--watchdog", str(watchdog), "--long", str(long_seconds)]
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=limit,
+                              env=env, check=False)
+    except subprocess.TimeoutExpired as exc:
+        tally = Tally(chunks=1, seconds=time.monotonic() - t0)
+        tail = (exc.stderr or b"")[-400:]
+        tally.note("deadlocks", f"the subprocess was killed after {limit:.0f} s: {tail!r}")
+        return tally, None
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_TAG):
+            data = json.loads(line[len(RESULT_TAG):])
+            if "unavailable" in data:
+                return None, str(data["unavailable"])
+            tally = Tally(**data)
+            if proc.returncode != 0:
+                tally.note("errors", f"exit status {proc.returncode}: {proc.stderr[-400:]}")
+            return tally, None
+    tally = Tally(chunks=1, seconds=time.monotonic() - t0)
+    code = proc.returncode
+    kind = "crashes" if code < 0 or code in CRASH_CODES else "errors"
+    tally.note(kind, f"the subprocess died (status {code}): {proc.stderr[-600:]}")
+    return tally, None
+
+
+def run_backend(backend: str, ops: int, chunk: int, seed: int, watchdog: float,
+                long_seconds: float) -> dict[str, Any]:
+    total = Tally()
+    done = 0
+    index = 0
+    while done < ops:
+        n = min(chunk, ops - done)
+        # a chunk normally takes well under 0.1 s an operation; a hang is killed
+        limit = 60.0 + n * 0.5
+        tally, reason = run_chunk(backend, n, seed * 1000 + index, watchdog, long_seconds, limit)
+        if tally is None:
+            return {"backend": backend, "unavailable": reason}
+        total.merge(tally)
+        done += n
+        index += 1
+    return {"backend": backend, **_summary(total)}
+
+
+def _summary(t: Tally) -> dict[str, Any]:
+    lat = sorted(t.abort_latency)
+    out: dict[str, Any] = {name: getattr(t, name) for name in ("operations", *COUNTERS)}
+    out.update({
+        "aborts_confirmed": t.aborts_confirmed,
+        "followups": t.followups,
+        "chunks": t.chunks,
+        "seconds": round(t.seconds, 2),
+        "abort_ms_median": round(statistics.median(lat) * 1000, 2) if lat else None,
+        "abort_ms_p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 2)
+        if lat else None,
+        "scenarios": t.scenarios,
+        "samples": t.samples,
+    })
+    return out
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"Stress run: {results['mode']}, {results['ops_per_backend']} operations per backend, "
+        f"seed {results['seed']}, watchdog {results['watchdog']} s, long statements "
+        f"{results['long_seconds']} s ({results['date']}, {results['machine']}).",
+        "",
+        "| backend | operations | crashes | deadlocks | lost aborts | stray cancels "
+        "| leaked threads | other errors | aborts confirmed | abort→end median / p99 (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results["backends"]:
+        if "unavailable" in r:
+            lines.append(f"| {r['backend']} | unavailable: {r['unavailable']} "
+                         "| | | | | | | | |")
+            continue
+        lat = (f"{r['abort_ms_median']} / {r['abort_ms_p99']}"
+               if r["abort_ms_median"] is not None else "-")
+        lines.append(
+            f"| {r['backend']} | {r['operations']} | {r['crashes']} | {r['deadlocks']} "
+            f"| {r['lost_aborts']} | {r['stray_cancels']} | {r['leaked_threads']} "
+            f"| {r['errors']} | {r['aborts_confirmed']} | {lat} |")
+    problems = [(r["backend"], s) for r in results["backends"] for s in r.get("samples", [])]
+    if problems:
+        lines += ["", "First problems seen:", ""]
+        lines += [f"- {b}: `{s[:300]}`" for b, s in problems[:20]]
+    return "\n".join(lines) + "\n"
+
+
+def _machine() -> str:
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, " \
+           f"Python {platform.python_version()}"
+
+
+def parent_main(args: argparse.Namespace) -> int:
+    names = args.backends.split(",") if args.backends else list(ALL_BACKENDS)
+    mode = "short" if args.short else "long"
+    ops = args.ops if args.ops is not None else (300 if args.short else 100_000)
+    chunk = args.chunk if args.chunk is not None else (ops if args.short else 5_000)
+    results: dict[str, Any] = {
+        "mode": mode, "ops_per_backend": ops, "chunk": chunk, "seed": args.seed,
+        "watchdog": args.watchdog, "long_seconds": args.long,
+        "date": datetime.date.today().isoformat(), "machine": _machine(),
+        "backends": [],
+    }
+    by_name: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
+
+    def work(name: str) -> None:
+        r = run_backend(name, ops, chunk, args.seed, args.watchdog, args.long)
+        with lock:
+            by_name[name] = r
+        print(_line(r), flush=True)
+
+    # two backends at a time: the machine has two CPUs and the servers are shared
+    pending = list(names)
+    while pending:
+        batch, pending = pending[:args.parallel], pending[args.parallel:]
+        threads = [threading.Thread(target=work, args=(n,)) for n in batch]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    results["backends"] = [by_name[n] for n in names]
+    md = render_markdown(results)
+    out = Path(args.out) if args.out else (None if args.short else RESULTS)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "stress.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        (out / "stress.md").write_text(md, encoding="utf-8")
+    if args.json:
+        print(RESULT_TAG + json.dumps(results), flush=True)
+    else:
+        print(md)
+    bad = sum(r.get(c, 0) for r in results["backends"] for c in COUNTERS)
+    return 1 if bad else 0
+
+
+def _line(r: dict[str, Any]) -> str:
+    if "unavailable" in r:
+        return f"{r['backend']}: unavailable ({r['unavailable']})"
+    counts = ", ".join(f"{c}={r[c]}" for c in COUNTERS)
+    return f"{r['backend']}: {r['operations']} operations in {r['seconds']} s; {counts}"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.stress", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--short", action="store_true",
+                   help="the CI run: 300 operations per backend, nothing written")
+    p.add_argument("--ops", type=int, help="operations per backend (default 100000)")
+    p.add_argument("--chunk", type=int, help="operations per subprocess (default 5000)")
+    p.add_argument("--backends", help=f"comma list (default: {','.join(ALL_BACKENDS)})")
+    p.add_argument("--seed", type=int, default=20240601)
+    p.add_argument("--watchdog", type=float, default=10.0,
+                   help="seconds an aborted operation may take to end (default 10)")
+    p.add_argument("--long", type=float, default=60.0,
+                   help="seconds the long statement runs if nothing stops it (default 60)")
+    p.add_argument("--parallel", type=int, default=2, help="backends run at once (default 2)")
+    p.add_argument("--out", help="directory for stress.json and stress.md "
+                                 "(default benchmarks/results; --short writes nothing)")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON line")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return child_main(args)
+    return parent_main(args)
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:  # pragma: no cover - by hand
+        traceback.print_exc()
+        raise SystemExit(130) from None

@@ -1,0 +1,65 @@
+"""The stress benchmark's short mode, on every backend: every counter must be zero.
+
+``python -m benchmarks.stress --short`` runs a few hundred randomized
+operations per backend (aborts at random moments, deadlines, closes, released
+handles, background population), each backend in its own subprocess, and
+counts crashes, deadlocks, lost aborts, stray cancels, leaked threads and
+other errors (see ``benchmarks/stress.py``).  It runs once per session; each
+backend is one test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = ("sqlite3", "fake", "pyodbc-postgresql", "pyodbc-mariadb", "pyodbc-sqlite",
+            "psycopg", "duckdb")
+COUNTERS = ("crashes", "deadlocks", "lost_aborts", "stray_cancels", "leaked_threads", "errors")
+#: Seconds the whole short run may take (it normally takes about 20).
+LIMIT = 90
+
+
+def _required(name: str) -> bool:
+    value = os.environ.get("ASYNCHDB_REQUIRE_BACKENDS", "").strip()
+    if not value:
+        return False
+    return value.lower() == "all" or name in {p.strip() for p in value.split(",")}
+
+
+@pytest.fixture(scope="module")
+def stress(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("stress")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.stress", "--short", "--json", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=LIMIT, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("STRESS-RESULT ")]
+    assert lines, f"no result (status {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    results = json.loads(lines[-1][len("STRESS-RESULT "):])
+    # the files a long run writes are written by the short one too (to a temp dir)
+    assert json.loads((out / "stress.json").read_text()) == results
+    assert "| backend | operations |" in (out / "stress.md").read_text()
+    return {r["backend"]: r for r in results["backends"]}
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_stress_counters_are_zero(stress: dict[str, dict[str, Any]], name: str) -> None:
+    r = stress[name]
+    if "unavailable" in r:
+        if _required(name):
+            pytest.fail(f"backend {name} is required but unavailable: {r['unavailable']}")
+        pytest.skip(f"backend {name} unavailable: {r['unavailable']}")
+    bad = {c: r[c] for c in COUNTERS if r[c]}
+    assert not bad, f"{name}: {bad}; first problems: {r['samples']}"
+    assert r["operations"] >= 300
+    # the run did what it claims: most long statements were aborted and confirmed
+    assert r["aborts_confirmed"] > r["operations"] // 3
+    assert r["followups"] > 0
+    assert set(r["scenarios"]) == {"quick", "abort", "deadline", "populate", "close", "drop"}
