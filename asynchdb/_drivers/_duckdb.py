@@ -18,6 +18,13 @@ inherit it, and it cannot be set globally).  Before the first asynchronous
 ``enable_progress_bar_print`` off so that nothing is printed.  Progress is
 reported as ``progress`` of ``PROGRESS_MAX`` (tenths of a percent).
 
+A late interrupt: DuckDB streams SELECT results, so ``execute()`` can return
+while the query still runs (its remaining work happens during fetch).  An
+interrupt that lands as ``execute()`` returns is kept by DuckDB and makes the
+next fetch raise ``InterruptException``; :meth:`DuckDBAdapter.result_lost`
+reports such an operation CANCELED.  DML and DDL (whose result is a complete
+"Count") end COMPLETE.
+
 State after an abort: an interrupted statement inside an explicit transaction
 aborts the transaction ("Current transaction is aborted (please ROLLBACK)").
 :meth:`DuckDBAdapter.after_abort` rolls it back so the connection is usable at
@@ -35,6 +42,7 @@ from ._base import Adapter
 
 if TYPE_CHECKING:
     from .._channel import Channel
+    from ..operation import Job
 
 log = logging.getLogger("asynchdb")
 
@@ -47,13 +55,15 @@ _STATEMENT_CALLS = frozenset({"execute", "executemany"})
 class _State:
     """Per-connection adapter state."""
 
-    __slots__ = ("configured", "last_canceled")
+    __slots__ = ("configured", "last_canceled", "sent")
 
     def __init__(self) -> None:
         #: Driver cursors (DuckDB connections) with progress tracking on.
         self.configured: weakref.WeakSet[Any] = weakref.WeakSet()
         #: The driver cursor the last cancel went to (after_abort repairs it).
         self.last_canceled: Optional[weakref.ref[Any]] = None
+        #: The job the last cancel was sent for.
+        self.sent: Optional[weakref.ref[Job]] = None
 
 
 class DuckDBAdapter(Adapter):
@@ -98,11 +108,36 @@ class DuckDBAdapter(Adapter):
         target = raw_cursor if raw_cursor is not None else channel.raw
         state = channel.hook
         if isinstance(state, _State):
+            if channel.running is not None:
+                state.sent = weakref.ref(channel.running)
             try:
                 state.last_canceled = weakref.ref(target)
             except TypeError:
                 state.last_canceled = None
         target.interrupt()
+
+    def result_lost(self, channel: Channel, job: Job) -> bool:
+        # owner thread, after every call that returned normally.  DuckDB streams
+        # a SELECT: execute() returns with the first rows and the rest of the
+        # query runs during fetch, so an interrupt that lands as execute returns
+        # stays pending and the next fetch raises InterruptException.  Such a
+        # call ends CANCELED.  DML and DDL results (one "Count" column) are
+        # complete when execute returns: they end COMPLETE.
+        state = channel.hook
+        if not isinstance(state, _State) or state.sent is None or state.sent() is not job:
+            return False
+        state.sent = None
+        cursor = job.raw_cursor
+        if job.kind not in _STATEMENT_CALLS or cursor is None:
+            return False
+        try:
+            description = cursor.description
+            streaming = cursor.rowcount == -1
+        except Exception:  # noqa: BLE001 - a cursor that cannot say has lost it
+            return True
+        if description is None or not streaming:
+            return False
+        return not (len(description) == 1 and description[0][0] == "Count")
 
     def is_cancel_error(self, exc: BaseException) -> bool:
         cls = getattr(self.module, "InterruptException", None)

@@ -37,18 +37,37 @@ Hazards handled here and in the engine:
   ``SQLFreeHandle`` (double free): the engine sends the cancel only under the
   channel's cancel lock while the aborted job is the one running, so it never
   overlaps a cursor close, a connection close or the next statement.
+* MariaDB Connector/ODBC (3.1.15) leaves its connection mutex locked by the
+  thread that executed a multi-statement batch (``SELECT 1; SELECT 2`` with
+  ``OPTION=67108864``): the mutex is recursive, so that thread goes on working,
+  but any other thread's next call on the connection blocks forever.  asynchdb
+  calls a connection from several threads (the caller's for synchronous calls,
+  pool threads for asynchronous ones), so a MariaDB connection is *pinned*
+  from its first batch on: that batch and every later driver call on the
+  connection and its cursors run on one dedicated thread
+  (``asynchdb-mariadb-pin-N``), which lives until the connection is closed.
+  ``cancel()`` is still called from the aborting thread (the driver then
+  sends ``KILL QUERY`` on a separate connection).  Connections that never run
+  a batch are not pinned and pay nothing.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
+import queue
+import re
+import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ._base import Adapter
 
 if TYPE_CHECKING:
     from .._channel import Channel
     from ..operation import Job
+
+log = logging.getLogger("asynchdb")
 
 #: SQLSTATEs that mean "your cancel stopped the statement".
 CANCEL_STATES = frozenset({
@@ -81,7 +100,11 @@ class PyodbcAdapter(Adapter):
     counts_executemany = True
 
     def prepare(self, channel: Channel) -> None:
+        # owner thread
         channel.hook = _State()
+        raw = channel.raw
+        if not isinstance(raw, PinnableConnection) and _is_mariadb(raw):
+            channel.raw = PinnableConnection(raw)
 
     def cancel(self, channel: Channel, raw_cursor: Any | None) -> None:
         # aborting thread, under the channel's cancel lock, while the job runs
@@ -90,6 +113,8 @@ class PyodbcAdapter(Adapter):
         state = channel.hook
         if isinstance(state, _State) and channel.running is not None:
             state.sent = weakref.ref(channel.running)
+        if isinstance(raw_cursor, PinnableCursor):
+            raw_cursor = raw_cursor.driver_cursor  # never queued behind the pinned thread
         raw_cursor.cancel()
 
     def is_cancel_error(self, exc: BaseException) -> bool:
@@ -123,3 +148,274 @@ class PyodbcAdapter(Adapter):
 
     def describe(self, raw: Any) -> str:
         return "pyodbc"
+
+
+# ---------------------------------------------------------------------------
+# MariaDB Connector/ODBC: pin a connection to one thread once it ran a batch
+# ---------------------------------------------------------------------------
+_SQL_DRIVER_NAME = 6  # ODBC SQLGetInfo: SQL_DRIVER_NAME
+_QUOTED_OR_COMMENT = re.compile(
+    r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`|--[^\n]*|#[^\n]*|/\*.*?\*/",
+    re.DOTALL)
+_names = itertools.count(1)
+
+
+def _is_mariadb(raw: Any) -> bool:
+    getinfo = getattr(raw, "getinfo", None)
+    if getinfo is None:
+        return False
+    try:
+        name = str(getinfo(_SQL_DRIVER_NAME))
+    except Exception:  # noqa: BLE001 - a driver that cannot say is not MariaDB's
+        return False
+    return "maodbc" in name.lower()
+
+
+def is_batch(sql: Any) -> bool:
+    """Whether ``sql`` holds more than one statement (MariaDB splits it at ``;``)."""
+    if not isinstance(sql, str) or ";" not in sql:
+        return False
+    parts = _QUOTED_OR_COMMENT.sub(" ", sql).split(";")
+    return sum(1 for part in parts if part.strip()) > 1
+
+
+class _Pin:
+    """One dedicated thread that makes every driver call of a pinned connection."""
+
+    __slots__ = ("__weakref__", "_queue", "thread")
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._main, args=(self._queue,), daemon=True,
+                                       name=f"asynchdb-mariadb-pin-{next(_names)}")
+        self.thread.start()
+
+    @staticmethod
+    def _main(q: queue.SimpleQueue[Any]) -> None:
+        # pinned thread
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            fn, args, kwargs, box, done = item
+            try:
+                box[0] = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+                box[1] = exc
+            done.set()
+            item = fn = args = kwargs = box = done = None
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() == self.thread.ident:
+            return fn(*args, **kwargs)
+        box: list[Any] = [None, None]
+        done = threading.Event()
+        self._queue.put((fn, args, kwargs, box, done))
+        done.wait()
+        if box[1] is not None:
+            error = box[1]
+            box[1] = None
+            try:
+                raise error
+            finally:
+                error = None
+        return box[0]
+
+    def stop(self, wait: float = 5.0) -> None:
+        self._queue.put(None)
+        if self.thread is not threading.current_thread():
+            self.thread.join(wait)
+
+
+def _stop_pin(pin: _Pin) -> None:
+    pin.stop(0)
+
+
+class _Pinnable:
+    """Shared routing: direct until pinned, then on the pinned thread."""
+
+    __slots__ = ()
+
+    def _route(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        pin = self._owner()._pin
+        if pin is None:
+            return fn(*args, **kwargs)
+        return pin.call(fn, *args, **kwargs)
+
+    def _owner(self) -> PinnableConnection:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class PinnableConnection(_Pinnable):
+    """A pyodbc connection to MariaDB whose calls move to one thread after a batch.
+
+    Everything pyodbc's connection offers passes through; cursors are
+    :class:`PinnableCursor`.  Thread: any (calls are routed).
+    """
+
+    __slots__ = ("__weakref__", "_finalizer", "_pin", "_raw")
+    _raw: Any
+    _pin: Optional[_Pin]
+    _finalizer: Optional[weakref.finalize[Any, Any]]
+
+    def __init__(self, raw: Any) -> None:
+        object.__setattr__(self, "_raw", raw)
+        object.__setattr__(self, "_pin", None)
+        object.__setattr__(self, "_finalizer", None)
+
+    def _owner(self) -> PinnableConnection:
+        return self
+
+    @property
+    def driver_connection(self) -> Any:
+        """The pyodbc connection itself."""
+        return self._raw
+
+    @property
+    def pinned(self) -> bool:
+        return self._pin is not None
+
+    def pin(self) -> None:
+        """Move every later driver call to a dedicated thread (idempotent)."""
+        if self._pin is None:
+            pin = _Pin()
+            object.__setattr__(self, "_pin", pin)
+            object.__setattr__(self, "_finalizer", weakref.finalize(self, _stop_pin, pin))
+
+    def cursor(self, *args: Any, **kwargs: Any) -> PinnableCursor:
+        return PinnableCursor(self, self._route(self._raw.cursor, *args, **kwargs))
+
+    def execute(self, sql: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.cursor().execute(sql, *args, **kwargs)
+
+    def close(self) -> None:
+        try:
+            self._route(self._raw.close)
+        finally:
+            pin = self._pin
+            if pin is not None:
+                if self._finalizer is not None:
+                    self._finalizer.detach()
+                pin.stop()
+
+    def __enter__(self) -> PinnableConnection:
+        self._route(self._raw.__enter__)
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._route(self._raw.__exit__, *exc)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._raw, name)
+        if callable(attr):
+            return _Routed(self, attr)
+        return attr
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._route(setattr, self._raw, name, value)
+
+    def __repr__(self) -> str:
+        return f"<asynchdb pinnable {self._raw!r}{' (pinned)' if self._pin else ''}>"
+
+
+class PinnableCursor(_Pinnable):
+    """A pyodbc cursor of a :class:`PinnableConnection` (see there)."""
+
+    __slots__ = ("__weakref__", "_conn", "_raw")
+    _conn: PinnableConnection
+    _raw: Any
+
+    def __init__(self, conn: PinnableConnection, raw: Any) -> None:
+        object.__setattr__(self, "_conn", conn)
+        object.__setattr__(self, "_raw", raw)
+
+    def _owner(self) -> PinnableConnection:
+        return self._conn
+
+    @property
+    def driver_cursor(self) -> Any:
+        """The pyodbc cursor itself (its ``cancel()`` may be called from any thread)."""
+        return self._raw
+
+    @property
+    def connection(self) -> PinnableConnection:
+        return self._conn
+
+    def _result(self, value: Any) -> Any:
+        return self if value is self._raw else value
+
+    def execute(self, sql: Any, *args: Any, **kwargs: Any) -> Any:
+        if is_batch(sql):
+            self._conn.pin()  # the driver keeps its lock on the thread that runs a batch
+        return self._result(self._route(self._raw.execute, sql, *args, **kwargs))
+
+    def executemany(self, sql: Any, *args: Any, **kwargs: Any) -> Any:
+        if is_batch(sql):
+            self._conn.pin()
+        return self._result(self._route(self._raw.executemany, sql, *args, **kwargs))
+
+    def fetchone(self) -> Any:
+        return self._route(self._raw.fetchone)
+
+    def fetchmany(self, *args: Any, **kwargs: Any) -> Any:
+        return self._route(self._raw.fetchmany, *args, **kwargs)
+
+    def fetchall(self) -> Any:
+        return self._route(self._raw.fetchall)
+
+    def nextset(self) -> Any:
+        return self._route(self._raw.nextset)
+
+    def close(self) -> None:
+        self._route(self._raw.close)
+
+    def cancel(self) -> None:
+        self._raw.cancel()  # thread-safe by design: never routed
+
+    def __iter__(self) -> PinnableCursor:
+        return self
+
+    def __next__(self) -> Any:
+        row = self.fetchone()
+        if row is None:
+            raise StopIteration
+        return row
+
+    def __enter__(self) -> PinnableCursor:
+        self._route(self._raw.__enter__)
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._route(self._raw.__exit__, *exc)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._raw, name)
+        if callable(attr):
+            return _Routed(self, attr)
+        return attr
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._route(setattr, self._raw, name, value)
+
+    def __repr__(self) -> str:
+        return f"<asynchdb pinnable {self._raw!r}>"
+
+
+class _Routed:
+    """A driver method of a pinnable object, called on the pinned thread if any."""
+
+    __slots__ = ("_fn", "_obj")
+
+    def __init__(self, obj: _Pinnable, fn: Callable[..., Any]) -> None:
+        self._obj = obj
+        self._fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        obj = self._obj
+        value = obj._route(self._fn, *args, **kwargs)
+        if isinstance(obj, PinnableCursor):
+            return obj._result(value)
+        return value
+
+    def __repr__(self) -> str:
+        return f"<asynchdb routed {self._fn!r}>"
