@@ -44,3 +44,15 @@ def no_leaked_threads(request: pytest.FixtureRequest) -> Iterator[None]:
     others = [t for t in threading.enumerate()
               if t.ident not in before and t.is_alive() and not t.daemon]
     assert not others, f"threads left running after the test: {others}"
+
+
+# -- real database backends (tests/backends.py) --------------------------------
+from backends import BACKENDS, Backend  # noqa: E402
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each real backend in turn; skipped when missing (failed when required)."""
+    b: Backend = request.param
+    b.require()
+    return b
