@@ -262,7 +262,6 @@ def _still_active(entry: TimerEntry) -> bool:
 
 def _spent() -> None:
     """The callback of an entry that ran its last time or was cancelled."""
-    return None
 
 
 HUB = Hub()
