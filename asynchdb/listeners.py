@@ -64,6 +64,8 @@ class Sink:
                 "a listener needs at least one of on_progress, on_stop, "
                 f"on_low_resource; got {type(listener).__name__}"
             )
+        _require_callable(listener, ("on_progress", self._progress), ("on_stop", self._stop),
+                          ("on_low_resource", self._low))
 
     def progress(self, op: Operation[Any], status: Status) -> bool:
         """Call on_progress; True means 'go on', False means veto/abort."""
@@ -95,6 +97,8 @@ class OleDbSink(Sink):
                 "an OLE DB sink needs OnProgress, OnStop or OnLowResource; "
                 f"got {type(sink).__name__}"
             )
+        _require_callable(sink, ("OnProgress", self._progress), ("OnStop", self._stop),
+                          ("OnLowResource", self._low))
         self._unwanted: set[int] = set()
         self._no_progress = False
         self._no_low = False
@@ -126,6 +130,14 @@ class OleDbSink(Sink):
             return
         if self._low(0) == oledb.E_NOTIMPL:
             self._no_low = True
+
+
+def _require_callable(obj: Any, *methods: tuple[str, Any]) -> None:
+    """Refuse, before anything runs, a listener whose method is not callable."""
+    for name, fn in methods:
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{type(obj).__name__}.{name} must be callable, "
+                            f"not {type(fn).__name__}")
 
 
 def hresult_of(status: Status) -> int:

@@ -711,7 +711,9 @@ class Job:
 
     def unadvise(self, cookie: int) -> None:
         with self._lock:
-            if not self._sinks or cookie not in self._sinks:
+            # a cookie is an int: True or 1.0 would otherwise match cookie 1
+            if (not self._sinks or not isinstance(cookie, int) or isinstance(cookie, bool)
+                    or cookie not in self._sinks):
                 raise KeyError(cookie)
             del self._sinks[cookie]
 
