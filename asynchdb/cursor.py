@@ -47,6 +47,27 @@ class _ClosedCursor:
         raise cls("Cannot operate on a closed cursor.")
 
 
+class _IfDriverHas:
+    """A method offered only when the driver cursor has it: ``hasattr`` mirrors the driver.
+
+    DB-API code probes optional methods (``callproc``, ``nextset``) with
+    ``hasattr``; the wrapper must not claim what the driver lacks.
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self.fn
+        raw = obj._raw
+        if not isinstance(raw, _ClosedCursor):
+            getattr(raw, self.name)  # the driver's own AttributeError
+        return types.MethodType(self.fn, obj)
+
+
 class Cursor:
     """A DB-API cursor wrapper (see the module docstring)."""
 
@@ -145,6 +166,7 @@ class Cursor:
                            (operation, seq_of_parameters, *args), kwargs,
                            asynch, timeout, listener, True)
 
+    @_IfDriverHas
     def callproc(self, procname: str, *args: Any, asynch: Union[bool, int] = False,
                  timeout: Optional[float] = None, listener: Any = None,
                  **kwargs: Any) -> Any:
@@ -157,6 +179,7 @@ class Cursor:
         return self._start("callproc", fn, (procname, *args), kwargs,
                            asynch, timeout, listener, False)
 
+    @_IfDriverHas
     def nextset(self, *, asynch: Union[bool, int] = False, timeout: Optional[float] = None,
                 listener: Any = None) -> Any:
         """The driver's ``nextset`` (``True``; ``None`` or ``False`` at the end)."""

@@ -294,6 +294,7 @@ class PinnableConnection(_Pinnable):
         finally:
             pin = self._pin
             if pin is not None:
+                object.__setattr__(self, "_pin", None)  # a second close goes to pyodbc directly
                 if self._finalizer is not None:
                     self._finalizer.detach()
                 pin.stop()
