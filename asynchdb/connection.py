@@ -65,18 +65,10 @@ class Connection:
         The driver connection is closed by the thread that owns it, never while
         a driver call runs on another thread.  Blocks for at most the abort plus
         a bounded wait; if a call that cannot be stopped still holds the worker,
-        the close happens as soon as it returns.  Closing a closed connection
-        does what the driver does (sqlite3 and psycopg ignore it, pyodbc raises
-        its ProgrammingError), unless asynchdb's own close is still waiting for
-        the worker to come free.
+        the close happens as soon as it returns.  Closing twice is harmless.
         """
-        ch = self._ch
-        if self._user_closed and ch.raw_closed and ch.raw is not None:
-            # nothing runs on a closed connection: let the driver answer
-            ch.adapter.close_connection(ch.raw)
-            return
         object.__setattr__(self, "_user_closed", True)
-        ch.close()
+        self._ch.close()
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         """Driver shortcut (sqlite3, pyodbc, psycopg): a new cursor's ``execute``."""
