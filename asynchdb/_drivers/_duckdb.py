@@ -98,7 +98,11 @@ class DuckDBAdapter(Adapter):
         for sql in _PROGRESS_SETTINGS:
             try:
                 target.execute(sql)
-            except Exception:
+            except Exception as exc:
+                if self.is_cancel_error(exc):
+                    # this job's abort interrupted the SET: end the job CANCELED now
+                    # (inside a transaction the interrupt has aborted it already)
+                    raise
                 log.debug("asynchdb: DuckDB refused %r; no progress estimate", sql,
                           exc_info=True)
                 return

@@ -12,6 +12,7 @@ driver                 executing thread gets
 psqlODBC (PostgreSQL)  57014 ``canceling statement due to user request``
 MariaDB Connector      HY018 ``Query execution was interrupted (1317)``;
                        ``BENCHMARK()`` just returns early, no error
+                       (then the operation ends COMPLETE)
 SQLite ODBC            HY000 ``interrupted (9)``
 others (standard)      HY008 ``Operation canceled``, 70100
 =====================  ================================================
@@ -36,7 +37,18 @@ Hazards handled here and in the engine:
 * MariaDB Connector/ODBC crashes the process when ``SQLCancel`` races
   ``SQLFreeHandle`` (double free): the engine sends the cancel only under the
   channel's cancel lock while the aborted job is the one running, so it never
-  overlaps a cursor close, a connection close or the next statement.
+  overlaps a cursor close, a connection close or the next statement.  Its
+  ``SQLCancel`` is unsafe even then: when the statement does not hold the
+  connection's lock at that instant (between the prepare and the execute of
+  one ``SQLExecDirect``, or while pyodbc describes the result) it frees the
+  statement's result from the aborting thread while the worker uses it.  So
+  for a MariaDB connection opened by ``asynchdb.connect`` the adapter sends
+  ``KILL QUERY <CONNECTION_ID()>`` on a twin connection instead (what the
+  driver's own ``SQLCancel`` does when the statement is busy), opened at the
+  first abort and closed with the connection.  KILL leaves the driver's objects
+  (and the result set) alone, and one that arrives after the statement ended
+  is ignored by the server.  A connection given to ``asynchdb.wrap`` (whose
+  credentials the adapter does not know) falls back to ``SQLCancel``.
 * MariaDB Connector/ODBC (3.1.15) leaves its connection mutex locked by the
   thread that executed a multi-statement batch (``SELECT 1; SELECT 2`` with
   ``OPTION=67108864``): the mutex is recursive, so that thread goes on working,
@@ -83,12 +95,17 @@ _RESULT_CALLS = frozenset({"execute", "executemany", "nextset", "callproc"})
 
 
 class _State:
-    """Per-connection record of the last job a cancel was sent for."""
+    """Per-connection adapter state (``channel.hook``)."""
 
-    __slots__ = ("sent",)
+    __slots__ = ("killer", "sent", "thread_id")
 
     def __init__(self) -> None:
+        #: The job the last cancel was sent for.
         self.sent: Optional[weakref.ref[Job]] = None
+        #: MariaDB: the server's id of this connection (``CONNECTION_ID()``).
+        self.thread_id: Optional[int] = None
+        #: MariaDB: a second connection that sends ``KILL QUERY`` (opened at the first abort).
+        self.killer: Any = None
 
 
 class PyodbcAdapter(Adapter):
@@ -99,11 +116,34 @@ class PyodbcAdapter(Adapter):
     #: pyodbc (without fast_executemany) executes one parameter set at a time.
     counts_executemany = True
 
+    def __init__(self, module: Any | None) -> None:
+        super().__init__(module)
+        # an adapter serves one connection (asynchdb makes one per connect/wrap)
+        #: How the connection was opened (None for a wrapped connection).
+        self._opened_with: Optional[tuple[Callable[..., Any], tuple[Any, ...],
+                                          dict[str, Any]]] = None
+        #: The connection's state, for close_connection.
+        self._state: Optional[_State] = None
+
+    def connect(self, factory: Callable[..., Any], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:
+        # owner thread; remembered so that MariaDB's KILL QUERY can use a twin connection
+        self._opened_with = (factory, args, dict(kwargs))
+        return factory(*args, **kwargs)
+
     def prepare(self, channel: Channel) -> None:
         # owner thread
-        channel.hook = _State()
+        state = _State()
+        channel.hook = self._state = state
         raw = channel.raw
         if not isinstance(raw, PinnableConnection) and _is_mariadb(raw):
+            if self._opened_with is not None:
+                cur = raw.cursor()
+                try:
+                    cur.execute("SELECT CONNECTION_ID()")
+                    state.thread_id = int(cur.fetchone()[0])
+                finally:
+                    cur.close()
             channel.raw = PinnableConnection(raw)
 
     def cancel(self, channel: Channel, raw_cursor: Any | None) -> None:
@@ -111,11 +151,59 @@ class PyodbcAdapter(Adapter):
         if raw_cursor is None:
             return  # a call with no statement handle of its own (fetch hop, commit)
         state = channel.hook
-        if isinstance(state, _State) and channel.running is not None:
-            state.sent = weakref.ref(channel.running)
+        if isinstance(state, _State):
+            if channel.running is not None:
+                state.sent = weakref.ref(channel.running)
+            if state.thread_id is not None:
+                self._kill_query(state)
+                return
         if isinstance(raw_cursor, PinnableCursor):
             raw_cursor = raw_cursor.driver_cursor  # never queued behind the pinned thread
         raw_cursor.cancel()
+
+    def _kill_query(self, state: _State) -> None:
+        """MariaDB: ``KILL QUERY`` on a twin connection instead of ``SQLCancel``.
+
+        Connector/ODBC's ``SQLCancel`` does the same when a statement holds the
+        connection, but when it does not (between the prepare and the execute
+        of one ``SQLExecDirect``, or while pyodbc describes the result) it
+        frees the statement's result in the aborting thread while the worker
+        still uses it: memory corruption, a crash later.  ``KILL QUERY`` leaves
+        the driver's objects alone; one that arrives after the statement ended
+        is ignored by the server (it does not reach the next statement).
+        """
+        # aborting thread, under the channel's cancel lock
+        assert self._opened_with is not None
+        factory, args, kwargs = self._opened_with
+        sql = f"KILL QUERY {state.thread_id}"
+        for attempt in (1, 2):
+            if state.killer is None:
+                state.killer = factory(*args, **{**kwargs, "autocommit": True})
+            try:
+                state.killer.execute(sql)
+                return
+            except Exception:  # a broken twin: open a new one, once
+                killer, state.killer = state.killer, None
+                try:
+                    killer.close()
+                except Exception:  # noqa: BLE001 - it is broken already
+                    pass
+                if attempt == 2:
+                    raise
+
+    def close_connection(self, raw: Any) -> None:
+        # owner thread; no cancel can be under way (the engine's ordering)
+        try:
+            raw.close()
+        finally:
+            state = self._state
+            if state is not None and state.killer is not None:
+                killer, state.killer = state.killer, None
+                try:
+                    killer.close()
+                except Exception:
+                    log.debug("asynchdb: closing the KILL QUERY connection failed",
+                              exc_info=True)
 
     def is_cancel_error(self, exc: BaseException) -> bool:
         mod = self.module
@@ -139,6 +227,8 @@ class PyodbcAdapter(Adapter):
         if not isinstance(state, _State) or state.sent is None or state.sent() is not job:
             return False
         state.sent = None
+        if state.thread_id is not None:
+            return False  # MariaDB: KILL QUERY never touches the driver's result set
         if job.kind not in _RESULT_CALLS or job.raw_cursor is None:
             return False
         try:
