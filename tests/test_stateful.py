@@ -59,6 +59,17 @@ HAS_OPS = precondition(lambda self: self.attempts > 0)
 HAS_CURSOR = precondition(lambda self: bool(self._live_cursors()))
 
 
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Bounded poll."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return predicate()
+        pause.wait(0.005)
+    return True
+
+
 def pick(items: list[Any], i: int) -> Any:
     return items[i % len(items)] if items else None
 
@@ -149,6 +160,8 @@ class OpRec:
     #: a later synchronous call reused the cursor: its rows are not this op's
     reused: bool = False
     reader: Optional[threading.Thread] = None
+    #: done callbacks of op.future, once the future was asked for
+    fut_calls: Optional[list[Any]] = None
 
     def expected_rows(self) -> list[tuple[int]]:
         return [(i,) for i in range(self.nrows)]
@@ -404,6 +417,25 @@ class AsynchMachine(RuleBasedStateMachine):
             assert value is rec.cursor
             assert rec.kind != "fail"
             assert rec.op.get_status().phase == Phase.COMPLETE
+
+    @HAS_OPS
+    @rule(i=IDX)
+    def future(self, i: int) -> None:
+        """The concurrent.futures view, taken at any moment, settles exactly once."""
+        rec = pick(self._ops(), i)
+        if rec is None or rec.fut_calls is not None:
+            return
+        assert rec.op is not None
+        calls: list[Any] = []
+        rec.fut_calls = calls
+        rec.op.future.add_done_callback(calls.append)
+        assert rec.op.future is rec.op.future
+        # WaitForAsynchCompletion(0) agrees with done()
+        hr = rec.op.WaitForAsynchCompletion(0)
+        if hr == asynchdb.oledb.DB_S_ASYNCHRONOUS:
+            assert not self._status(rec).done or rec.op.done()
+        else:
+            assert rec.op.done()
 
     @HAS_OPS
     @rule(i=IDX)
@@ -752,6 +784,17 @@ class AsynchMachine(RuleBasedStateMachine):
                 assert isinstance(final.error, fake.ProgrammingError)
             else:
                 assert final.error is None, final
+        if rec.fut_calls is not None:
+            # the future settled once, with the operation's outcome
+            assert wait_until(lambda: len(rec.fut_calls or ()) == 1), rec.fut_calls
+            (fut,) = rec.fut_calls
+            exc = fut.exception(0)
+            if final.phase == Phase.CANCELED:
+                assert isinstance(exc, OperationCanceled)
+            elif rec.kind == "fail":
+                assert isinstance(exc, fake.ProgrammingError)
+            else:
+                assert exc is None
         if rec.populate and final.phase == Phase.COMPLETE:
             assert final.progress == final.progress_max == rec.nrows or rec.nrows == 0
         # listeners: exactly one on_stop, last, carrying the final phase
