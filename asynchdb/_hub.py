@@ -64,6 +64,7 @@ class Hub:
         self._open = 0
         self._exiting = False
         self.timer = Timer()
+        self.timer.keep_alive = lambda: self._open > 0 and not self._exiting
 
     # -- channels -----------------------------------------------------------
     def opened(self, channel: Channel) -> None:
@@ -81,6 +82,7 @@ class Hub:
             idle, self._idle = self._idle, []
             for pt in idle:
                 self._threads.discard(pt)
+        self.timer.wake()
         for pt in idle:
             pt.mailbox.put(_STOP)
         me = threading.current_thread()
@@ -167,6 +169,9 @@ class Timer:
         self._thread: threading.Thread | None = None
         self._live = 0
         self._stopped = False
+        #: Whether to linger when idle (connections are open): starting the
+        #: thread again costs more than an abort on an in-process driver.
+        self.keep_alive: Callable[[], bool] = lambda: False
 
     def schedule(self, delay: float, fn: Callable[[], float | None]) -> TimerEntry:
         """Run ``fn`` after ``delay`` seconds; if it returns a number, run it again then."""
@@ -199,10 +204,19 @@ class Timer:
         # timer thread
         while True:
             with self._cond:
+                idle_until: float | None = None
                 while True:
+                    if self._live == 0 and not self._stopped and self.keep_alive():
+                        now = time.monotonic()
+                        if idle_until is None:
+                            idle_until = now + KEEPALIVE
+                        if now < idle_until:
+                            self._cond.wait(idle_until - now)
+                            continue
                     if self._stopped or self._live == 0:
                         self._thread = None
                         return
+                    idle_until = None
                     when, _, entry = self._heap[0]
                     if not entry.active:
                         heapq.heappop(self._heap)
@@ -227,6 +241,11 @@ class Timer:
                 else:
                     heapq.heappush(
                         self._heap, (time.monotonic() + again, next(self._seq), entry))
+
+    def wake(self) -> None:
+        """Let an idle timer thread re-check whether it should linger."""
+        with self._cond:
+            self._cond.notify()
 
     def stop(self) -> None:
         with self._cond:

@@ -26,7 +26,8 @@ def _tool(module: str) -> None:
 
 def test_ruff_clean() -> None:
     _tool("ruff")
-    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "asynchdb", "tests", "benchmarks"],
+    cmd = [sys.executable, "-m", "ruff", "check", "asynchdb", "tests", "benchmarks"]
+    proc = subprocess.run(cmd,
                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
