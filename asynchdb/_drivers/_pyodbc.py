@@ -335,6 +335,25 @@ class _Pinnable:
     def _owner(self) -> PinnableConnection:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    # The driver object's whole surface, routed; subclasses define _raw.
+    _raw: Any
+
+    def __enter__(self) -> Any:
+        self._route(self._raw.__enter__)
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._route(self._raw.__exit__, *exc)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._raw, name)
+        if callable(attr):
+            return _Routed(self, attr)
+        return attr
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._route(setattr, self._raw, name, value)
+
 
 class PinnableConnection(_Pinnable):
     """A pyodbc connection to MariaDB whose calls move to one thread after a batch.
@@ -388,22 +407,6 @@ class PinnableConnection(_Pinnable):
                 if self._finalizer is not None:
                     self._finalizer.detach()
                 pin.stop()
-
-    def __enter__(self) -> PinnableConnection:
-        self._route(self._raw.__enter__)
-        return self
-
-    def __exit__(self, *exc: Any) -> Any:
-        return self._route(self._raw.__exit__, *exc)
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._raw, name)
-        if callable(attr):
-            return _Routed(self, attr)
-        return attr
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self._route(setattr, self._raw, name, value)
 
     def __repr__(self) -> str:
         return f"<asynchdb pinnable {self._raw!r}{' (pinned)' if self._pin else ''}>"
@@ -471,22 +474,6 @@ class PinnableCursor(_Pinnable):
         if row is None:
             raise StopIteration
         return row
-
-    def __enter__(self) -> PinnableCursor:
-        self._route(self._raw.__enter__)
-        return self
-
-    def __exit__(self, *exc: Any) -> Any:
-        return self._route(self._raw.__exit__, *exc)
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._raw, name)
-        if callable(attr):
-            return _Routed(self, attr)
-        return attr
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self._route(setattr, self._raw, name, value)
 
     def __repr__(self) -> str:
         return f"<asynchdb pinnable {self._raw!r}>"
