@@ -124,13 +124,7 @@ class Channel:
         self.counters["hopped"] += 1
         self.submit(job)
         job.wait(None)
-        _, value, error = job.outcome()
-        if error is not None:
-            try:
-                raise error
-            finally:
-                error = None
-        return value
+        return job.value()
 
     def run_sync(self, job: Job) -> None:
         """Run a job synchronously (a call with timeout= or listener=).

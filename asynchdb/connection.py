@@ -279,13 +279,7 @@ def connect(driver: Any, *args: Any, asynch: Union[bool, int] = False,
     # synchronous with a deadline or a listener: wait here; the deadline can
     # release this thread even though the driver's connect cannot be stopped
     job.wait(None)
-    _, value, error = job.outcome()
-    if error is not None:
-        try:
-            raise error
-        finally:
-            error = None
-    return value
+    return job.value()
 
 
 def _close_late(conn: Connection) -> None:

@@ -229,12 +229,7 @@ class Cursor:
             ch.submit(job)
             return op
         ch.run_sync(job)
-        _, value, error = job.outcome()
-        if error is not None:
-            try:
-                raise error
-            finally:
-                error = None
+        value = job.value()
         return self if value is OWNER else value
 
     # ------------------------------------------------------------------

@@ -288,6 +288,16 @@ class Job:
         gate.release()  # let the next waiter through
         return True
 
+    def value(self) -> Any:
+        """The job's value, or raise its error (the driver's, unchanged); it has ended."""
+        _, value, error = self.outcome()
+        if error is not None:
+            try:
+                raise error
+            finally:
+                error = None  # no reference cycle through the traceback
+        return value
+
     def outcome(self) -> tuple[int, Any, BaseException | None]:
         with self._lock:
             if self._state == CANCELED:
@@ -868,12 +878,7 @@ class Operation(Generic[T]):
         """
         if not self._job.wait(check_timeout(timeout)):
             raise _timeout_error(self)
-        _, value, error = self._job.outcome()
-        if error is not None:
-            try:
-                raise error
-            finally:
-                error = None
+        value = self._job.value()
         if value is OWNER:
             return self._owner  # type: ignore[no-any-return]
         return value  # type: ignore[no-any-return]
