@@ -556,8 +556,10 @@ def run_p3(sz: Sizes, seed: int) -> dict[str, Any]:
         "sql": LONG_SQL,
         "delay_after_running_s": sz.p3_delay_s,
         "modes": modes,
-        "comparisons": [compare(a, b, 2.0), compare(a, b, 2.0, stat="p99"),
-                        compare(a, notified, None)],
+        # "measured the same way": from the abort/interrupt call until a waiting
+        # thread wakes; the bare return of the interrupted thread is context
+        "comparisons": [compare(a, notified, 2.0), compare(a, notified, 2.0, stat="p99"),
+                        compare(a, b, None)],
         "problems": problems,
     }
 
