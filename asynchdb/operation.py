@@ -640,8 +640,9 @@ class Job:
                 # the rows already fetched stay readable
                 buf.finish()
                 self._finish_canceled(None)
-            else:
+            elif self.channel.adapter.cancel_while_fetching:
                 self.channel.cancel(self)
+            # else: the population loop sees the flag after the batch it fetches
             return
         if state == RUNNING:
             self.channel.cancel(self)

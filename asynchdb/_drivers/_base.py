@@ -109,6 +109,11 @@ class Adapter:
         """
         return None
 
+    #: The cancel primitive may be sent while the worker fetches rows for
+    #: background population.  Off by default: SQLite ODBC answers a fetch it
+    #: interrupted with a row of NULLs instead of an error.  The population
+    #: loop checks the abort between batches either way.
+    cancel_while_fetching = False
     #: Driver methods meant to be called from another thread while a statement
     #: runs (sqlite3's ``interrupt``): called directly, never queued.
     direct_extras: frozenset[str] = frozenset()

@@ -216,8 +216,12 @@ class PyodbcAdapter(Adapter):
         message = str(exc.args[1]) if len(exc.args) > 1 else ""
         if sqlstate == "HY000":
             # SQLite ODBC: "interrupted (9)"; MariaDB may report 1317 as HY000
+            # (and, interrupted at the wrong moment, no message at all: "The
+            # driver did not supply an error!"; asked only while an abort is
+            # requested, so that is the interrupt too)
             low = message.lower()
-            return "interrupted" in low or "(1317)" in message
+            return ("interrupted" in low or "(1317)" in message
+                    or "did not supply an error" in low)
         # the engine asks only while an abort is requested: a sequence error
         # then means the cancel closed the statement as it finished
         return sqlstate == SEQUENCE_ERROR

@@ -82,6 +82,8 @@ class Sqlite3Adapter(Adapter):
     counts_executemany = True
     # sqlite3's Connection.cursor() only builds a Python object (no sqlite3_* call)
     cursor_anywhere = True
+    # the hook raises "interrupted" mid-fetch: a clean stop, never a bogus row
+    cancel_while_fetching = True
     # the user's own interrupt() is sqlite3's: sticky, connection-wide, any thread
     direct_extras = frozenset({"interrupt"})
 
