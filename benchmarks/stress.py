@@ -37,14 +37,27 @@ deadlocks
     subprocess that had to be killed.
 lost_aborts
     an abort accepted while the long statement ran, and the operation ended
-    COMPLETE: the statement cannot have ended by itself that soon, so the cancel
-    was lost (or its effect reported as success).
+    COMPLETE only when the statement ran to its natural end (``--long``
+    seconds): the cancel was lost.  An operation not ended within the
+    watchdog is waited for until then, to tell a lost cancel from a deadlock.
 stray_cancels
     a statement started after an abort was canceled (the follow-up).
+broken_transactions
+    a statement after an abort failed because the abort left the connection's
+    transaction aborted (PostgreSQL SQLSTATE 25P02); the run rolls back and
+    goes on.
 leaked_threads
     asynchdb threads still alive 5 s after every connection was closed.
 errors
     anything else unexpected: a wrong result, an unexpected exception.
+
+Reported, not counted as failures:
+
+complete_after_abort
+    the abort stopped the long statement early but the driver reported
+    success (MariaDB's ``SLEEP()`` returns 1 when ``KILL QUERY`` interrupts
+    it): per the contract an operation whose driver confirms no cancel ends
+    COMPLETE.
 """
 
 from __future__ import annotations
@@ -84,7 +97,8 @@ TESTS = ROOT / "tests"
 ALL_BACKENDS = ("sqlite3", "fake", "pyodbc-postgresql", "pyodbc-mariadb", "pyodbc-sqlite",
                 "psycopg", "duckdb")
 #: The counters that must be zero.
-COUNTERS = ("crashes", "deadlocks", "lost_aborts", "stray_cancels", "leaked_threads", "errors")
+COUNTERS = ("crashes", "deadlocks", "lost_aborts", "stray_cancels", "broken_transactions",
+            "leaked_threads", "errors")
 #: Marks the child's result line on stdout.
 RESULT_TAG = "STRESS-RESULT "
 #: Exit statuses of a process killed by abort() / a segfault (shells report 128+n).
@@ -241,8 +255,11 @@ class Tally:
     deadlocks: int = 0
     lost_aborts: int = 0
     stray_cancels: int = 0
+    broken_transactions: int = 0
     leaked_threads: int = 0
     errors: int = 0
+    #: aborts that stopped the statement early, reported COMPLETE by the driver
+    complete_after_abort: int = 0
     #: aborts of a running long statement that ended CANCELED
     aborts_confirmed: int = 0
     #: follow-up statements started right after an abort (stray cancel checks)
@@ -256,15 +273,16 @@ class Tally:
 
     def note(self, kind: str, text: str) -> None:
         setattr(self, kind, getattr(self, kind) + 1)
-        if len(self.samples) < 10:
+        if len(self.samples) < 20:
             self.samples.append(f"{kind}: {text}")
 
     def merge(self, other: Tally) -> None:
-        for name in (*COUNTERS, "operations", "aborts_confirmed", "followups", "chunks"):
+        for name in (*COUNTERS, "operations", "aborts_confirmed", "complete_after_abort",
+                     "followups", "chunks"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.seconds += other.seconds
         self.abort_latency.extend(other.abort_latency)
-        self.samples.extend(other.samples[:max(0, 10 - len(self.samples))])
+        self.samples.extend(other.samples[:max(0, 20 - len(self.samples))])
         for k, v in other.scenarios.items():
             self.scenarios[k] = self.scenarios.get(k, 0) + v
 
@@ -365,14 +383,31 @@ class Child:
         self.slots: list[Slot] = []
 
     # -- helpers -------------------------------------------------------------
-    def _await_end(self, op: asynchdb.Operation[Any], what: str) -> Optional[Status]:
-        if not op.wait_for_completion(self.watchdog):
-            self.tally.note("deadlocks", f"{what}: not ended {self.watchdog} s after its abort")
-            return None
-        return op.get_status()
+    def _await_end(self, op: asynchdb.Operation[Any], what: str,
+                   started: float) -> Optional[Status]:
+        """The status once ended; None (and counted) when not ended within the watchdog."""
+        if op.wait_for_completion(self.watchdog):
+            return op.get_status()
+        self._late(op.wait_for_completion, op.get_status, what, started)
+        return None
+
+    def _late(self, wait: Callable[[float], bool], status: Callable[[], Optional[Status]],
+              what: str, started: float) -> None:
+        # not ended within the watchdog: a lost cancel ends COMPLETE at the
+        # statement's natural end; anything else is a deadlock
+        rest = started + self.long + self.watchdog - time.monotonic()
+        if rest > 0 and wait(rest):
+            st = status()
+            if st is not None and st.phase == Phase.COMPLETE and st.error is None:
+                self.tally.note("lost_aborts", f"{what}: ran to its natural end after its "
+                                               f"abort ({time.monotonic() - started:.1f} s)")
+                return
+        self.tally.note("deadlocks", f"{what}: not ended {self.watchdog} s after its abort "
+                                     f"(status {status()})")
 
     def _judge_aborted(self, st: Optional[Status], what: str, t0: Optional[float],
-                       stop: Optional[_Stop] = None) -> None:
+                       stop: Optional[_Stop] = None, started: Optional[float] = None,
+                       slot: Optional[Slot] = None) -> None:
         """An abort was accepted while the long statement ran (or was about to)."""
         if st is None:
             return
@@ -383,13 +418,28 @@ class Child:
                     else time.monotonic()
                 self.tally.abort_latency.append(max(0.0, end - t0))
         elif st.error is None:
-            self.tally.note("lost_aborts", f"{what}: ended COMPLETE after its abort")
+            took = "" if started is None else f" {time.monotonic() - started:.3f} s after its start"
+            if started is not None and time.monotonic() - started >= self.long * 0.9:
+                self.tally.note("lost_aborts", f"{what}: ran to its natural end{took}")
+            else:
+                # the statement stopped early, yet the driver reported success
+                self.tally.note("complete_after_abort", f"{what}: COMPLETE{took}")
         elif _is_cancel(st.error):
             self.tally.note("errors", f"{what}: cancel reported as a failure: {st.error!r}")
         else:
-            self.tally.note("errors", f"{what}: failed: {st.error!r}")
+            self._failed(what, st.error, slot)
 
-    def _check_quick(self, cur: asynchdb.Cursor, what: str) -> None:
+    def _failed(self, what: str, exc: BaseException, slot: Optional[Slot]) -> None:
+        """An unexpected error; an aborted transaction is counted apart and rolled back."""
+        text = str(exc)
+        if "25P02" in text or "current transaction is aborted" in text:
+            self.tally.note("broken_transactions", f"{what}: {exc!r}")
+            if slot is not None and slot.conn is not None:
+                _in_thread(slot.conn.rollback, self.watchdog)
+        else:
+            self.tally.note("errors", f"{what}: failed: {exc!r}")
+
+    def _check_quick(self, cur: asynchdb.Cursor, what: str, slot: Optional[Slot] = None) -> None:
         op = cur.execute(self.target.quick_sql(), asynch=True)
         if not op.wait_for_completion(self.watchdog):
             self.tally.note("deadlocks", f"{what}: a quick statement did not end")
@@ -400,7 +450,7 @@ class Child:
             self.tally.note("stray_cancels", f"{what}: canceled: {st.error!r}")
             return
         if st.error is not None:
-            self.tally.note("errors", f"{what}: {st.error!r}")
+            self._failed(what, st.error, slot)
             return
         rows = [tuple(r) for r in cur.fetchall()]
         if rows != self.target.quick_rows:
@@ -408,11 +458,12 @@ class Child:
 
     # -- scenarios -----------------------------------------------------------
     def quick(self, slot: Slot) -> None:
-        self._check_quick(slot.cursor(self.rng.randrange(2)), "quick")
+        self._check_quick(slot.cursor(self.rng.randrange(2)), "quick", slot)
 
     def abort(self, slot: Slot) -> None:
         cur = slot.cursor(0)
         stop = _Stop()
+        started = time.monotonic()
         op = cur.execute(self.target.long_sql(self.long), asynch=True, listener=stop)
         delay = self.rng.choice([0.0, 0.0, 0.001, 0.005, 0.02, self.rng.uniform(0, 0.05)])
         elsewhere = self.rng.random() < 0.3
@@ -438,20 +489,22 @@ class Child:
         if follow:
             # a statement started after the abort must never be canceled by it
             self.tally.followups += 1
-            self._check_quick(slot.cursor(1), "follow-up")
-        self._judge_aborted(self._await_end(op, "abort"), "abort", t0, stop)
+            self._check_quick(slot.cursor(1), "follow-up", slot)
+        self._judge_aborted(self._await_end(op, "abort", started), "abort", t0, stop, started,
+                            slot)
 
     def deadline(self, slot: Slot) -> None:
         cur = slot.cursor(self.rng.randrange(2))
         timeout = self.rng.choice([0.0, 0.001, self.rng.uniform(0, 0.05)])
+        started = time.monotonic()
         if self.rng.random() < 0.5:
             op = cur.execute(self.target.long_sql(self.long), asynch=True, timeout=timeout)
-            st = self._await_end(op, "deadline")
+            st = self._await_end(op, "deadline", started)
             if st is None:
                 return
             if st.phase == Phase.CANCELED and not isinstance(st.error, DeadlineExceeded):
                 self.tally.note("errors", f"deadline: CANCELED with {st.error!r}")
-            self._judge_aborted(st, "deadline", None)
+            self._judge_aborted(st, "deadline", None, None, started, slot)
             return
         box: list[BaseException] = []
 
@@ -463,13 +516,20 @@ class Child:
 
         returned, _ = _in_thread(sync, self.watchdog + timeout)
         if not returned:
-            self.tally.note("deadlocks", "a synchronous call with a deadline did not return")
             slot.cursors.remove(cur)
+            done = threading.Event()
+            self._late(lambda t: done.wait(t) or bool(box), lambda: None,
+                       "a synchronous call with a deadline", started)
             return
+        took = time.monotonic() - started
         if not box:
-            self.tally.note("lost_aborts", "deadline: a synchronous call ran to its end")
+            if took >= self.long * 0.9:
+                self.tally.note("lost_aborts", "deadline: a synchronous call ran to its end")
+            else:
+                self.tally.note("complete_after_abort",
+                                f"deadline: a synchronous call returned after {took:.3f} s")
         elif not isinstance(box[0], DeadlineExceeded):
-            self.tally.note("errors", f"deadline: raised {box[0]!r}")
+            self._failed("deadline (synchronous)", box[0], slot)
         else:
             self.tally.aborts_confirmed += 1
 
@@ -505,11 +565,11 @@ class Child:
             self.tally.note("errors", f"populate: read raised {exc!r}")
             return
         op.abort()
-        st = self._await_end(op, "populate")
+        st = self._await_end(op, "populate", time.monotonic() - self.watchdog)
         if st is None:
             return
         if st.phase == Phase.COMPLETE and st.error is not None:
-            self.tally.note("errors", f"populate: failed: {st.error!r}")
+            self._failed("populate", st.error, slot)
             return
         returned, exc = _in_thread(lambda: read(n), self.watchdog)
         if not returned:
@@ -527,16 +587,18 @@ class Child:
             self.tally.aborts_confirmed += 1
 
     def close(self, slot: Slot) -> None:
+        started = time.monotonic()
         op = slot.cursor(0).execute(self.target.long_sql(self.long), asynch=True)
         _pause(self.rng.choice([0.0, 0.005, 0.02]))
         t0 = time.monotonic()
         slot.close()
-        self._judge_aborted(self._await_end(op, "close"), "close", t0)
+        self._judge_aborted(self._await_end(op, "close", started), "close", t0, None, started)
         slot.reopen()
 
     def drop(self, slot: Slot) -> None:
         stop = _Stop()
         cur = slot.cursor(0)
+        started = time.monotonic()
         op: Optional[asynchdb.Operation[Any]] = cur.execute(
             self.target.long_sql(self.long), asynch=True, listener=stop)
         _pause(self.rng.choice([0.0, 0.005, 0.02]))
@@ -545,9 +607,9 @@ class Child:
         del cur, op
         gc.collect()
         if not stop.ended.wait(self.watchdog):
-            self.tally.note("deadlocks", "drop: not ended after its handles were released")
+            self._late(stop.ended.wait, lambda: stop.status, "drop", started)
             return
-        self._judge_aborted(stop.status, "drop", t0, stop)
+        self._judge_aborted(stop.status, "drop", t0, stop, started, slot)
 
     # -- the run -------------------------------------------------------------
     def run(self) -> Tally:
@@ -629,7 +691,11 @@ def run_chunk(backend: str, ops: int, seed: int, watchdog: float, long_seconds: 
     tally = Tally(chunks=1, seconds=time.monotonic() - t0)
     code = proc.returncode
     kind = "crashes" if code < 0 or code in CRASH_CODES else "errors"
-    tally.note(kind, f"the subprocess died (status {code}): {proc.stderr[-600:]}")
+    err = proc.stderr
+    at = err.find("Fatal Python error")
+    # the C library's message (double free...) precedes it; the crashing thread follows
+    detail = err[max(0, at - 200):at + 1500] if at >= 0 else err[-1500:]
+    tally.note(kind, f"the subprocess died (status {code}): {detail}")
     return tally, None
 
 
@@ -656,6 +722,7 @@ def _summary(t: Tally) -> dict[str, Any]:
     out: dict[str, Any] = {name: getattr(t, name) for name in ("operations", *COUNTERS)}
     out.update({
         "aborts_confirmed": t.aborts_confirmed,
+        "complete_after_abort": t.complete_after_abort,
         "followups": t.followups,
         "chunks": t.chunks,
         "seconds": round(t.seconds, 2),
@@ -675,24 +742,31 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{results['long_seconds']} s ({results['date']}, {results['machine']}).",
         "",
         "| backend | operations | crashes | deadlocks | lost aborts | stray cancels "
-        "| leaked threads | other errors | aborts confirmed | abort→end median / p99 (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| broken transactions | leaked threads | other errors | aborts confirmed "
+        "| COMPLETE after abort | abort→end median / p99 (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results["backends"]:
         if "unavailable" in r:
             lines.append(f"| {r['backend']} | unavailable: {r['unavailable']} "
-                         "| | | | | | | | |")
+                         "| | | | | | | | | | |")
             continue
         lat = (f"{r['abort_ms_median']} / {r['abort_ms_p99']}"
                if r["abort_ms_median"] is not None else "-")
         lines.append(
             f"| {r['backend']} | {r['operations']} | {r['crashes']} | {r['deadlocks']} "
-            f"| {r['lost_aborts']} | {r['stray_cancels']} | {r['leaked_threads']} "
-            f"| {r['errors']} | {r['aborts_confirmed']} | {lat} |")
+            f"| {r['lost_aborts']} | {r['stray_cancels']} | {r['broken_transactions']} "
+            f"| {r['leaked_threads']} | {r['errors']} | {r['aborts_confirmed']} "
+            f"| {r['complete_after_abort']} | {lat} |")
     problems = [(r["backend"], s) for r in results["backends"] for s in r.get("samples", [])]
     if problems:
-        lines += ["", "First problems seen:", ""]
-        lines += [f"- {b}: `{s[:300]}`" for b, s in problems[:20]]
+        lines += ["", "First problems seen (up to 5 a backend):", ""]
+        seen: dict[str, int] = {}
+        for b, text in problems:
+            seen[b] = seen.get(b, 0) + 1
+            if seen[b] <= 5:
+                flat = " ".join(text.split())[:400].replace("`", "'")
+                lines.append(f"- {b}: `{flat}`")
     return "\n".join(lines) + "\n"
 
 
@@ -761,16 +835,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--chunk", type=int, help="operations per subprocess (default 5000)")
     p.add_argument("--backends", help=f"comma list (default: {','.join(ALL_BACKENDS)})")
     p.add_argument("--seed", type=int, default=20240601)
-    p.add_argument("--watchdog", type=float, default=10.0,
-                   help="seconds an aborted operation may take to end (default 10)")
-    p.add_argument("--long", type=float, default=60.0,
-                   help="seconds the long statement runs if nothing stops it (default 60)")
+    p.add_argument("--watchdog", type=float,
+                   help="seconds an aborted operation may take to end (default 10; 5 short)")
+    p.add_argument("--long", type=float,
+                   help="seconds the long statement runs if nothing stops it "
+                        "(default 60; 20 short)")
     p.add_argument("--parallel", type=int, default=2, help="backends run at once (default 2)")
     p.add_argument("--out", help="directory for stress.json and stress.md "
                                  "(default benchmarks/results; --short writes nothing)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON line")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.watchdog is None:
+        args.watchdog = 5.0 if args.short else 10.0
+    if args.long is None:
+        args.long = 20.0 if args.short else 60.0
     if args.child:
         return child_main(args)
     return parent_main(args)

@@ -22,9 +22,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("sqlite3", "fake", "pyodbc-postgresql", "pyodbc-mariadb", "pyodbc-sqlite",
             "psycopg", "duckdb")
-COUNTERS = ("crashes", "deadlocks", "lost_aborts", "stray_cancels", "leaked_threads", "errors")
+COUNTERS = ("crashes", "deadlocks", "lost_aborts", "stray_cancels", "broken_transactions",
+            "leaked_threads", "errors")
 #: Seconds the whole short run may take (it normally takes about 20).
 LIMIT = 90
+#: Open driver-level findings (docs/reliability.md), each tied to one backend and one
+#: counter: seen alone, they make the test xfail with the reason; anything else fails.
+KNOWN = {
+    ("pyodbc-postgresql", "broken_transactions"):
+        "psqlODBC runs ROLLBACK TO its per-statement savepoint inside the canceled call; "
+        "a re-issued cancel can cancel that rollback and leave the transaction aborted "
+        "(25P02); the pyodbc adapter does not repair it yet",
+    ("pyodbc-sqlite", "crashes"):
+        "SQLite ODBC: SQLCancel racing the statement on the worker corrupts the heap "
+        "(double free) now and then",
+}
 
 
 def _required(name: str) -> bool:
@@ -57,7 +69,10 @@ def test_stress_counters_are_zero(stress: dict[str, dict[str, Any]], name: str) 
             pytest.fail(f"backend {name} is required but unavailable: {r['unavailable']}")
         pytest.skip(f"backend {name} unavailable: {r['unavailable']}")
     bad = {c: r[c] for c in COUNTERS if r[c]}
-    assert not bad, f"{name}: {bad}; first problems: {r['samples']}"
+    unknown = {c: n for c, n in bad.items() if (name, c) not in KNOWN}
+    assert not unknown, f"{name}: {bad}; first problems: {r['samples']}"
+    if bad:
+        pytest.xfail("; ".join(f"{c}={n}: {KNOWN[name, c]}" for c, n in bad.items()))
     assert r["operations"] >= 300
     # the run did what it claims: most long statements were aborted and confirmed
     assert r["aborts_confirmed"] > r["operations"] // 3
