@@ -606,9 +606,16 @@ class Child:
         t0 = time.monotonic()
         del cur, op
         gc.collect()
-        if not stop.ended.wait(self.watchdog):
-            self._late(stop.ended.wait, lambda: stop.status, "drop", started)
-            return
+        # A previous error of this cursor (its traceback holds frames whose `self` is
+        # the cursor) may be garbage still referenced for a moment by a worker (while
+        # it repairs the connection after that job): the collector reclaims it on a
+        # later pass, as it would in a running program.  Give it one every second.
+        deadline = time.monotonic() + self.watchdog
+        while not stop.ended.wait(min(1.0, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                self._late(stop.ended.wait, lambda: stop.status, "drop", started)
+                return
+            gc.collect()
         self._judge_aborted(stop.status, "drop", t0, stop, started, slot)
 
     # -- the run -------------------------------------------------------------
