@@ -71,6 +71,7 @@ if not __package__:  # python benchmarks/stress.py: make the repository importab
 import argparse
 import contextlib
 import datetime
+import faulthandler
 import gc
 import json
 import os
@@ -92,6 +93,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs" / "reliability.md"
 TESTS = ROOT / "tests"
+#: Where children write the thread stacks of a deadlock (override: ASYNCHDB_STRESS_DUMPS).
+DUMPS = Path(tempfile.gettempdir()) / "asynchdb-stress-dumps"
 
 #: Backends in the order they are reported.
 ALL_BACKENDS = ("sqlite3", "fake", "pyodbc-postgresql", "pyodbc-mariadb", "pyodbc-sqlite",
@@ -273,6 +276,8 @@ class Tally:
 
     def note(self, kind: str, text: str) -> None:
         setattr(self, kind, getattr(self, kind) + 1)
+        if kind == "deadlocks" and _DUMPS is not None:
+            _dump_threads(text)
         if len(self.samples) < 20:
             self.samples.append(f"{kind}: {text}")
 
@@ -285,6 +290,21 @@ class Tally:
         self.samples.extend(other.samples[:max(0, 20 - len(self.samples))])
         for k, v in other.scenarios.items():
             self.scenarios[k] = self.scenarios.get(k, 0) + v
+
+
+#: Child only: where a deadlock's thread stacks are written (``ASYNCHDB_STRESS_DUMPS``).
+_DUMPS: Optional[Path] = None
+
+
+def _dump_threads(why: str) -> None:
+    """Write every thread's stack to a new file in ``_DUMPS`` (a deadlock's evidence)."""
+    assert _DUMPS is not None
+    _DUMPS.mkdir(parents=True, exist_ok=True)
+    path = _DUMPS / f"deadlock-{os.getpid()}-{time.monotonic_ns()}.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(why + "\n\n")
+        f.flush()
+        faulthandler.dump_traceback(file=f, all_threads=True)
 
 
 class _Stop:
@@ -658,6 +678,9 @@ def _asynchdb_threads() -> list[threading.Thread]:
 
 
 def child_main(args: argparse.Namespace) -> int:
+    global _DUMPS
+    dumps = os.environ.get("ASYNCHDB_STRESS_DUMPS")
+    _DUMPS = Path(dumps) if dumps else None
     with tempfile.TemporaryDirectory(prefix="asynchdb-stress-") as tmp:
         target, reason = load_target(args.child, tmp)
         if target is None:
@@ -677,6 +700,7 @@ def run_chunk(backend: str, ops: int, seed: int, watchdog: float, long_seconds: 
     cmd = [sys.executable, "-m", "benchmarks.stress", "--child", backend, "--ops", str(ops),
            "--seed", str(seed), "--watchdog", str(watchdog), "--long", str(long_seconds)]
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    env.setdefault("ASYNCHDB_STRESS_DUMPS", str(DUMPS))
     t0 = time.monotonic()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=limit,
@@ -830,7 +854,8 @@ def _line(r: dict[str, Any]) -> str:
     if "unavailable" in r:
         return f"{r['backend']}: unavailable ({r['unavailable']})"
     counts = ", ".join(f"{c}={r[c]}" for c in COUNTERS)
-    return f"{r['backend']}: {r['operations']} operations in {r['seconds']} s; {counts}"
+    where = f" (thread stacks in {DUMPS})" if r["deadlocks"] else ""
+    return f"{r['backend']}: {r['operations']} operations in {r['seconds']} s; {counts}{where}"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
