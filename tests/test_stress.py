@@ -29,10 +29,6 @@ LIMIT = 90
 #: Open driver-level findings (docs/reliability.md), each tied to one backend and one
 #: counter: seen alone, they make the test xfail with the reason; anything else fails.
 KNOWN = {
-    ("pyodbc-postgresql", "broken_transactions"):
-        "psqlODBC runs ROLLBACK TO its per-statement savepoint inside the canceled call; "
-        "a re-issued cancel can cancel that rollback and leave the transaction aborted "
-        "(25P02); the pyodbc adapter does not repair it yet",
     ("pyodbc-sqlite", "crashes"):
         "SQLite ODBC: SQLCancel racing the statement on the worker corrupts the heap "
         "(double free) now and then",
