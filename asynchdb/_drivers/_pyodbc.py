@@ -103,9 +103,11 @@ _RESULT_CALLS = frozenset({"execute", "executemany", "nextset", "callproc"})
 class _State:
     """Per-connection adapter state (``channel.hook``)."""
 
-    __slots__ = ("killer", "postgres", "savepoint", "sent", "thread_id")
+    __slots__ = ("canceller", "killer", "postgres", "savepoint", "sent", "thread_id")
 
     def __init__(self) -> None:
+        #: SQLite ODBC: an idle cursor of the connection whose ``cancel()`` interrupts it.
+        self.canceller: Any = None
         #: psqlODBC: repair the transaction after an abort (:meth:`PyodbcAdapter.after_abort`).
         self.postgres = False
         #: psqlODBC: the name of its per-statement savepoint, once seen.
@@ -146,7 +148,10 @@ class PyodbcAdapter(Adapter):
         state = _State()
         channel.hook = self._state = state
         raw = channel.raw
-        state.postgres = "psqlodbc" in _driver_name(raw)
+        driver = _driver_name(raw)
+        state.postgres = "psqlodbc" in driver
+        if "sqlite3odbc" in driver or "sqliteodbc" in driver:
+            state.canceller = raw.cursor()
         if not isinstance(raw, PinnableConnection) and _is_mariadb(raw):
             if self._opened_with is not None:
                 cur = raw.cursor()
@@ -167,6 +172,13 @@ class PyodbcAdapter(Adapter):
                 state.sent = weakref.ref(channel.running)
             if state.thread_id is not None:
                 self._kill_query(state)
+                return
+            if state.canceller is not None:
+                # SQLite ODBC: SQLCancel interrupts the connection (sqlite3_interrupt)
+                # and then closes the statement it was given, from this thread; on
+                # the running statement that close races the worker (a double
+                # free).  An idle sibling gets the same interrupt and loses nothing.
+                state.canceller.cancel()
                 return
         if isinstance(raw_cursor, PinnableCursor):
             raw_cursor = raw_cursor.driver_cursor  # never queued behind the pinned thread
@@ -204,10 +216,16 @@ class PyodbcAdapter(Adapter):
 
     def close_connection(self, raw: Any) -> None:
         # owner thread; no cancel can be under way (the engine's ordering)
+        state = self._state
+        if state is not None and state.canceller is not None:
+            canceller, state.canceller = state.canceller, None
+            try:
+                canceller.close()
+            except Exception:
+                log.debug("asynchdb: closing the cancel cursor failed", exc_info=True)
         try:
             raw.close()
         finally:
-            state = self._state
             if state is not None and state.killer is not None:
                 killer, state.killer = state.killer, None
                 try:
@@ -309,9 +327,18 @@ class PyodbcAdapter(Adapter):
         if job.kind not in _RESULT_CALLS or job.raw_cursor is None:
             return False
         try:
-            return job.raw_cursor.description is not None
+            lost = job.raw_cursor.description is not None
         except Exception:  # noqa: BLE001 - a cursor that cannot say has lost it
-            return True
+            lost = True
+        if lost and state.canceller is not None:
+            # SQLite ODBC: the interrupt stays armed while this statement is open
+            # and would stop the next one; close it here (owner thread, so the
+            # driver's close races nothing)
+            try:
+                job.raw_cursor.cancel()
+            except Exception:
+                log.debug("asynchdb: closing an interrupted result failed", exc_info=True)
+        return lost
 
     def describe(self, raw: Any) -> str:
         return "pyodbc"
