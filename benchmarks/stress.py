@@ -83,6 +83,7 @@ import tempfile
 import threading
 import time
 import traceback
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
@@ -307,6 +308,42 @@ def _dump_threads(why: str) -> None:
         faulthandler.dump_traceback(file=f, all_threads=True)
 
 
+def _dump_holders(refs: tuple[weakref.ref[Any], ...]) -> None:
+    """Write what still refers to released objects (a drop that did not abort)."""
+    assert _DUMPS is not None
+    _DUMPS.mkdir(parents=True, exist_ok=True)
+    path = _DUMPS / f"holders-{os.getpid()}-{time.monotonic_ns()}.txt"
+    here = sys._getframe()
+    with open(path, "w", encoding="utf-8") as f:
+        for ref in refs:
+            obj = ref()
+            f.write(f"== {obj!r}\n")
+            if obj is None:
+                continue
+            seen = {id(here)}
+            level = [obj]
+            for depth in range(6):  # referrers, breadth first, a few levels up
+                nxt: list[Any] = []
+                for o in level:
+                    for r in gc.get_referrers(o):
+                        if id(r) in seen or r is level or r is nxt:
+                            continue
+                        seen.add(id(r))
+                        f.write(f"{'  ' * depth}{type(r).__name__}: "
+                                f"{' '.join(repr(r)[:300].split())}\n")
+                        nxt.append(r)
+                level = nxt[:40]
+            del obj, level, nxt
+        f.write(f"\ngc.garbage: {len(gc.garbage)}\n\nrunning frames:\n")
+        for ident, top in sys._current_frames().items():
+            frame: Any = top
+            while frame is not None:
+                f.write(f"  thread {ident}: {frame.f_code.co_filename}:{frame.f_lineno} "
+                        f"{frame.f_code.co_name} at {id(frame):#x}\n")
+                frame = frame.f_back
+        f.flush()
+
+
 class _Stop:
     """A listener hearing the end of an operation (and when it came)."""
 
@@ -351,6 +388,20 @@ def _in_thread(fn: Callable[[], Any], bound: float) -> tuple[bool, Optional[Base
     t.start()
     t.join(bound)
     return not t.is_alive(), (box[0] if box else None)
+
+
+def parse_weights(text: str) -> dict[str, int]:
+    """``WEIGHTS``, or a mix like ``drop=5,abort=1`` (scenarios not named do not run)."""
+    if not text.strip():
+        return dict(WEIGHTS)
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        name = name.strip()
+        if name not in WEIGHTS:
+            raise SystemExit(f"unknown scenario {name!r} (known: {', '.join(WEIGHTS)})")
+        out[name] = int(weight or 1)
+    return out
 
 
 class Slot:
@@ -400,6 +451,7 @@ class Child:
         self.watchdog = watchdog
         self.long = long_seconds
         self.tally = Tally(chunks=1)
+        self.weights = parse_weights(os.environ.get("ASYNCHDB_STRESS_WEIGHTS", ""))
         self.slots: list[Slot] = []
 
     # -- helpers -------------------------------------------------------------
@@ -624,6 +676,7 @@ class Child:
         _pause(self.rng.choice([0.0, 0.005, 0.02]))
         slot.cursors.remove(cur)
         t0 = time.monotonic()
+        kept = (weakref.ref(cur), weakref.ref(op))
         del cur, op
         gc.collect()
         # A previous error of this cursor (its traceback holds frames whose `self` is
@@ -633,6 +686,8 @@ class Child:
         deadline = time.monotonic() + self.watchdog
         while not stop.ended.wait(min(1.0, max(0.0, deadline - time.monotonic()))):
             if time.monotonic() >= deadline:
+                if _DUMPS is not None:
+                    _dump_holders(kept)
                 self._late(stop.ended.wait, lambda: stop.status, "drop", started)
                 return
             gc.collect()
@@ -641,8 +696,8 @@ class Child:
     # -- the run -------------------------------------------------------------
     def run(self) -> Tally:
         t_start = time.monotonic()
-        names = list(WEIGHTS)
-        weights = [WEIGHTS[n] for n in names]
+        names = list(self.weights)
+        weights = [self.weights[n] for n in names]
         try:
             self.slots = [Slot(self.target, self.tally, self.watchdog) for _ in range(2)]
             for _ in range(self.ops):
@@ -875,6 +930,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--parallel", type=int, default=2, help="backends run at once (default 2)")
     p.add_argument("--out", help="directory for stress.json and stress.md "
                                  "(default benchmarks/results; --short writes nothing)")
+    p.add_argument("--weights", help="scenario mix, e.g. drop=5,abort=1 (default: "
+                   + ",".join(f"{k}={v}" for k, v in WEIGHTS.items()) + ")")
     p.add_argument("--json", action="store_true", help="print the results as one JSON line")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -882,6 +939,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.watchdog = 5.0 if args.short else 10.0
     if args.long is None:
         args.long = 20.0 if args.short else 60.0
+    if args.weights:
+        parse_weights(args.weights)  # a bad mix fails here, before any subprocess
+        os.environ["ASYNCHDB_STRESS_WEIGHTS"] = args.weights
     if args.child:
         return child_main(args)
     return parent_main(args)
