@@ -98,6 +98,7 @@ class Channel:
                         return
                     job = self._tasks.popleft()
                 job.run()
+                del job  # a kept traceback may keep this frame (Job.run explains)
         except BaseException:  # pragma: no cover - job.run never raises
             with self._mutex:
                 self._scheduled = False
@@ -124,7 +125,11 @@ class Channel:
         self.counters["hopped"] += 1
         self.submit(job)
         job.wait(None)
-        return job.value()
+        try:
+            return job.value()
+        except BaseException:
+            del job  # the job keeps the error: its traceback must not keep the job
+            raise
 
     def run_sync(self, job: Job) -> None:
         """Run a job synchronously (a call with timeout= or listener=).
@@ -133,23 +138,26 @@ class Channel:
         then the call runs on the worker so that a deadline can still release
         the caller (the call itself is abandoned).
         """
-        if not self.adapter.can_cancel and self._owner_thread != _get_ident():
+        try:
+            if not self.adapter.can_cancel and self._owner_thread != _get_ident():
+                self.submit(job)
+                job.wait(None)
+                return
+            if self._owner_thread == _get_ident():
+                job.run()
+                return
+            if not self._scheduled and self._owner.acquire(False):
+                try:
+                    job.run()
+                finally:
+                    if self.graveyard:
+                        self._bury()
+                    self._owner.release()
+                return
             self.submit(job)
             job.wait(None)
-            return
-        if self._owner_thread == _get_ident():
-            job.run()
-            return
-        if not self._scheduled and self._owner.acquire(False):
-            try:
-                job.run()
-            finally:
-                if self.graveyard:
-                    self._bury()
-                self._owner.release()
-            return
-        self.submit(job)
-        job.wait(None)
+        finally:
+            del job  # a kept traceback may keep this frame (Job.run explains)
 
     # ------------------------------------------------------------------
     # the running statement (owner thread) and its cancel (any thread)

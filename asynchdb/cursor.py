@@ -12,10 +12,11 @@ reading results or starting another call raises :class:`ZombieError`.
 
 from __future__ import annotations
 
+import copy
 import threading
 import types
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Union
 
 from ._population import DEFAULT_LIMIT, RowBuffer
 from .errors import ZombieError
@@ -101,7 +102,11 @@ class Cursor:
                 job.abort(force=True)
                 job.wait(None)
         elif state == CANCELED and not starting:
-            raise job.outcome()[2]  # type: ignore[misc]
+            # a copy each time: the guard's error must not collect the frames of
+            # every read it is raised to (see _start)
+            error = job.outcome()[2]
+            del self, job, buf
+            _reraise(_copy_error(error))
         object.__setattr__(self, "_guard", None)
         return None
 
@@ -150,8 +155,12 @@ class Cursor:
             else:
                 ch.call(self._raw.execute, operation, *args, **kwargs)
             return self
-        return self._start("execute", self._raw.execute, (operation, *args), kwargs,
-                           asynch, timeout, listener, True)
+        try:
+            return self._start("execute", self._raw.execute, (operation, *args), kwargs,
+                               asynch, timeout, listener, True)
+        except BaseException:
+            del self  # see _start
+            raise
 
     def executemany(self, operation: Any, seq_of_parameters: Iterable[Any], *args: Any,
                     asynch: Union[bool, int] = False, timeout: Optional[float] = None,
@@ -162,9 +171,13 @@ class Cursor:
                 self._settle(True)
             self._ch.call(self._raw.executemany, operation, seq_of_parameters, *args, **kwargs)
             return self
-        return self._start("executemany", self._raw.executemany,
-                           (operation, seq_of_parameters, *args), kwargs,
-                           asynch, timeout, listener, True)
+        try:
+            return self._start("executemany", self._raw.executemany,
+                               (operation, seq_of_parameters, *args), kwargs,
+                               asynch, timeout, listener, True)
+        except BaseException:
+            del self  # see _start
+            raise
 
     @_IfDriverHas
     def callproc(self, procname: str, *args: Any, asynch: Union[bool, int] = False,
@@ -176,8 +189,12 @@ class Cursor:
             if self._guard is not None:
                 self._settle(True)
             return self._ch.call(fn, procname, *args, **kwargs)
-        return self._start("callproc", fn, (procname, *args), kwargs,
-                           asynch, timeout, listener, False)
+        try:
+            return self._start("callproc", fn, (procname, *args), kwargs,
+                               asynch, timeout, listener, False)
+        except BaseException:
+            del self, fn  # see _start
+            raise
 
     @_IfDriverHas
     def nextset(self, *, asynch: Union[bool, int] = False, timeout: Optional[float] = None,
@@ -188,7 +205,11 @@ class Cursor:
             if self._guard is not None:
                 self._settle(True)
             return self._ch.call(fn)
-        return self._start("nextset", fn, (), {}, asynch, timeout, listener, False)
+        try:
+            return self._start("nextset", fn, (), {}, asynch, timeout, listener, False)
+        except BaseException:
+            del self, fn  # see _start
+            raise
 
     def _start(self, kind: str, fn: Callable[..., Any], args: tuple[Any, ...],
                kwargs: dict[str, Any], asynch: Union[bool, int], timeout: Optional[float],
@@ -229,8 +250,26 @@ class Cursor:
             ch.submit(job)
             return op
         ch.run_sync(job)
-        value = job.value()
-        return self if value is OWNER else value
+        _, value, error = job.outcome()
+        if error is None:
+            return self if value is OWNER else value
+        # The error goes to the caller, whose frames its traceback will hold
+        # (often with this cursor in them).  Nothing the cursor keeps may refer
+        # to it, or cursor and error form a cycle that only the collector frees,
+        # and a released cursor would not abort its next operation at once.
+        # A driver error needs no guard (the next call goes to the driver, as
+        # after a plain call); an abort leaves the guard with its own copy, so
+        # that reads still raise it.  And no frame of the cursor that the
+        # traceback keeps holds the cursor.
+        if job.state == CANCELED:
+            job.detach_error()
+        else:
+            object.__setattr__(self, "_guard", None)
+        del self, job, ch, value
+        try:
+            raise error
+        finally:
+            error = None
 
     # ------------------------------------------------------------------
     # reading results
@@ -238,7 +277,11 @@ class Cursor:
     def fetchone(self) -> Any:
         """The driver's ``fetchone``; during population, the next buffered row."""
         if self._guard is not None:
-            buf = self._settle(False)
+            try:
+                buf = self._settle(False)
+            except BaseException:
+                del self  # see _start
+                raise
             if buf is not None:
                 return buf.take_one()
         ch = self._ch
@@ -256,7 +299,11 @@ class Cursor:
         the set ended) and returns at most ``size`` (default ``arraysize``) rows.
         """
         if self._guard is not None:
-            buf = self._settle(False)
+            try:
+                buf = self._settle(False)
+            except BaseException:
+                del self  # see _start
+                raise
             if buf is not None:
                 size = args[0] if args else kwargs.get("size", self._raw.arraysize)
                 return buf.take_many(int(size))
@@ -265,7 +312,11 @@ class Cursor:
     def fetchall(self) -> Any:
         """The driver's ``fetchall``; during population, every remaining row."""
         if self._guard is not None:
-            buf = self._settle(False)
+            try:
+                buf = self._settle(False)
+            except BaseException:
+                del self  # see _start
+                raise
             if buf is not None:
                 return buf.take_all()
         ch = self._ch
@@ -280,7 +331,11 @@ class Cursor:
         return self
 
     def __next__(self) -> Any:
-        row = self.fetchone()
+        try:
+            row = self.fetchone()
+        except BaseException:
+            del self  # see _start
+            raise
         if row is None:
             raise StopIteration
         return row
@@ -288,19 +343,31 @@ class Cursor:
     @property
     def description(self) -> Any:
         if self._guard is not None:
-            self._settle(False)
+            try:
+                self._settle(False)
+            except BaseException:
+                del self  # see _start
+                raise
         return self._raw.description
 
     @property
     def rowcount(self) -> Any:
         if self._guard is not None:
-            self._settle(False)
+            try:
+                self._settle(False)
+            except BaseException:
+                del self  # see _start
+                raise
         return self._raw.rowcount
 
     @property
     def lastrowid(self) -> Any:
         if self._guard is not None:
-            self._settle(False)
+            try:
+                self._settle(False)
+            except BaseException:
+                del self  # see _start
+                raise
         return self._raw.lastrowid
 
     @property
@@ -451,3 +518,21 @@ def _counting(job: Job, seq: Iterable[Any]) -> Iterator[Any]:
             job.set_progress(0, None, f"{done} parameter sets done")
         elif done < total:
             job.set_progress(done)
+
+
+def _reraise(error: BaseException | None) -> NoReturn:
+    """Raise ``error`` without this frame keeping it (no cycle through its traceback)."""
+    assert error is not None
+    try:
+        raise error
+    finally:
+        error = None
+
+
+def _copy_error(error: BaseException | None) -> BaseException:
+    """A fresh instance of an abort's error (same class, message and cause)."""
+    assert error is not None
+    fresh = copy.copy(error)
+    fresh.__cause__ = error.__cause__
+    fresh.__traceback__ = None
+    return fresh

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import copy
 import itertools
 import logging
 import math
@@ -104,6 +105,8 @@ class _Turn:
             self.job.populate_turn()
         except BaseException:  # pragma: no cover - populate_turn never raises
             log.exception("asynchdb: population failed")
+        finally:
+            del self  # see Job.run
 
 
 class _Muted(Sink):
@@ -292,6 +295,7 @@ class Job:
         """The job's value, or raise its error (the driver's, unchanged); it has ended."""
         _, value, error = self.outcome()
         if error is not None:
+            del self  # the job keeps the error: its traceback must not keep the job
             try:
                 raise error
             finally:
@@ -303,6 +307,24 @@ class Job:
             if self._state == CANCELED:
                 return CANCELED, None, self._abort_error
             return self._state, self._value, self._error
+
+    def detach_error(self) -> None:
+        """Keep a fresh copy of the abort's error instead of the one raised to the caller.
+
+        For a synchronous call (no Operation handle, so no identity to keep):
+        the raised error's traceback holds the caller's frames, and the cursor
+        still holds this job for its zombie guard.  The copy has the class and
+        message (later reads raise it); the raised original has the cause.
+        """
+        with self._lock:
+            error = self._abort_error
+            if error is not None:
+                # no cause either: on a synchronous call the driver's error has
+                # the caller's frames too (through the frames' f_back)
+                fresh = copy.copy(error)
+                fresh.__cause__ = fresh.__context__ = None
+                fresh.__traceback__ = None
+                self._abort_error = fresh
 
     def future(self) -> concurrent.futures.Future[Any]:
         with self._lock:
@@ -379,6 +401,13 @@ class Job:
                 self._enter_population(value, buf)
             else:
                 self._finish_value(value)
+        finally:
+            # A traceback the job keeps (its error's, or a later read's) keeps
+            # this frame and its callers': none may keep the job, or job and
+            # error form a cycle only the collector frees, which keeps the
+            # caller's frames, and the cursor in them (tests/unit/test_no_cycles.py).
+            del self, ch
+            value = buf = None
 
     # ------------------------------------------------------------------
     # background population (owner thread)
@@ -437,23 +466,37 @@ class Job:
                     self._post(_Note("progress", self.status()))
         except BaseException as exc:  # noqa: BLE001 - handed to the reader
             error = exc
+        try:
+            self._end_turn(error, ended)
+        finally:
+            del self, ch, raw  # see run
+            error = buf = rows = None
+
+    def _end_turn(self, error: BaseException | None, ended: bool) -> None:
+        ch = self.channel
+        buf = self.populate
+        assert buf is not None
         ch.end(self)
-        if self._abort_requested and (error is None or
-                                      ch.adapter.is_cancel_error(error)):
-            buf.finish()
-            self._finish_canceled(error)
+        try:
+            if self._abort_requested and (error is None or
+                                          ch.adapter.is_cancel_error(error)):
+                buf.finish()
+                self._finish_canceled(error)
+                if error is not None:
+                    self._repair()
+                return
             if error is not None:
-                self._repair()
-            return
-        if error is not None:
-            buf.finish(error)
-            self._finish_error(error)
-            return
-        assert ended
-        buf.finish()
-        with self._lock:
-            self.progress = self.progress_max = buf.fetched
-        self._finish_value(self._value)
+                buf.finish(error)
+                self._finish_error(error)
+                return
+            assert ended
+            buf.finish()
+            with self._lock:
+                self.progress = self.progress_max = buf.fetched
+            self._finish_value(self._value)
+        finally:
+            del self  # see run
+            error = buf = None
 
     def _resume_population(self) -> None:
         # reader thread: room again in the buffer; queue the next turn
@@ -877,9 +920,16 @@ class Operation(Generic[T]):
             OperationCanceled: the operation was aborted (DeadlineExceeded for a deadline).
             TimeoutError: ``timeout`` seconds passed; the operation keeps running.
         """
-        if not self._job.wait(check_timeout(timeout)):
+        job = self._job
+        if not job.wait(check_timeout(timeout)):
             raise _timeout_error(self)
-        value = self._job.value()
+        try:
+            value = job.value()
+        except BaseException:
+            # the job keeps the error: its traceback must not keep this handle
+            # (and, through it, the cursor) in a cycle only the collector frees
+            del self, job
+            raise
         if value is OWNER:
             return self._owner  # type: ignore[no-any-return]
         return value  # type: ignore[no-any-return]
