@@ -844,11 +844,16 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"| {r['lost_aborts']} | {r['stray_cancels']} | {r['broken_transactions']} "
             f"| {r['leaked_threads']} | {r['errors']} | {r['aborts_confirmed']} "
             f"| {r['complete_after_abort']} | {lat} |")
-    problems = [(r["backend"], s) for r in results["backends"] for s in r.get("samples", [])]
-    if problems:
-        lines += ["", "First problems seen (up to 5 a backend):", ""]
+    samples = [(r["backend"], s) for r in results["backends"] for s in r.get("samples", [])]
+    problems = [(b, s) for b, s in samples if s.split(":", 1)[0] in COUNTERS]
+    reported = [(b, s) for b, s in samples if s.split(":", 1)[0] not in COUNTERS]
+    for title, chosen in (("First problems seen (up to 5 a backend):", problems),
+                          ("Reported, not failures (up to 5 a backend):", reported)):
+        if not chosen:
+            continue
+        lines += ["", title, ""]
         seen: dict[str, int] = {}
-        for b, text in problems:
+        for b, text in chosen:
             seen[b] = seen.get(b, 0) + 1
             if seen[b] <= 5:
                 flat = " ".join(text.split())[:400].replace("`", "'")
