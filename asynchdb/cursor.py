@@ -12,16 +12,15 @@ reading results or starting another call raises :class:`ZombieError`.
 
 from __future__ import annotations
 
-import copy
 import threading
 import types
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from ._population import DEFAULT_LIMIT, RowBuffer
 from .errors import ZombieError
 from .listeners import make_sink
-from .operation import CANCELED, OWNER, POPULATING, RUNNING, Job, Operation
+from .operation import CANCELED, OWNER, POPULATING, RUNNING, Job, Operation, fresh_error
 from .status import Asynch, check_timeout, parse_asynch
 
 if TYPE_CHECKING:
@@ -102,11 +101,9 @@ class Cursor:
                 job.abort(force=True)
                 job.wait(None)
         elif state == CANCELED and not starting:
-            # a copy each time: the guard's error must not collect the frames of
-            # every read it is raised to (see _start)
-            error = job.outcome()[2]
-            del self, job, buf
-            _reraise(_copy_error(error))
+            # a fresh copy each time, which nothing keeps: the guard's error must
+            # not collect the frames of every read it is raised to (see _start)
+            raise fresh_error(job.outcome()[2], cause=True)
         object.__setattr__(self, "_guard", None)
         return None
 
@@ -155,12 +152,8 @@ class Cursor:
             else:
                 ch.call(self._raw.execute, operation, *args, **kwargs)
             return self
-        try:
-            return self._start("execute", self._raw.execute, (operation, *args), kwargs,
-                               asynch, timeout, listener, True)
-        except BaseException:
-            del self  # see _start
-            raise
+        return self._start("execute", self._raw.execute, (operation, *args), kwargs,
+                           asynch, timeout, listener, True)
 
     def executemany(self, operation: Any, seq_of_parameters: Iterable[Any], *args: Any,
                     asynch: Union[bool, int] = False, timeout: Optional[float] = None,
@@ -171,13 +164,9 @@ class Cursor:
                 self._settle(True)
             self._ch.call(self._raw.executemany, operation, seq_of_parameters, *args, **kwargs)
             return self
-        try:
-            return self._start("executemany", self._raw.executemany,
-                               (operation, seq_of_parameters, *args), kwargs,
-                               asynch, timeout, listener, True)
-        except BaseException:
-            del self  # see _start
-            raise
+        return self._start("executemany", self._raw.executemany,
+                           (operation, seq_of_parameters, *args), kwargs,
+                           asynch, timeout, listener, True)
 
     @_IfDriverHas
     def callproc(self, procname: str, *args: Any, asynch: Union[bool, int] = False,
@@ -189,12 +178,8 @@ class Cursor:
             if self._guard is not None:
                 self._settle(True)
             return self._ch.call(fn, procname, *args, **kwargs)
-        try:
-            return self._start("callproc", fn, (procname, *args), kwargs,
-                               asynch, timeout, listener, False)
-        except BaseException:
-            del self, fn  # see _start
-            raise
+        return self._start("callproc", fn, (procname, *args), kwargs,
+                           asynch, timeout, listener, False)
 
     @_IfDriverHas
     def nextset(self, *, asynch: Union[bool, int] = False, timeout: Optional[float] = None,
@@ -205,11 +190,7 @@ class Cursor:
             if self._guard is not None:
                 self._settle(True)
             return self._ch.call(fn)
-        try:
-            return self._start("nextset", fn, (), {}, asynch, timeout, listener, False)
-        except BaseException:
-            del self, fn  # see _start
-            raise
+        return self._start("nextset", fn, (), {}, asynch, timeout, listener, False)
 
     def _start(self, kind: str, fn: Callable[..., Any], args: tuple[Any, ...],
                kwargs: dict[str, Any], asynch: Union[bool, int], timeout: Optional[float],
@@ -259,8 +240,8 @@ class Cursor:
         # and a released cursor would not abort its next operation at once.
         # A driver error needs no guard (the next call goes to the driver, as
         # after a plain call); an abort leaves the guard with its own copy, so
-        # that reads still raise it.  And no frame of the cursor that the
-        # traceback keeps holds the cursor.
+        # that reads still raise it.  And this frame, which the traceback keeps,
+        # lets go of the job (job and error would be a cycle through it).
         if job.state == CANCELED:
             job.detach_error()
         else:
@@ -277,11 +258,7 @@ class Cursor:
     def fetchone(self) -> Any:
         """The driver's ``fetchone``; during population, the next buffered row."""
         if self._guard is not None:
-            try:
-                buf = self._settle(False)
-            except BaseException:
-                del self  # see _start
-                raise
+            buf = self._settle(False)
             if buf is not None:
                 return buf.take_one()
         ch = self._ch
@@ -299,11 +276,7 @@ class Cursor:
         the set ended) and returns at most ``size`` (default ``arraysize``) rows.
         """
         if self._guard is not None:
-            try:
-                buf = self._settle(False)
-            except BaseException:
-                del self  # see _start
-                raise
+            buf = self._settle(False)
             if buf is not None:
                 size = args[0] if args else kwargs.get("size", self._raw.arraysize)
                 return buf.take_many(int(size))
@@ -312,11 +285,7 @@ class Cursor:
     def fetchall(self) -> Any:
         """The driver's ``fetchall``; during population, every remaining row."""
         if self._guard is not None:
-            try:
-                buf = self._settle(False)
-            except BaseException:
-                del self  # see _start
-                raise
+            buf = self._settle(False)
             if buf is not None:
                 return buf.take_all()
         ch = self._ch
@@ -331,11 +300,7 @@ class Cursor:
         return self
 
     def __next__(self) -> Any:
-        try:
-            row = self.fetchone()
-        except BaseException:
-            del self  # see _start
-            raise
+        row = self.fetchone()
         if row is None:
             raise StopIteration
         return row
@@ -343,31 +308,19 @@ class Cursor:
     @property
     def description(self) -> Any:
         if self._guard is not None:
-            try:
-                self._settle(False)
-            except BaseException:
-                del self  # see _start
-                raise
+            self._settle(False)
         return self._raw.description
 
     @property
     def rowcount(self) -> Any:
         if self._guard is not None:
-            try:
-                self._settle(False)
-            except BaseException:
-                del self  # see _start
-                raise
+            self._settle(False)
         return self._raw.rowcount
 
     @property
     def lastrowid(self) -> Any:
         if self._guard is not None:
-            try:
-                self._settle(False)
-            except BaseException:
-                del self  # see _start
-                raise
+            self._settle(False)
         return self._raw.lastrowid
 
     @property
@@ -519,20 +472,3 @@ def _counting(job: Job, seq: Iterable[Any]) -> Iterator[Any]:
         elif done < total:
             job.set_progress(done)
 
-
-def _reraise(error: BaseException | None) -> NoReturn:
-    """Raise ``error`` without this frame keeping it (no cycle through its traceback)."""
-    assert error is not None
-    try:
-        raise error
-    finally:
-        error = None
-
-
-def _copy_error(error: BaseException | None) -> BaseException:
-    """A fresh instance of an abort's error (same class, message and cause)."""
-    assert error is not None
-    fresh = copy.copy(error)
-    fresh.__cause__ = error.__cause__
-    fresh.__traceback__ = None
-    return fresh

@@ -88,6 +88,19 @@ class _Note:
         self.error: OperationCanceled | None = None  # the error an "abort" note applies
 
 
+def fresh_error(error: BaseException | None, *, cause: bool) -> OperationCanceled:
+    """A new instance of an abort's error: same class and message, no traceback.
+
+    ``cause``: keep the driver's error as ``__cause__``.  Nothing refers to the
+    copy until it is raised, so its traceback cannot close a reference cycle.
+    """
+    assert isinstance(error, OperationCanceled)
+    fresh = copy.copy(error)
+    fresh.__cause__ = error.__cause__ if cause else None
+    fresh.__traceback__ = None
+    return fresh
+
+
 class _Turn:
     """One more round of population, queued on the channel like a job."""
 
@@ -317,14 +330,10 @@ class Job:
         message (later reads raise it); the raised original has the cause.
         """
         with self._lock:
-            error = self._abort_error
-            if error is not None:
+            if self._abort_error is not None:
                 # no cause either: on a synchronous call the driver's error has
                 # the caller's frames too (through the frames' f_back)
-                fresh = copy.copy(error)
-                fresh.__cause__ = fresh.__context__ = None
-                fresh.__traceback__ = None
-                self._abort_error = fresh
+                self._abort_error = fresh_error(self._abort_error, cause=False)
 
     def future(self) -> concurrent.futures.Future[Any]:
         with self._lock:
@@ -466,16 +475,6 @@ class Job:
                     self._post(_Note("progress", self.status()))
         except BaseException as exc:  # noqa: BLE001 - handed to the reader
             error = exc
-        try:
-            self._end_turn(error, ended)
-        finally:
-            del self, ch, raw  # see run
-            error = buf = rows = None
-
-    def _end_turn(self, error: BaseException | None, ended: bool) -> None:
-        ch = self.channel
-        buf = self.populate
-        assert buf is not None
         ch.end(self)
         try:
             if self._abort_requested and (error is None or
@@ -495,8 +494,8 @@ class Job:
                 self.progress = self.progress_max = buf.fetched
             self._finish_value(self._value)
         finally:
-            del self  # see run
-            error = buf = None
+            del self, ch, raw  # see run
+            error = buf = rows = None
 
     def _resume_population(self) -> None:
         # reader thread: room again in the buffer; queue the next turn
