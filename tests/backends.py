@@ -246,6 +246,21 @@ class Backend:
         return self.name
 
 
+def asynchdb_threads() -> list[threading.Thread]:
+    """asynchdb's own threads that are alive (pool, timer, pinned MariaDB threads)."""
+    return [t for t in threading.enumerate() if t.name.startswith("asynchdb-") and t.is_alive()]
+
+
+def wait_no_asynchdb_threads(grace: float) -> list[threading.Thread]:
+    """The asynchdb threads still alive after at most ``grace`` seconds (bounded)."""
+    deadline = time.monotonic() + grace
+    while True:
+        left = asynchdb_threads()
+        if not left or time.monotonic() >= deadline:
+            return left
+        left[0].join(0.05)
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = BOUND,
                interval: float = 0.005) -> bool:
     """Poll ``predicate`` (bounded) until it is true."""

@@ -9,27 +9,13 @@ from __future__ import annotations
 
 import gc
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
+from backends import BACKENDS, Backend, wait_no_asynchdb_threads
 
 #: Seconds to wait for asynchdb threads to retire after a test.
 LEAK_GRACE = 5.0
-
-
-def asynchdb_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("asynchdb-") and t.is_alive()]
-
-
-def wait_no_asynchdb_threads(grace: float = LEAK_GRACE) -> list[threading.Thread]:
-    """Return the asynchdb threads still alive after ``grace`` seconds."""
-    deadline = time.monotonic() + grace
-    while True:
-        left = asynchdb_threads()
-        if not left or time.monotonic() >= deadline:
-            return left
-        left[0].join(0.05)
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +25,7 @@ def no_leaked_threads(request: pytest.FixtureRequest) -> Iterator[None]:
     if request.node.get_closest_marker("allow_threads"):
         return
     gc.collect()
-    left = wait_no_asynchdb_threads()
+    left = wait_no_asynchdb_threads(LEAK_GRACE)
     assert not left, f"asynchdb threads left running after the test: {left}"
     others = [t for t in threading.enumerate()
               if t.ident not in before and t.is_alive() and not t.daemon]
@@ -47,9 +33,6 @@ def no_leaked_threads(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 # -- real database backends (tests/backends.py) --------------------------------
-from backends import BACKENDS, Backend  # noqa: E402
-
-
 @pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each real backend in turn; skipped when missing (failed when required)."""

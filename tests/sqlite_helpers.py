@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any, Callable
+
+import backends
 
 import asynchdb
 
@@ -48,28 +49,10 @@ def long_write_sql(table: str, n: int = 10**9) -> str:
 LONG = count_sql(10**9)
 
 
-def asynchdb_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate()
-            if t.name.startswith("asynchdb-") and t.is_alive()]
-
-
 def wait_until(predicate: Callable[[], Any], timeout: float = BOUND,
                interval: float = 0.002) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds passed."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return bool(predicate())
-        pause.wait(interval)
-
-
-def wait_no_threads(timeout: float = BOUND) -> list[threading.Thread]:
-    """The asynchdb threads still alive after at most ``timeout`` seconds."""
-    wait_until(lambda: not asynchdb_threads(), timeout, 0.01)
-    return asynchdb_threads()
+    return backends.wait_until(predicate, timeout, interval)
 
 
 class Gate:

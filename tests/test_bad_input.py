@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pytest
+from backends import asynchdb_threads, wait_no_asynchdb_threads
 
 import asynchdb
 from asynchdb import Asynch, NotSupportedError, oledb
@@ -68,21 +68,6 @@ class Ctx:
         """A connect callable that records that it was called."""
         self.calls.append((args, kwargs))
         return fake.FakeConnection()
-
-
-def asynchdb_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("asynchdb-") and t.is_alive()]
-
-
-def wait_no_threads() -> list[threading.Thread]:
-    """Bounded poll: the pool retires its threads once no connection is open."""
-    left = asynchdb_threads()
-    for _ in range(int(BOUND / 0.05)):
-        if not left:
-            break
-        left[0].join(0.05)
-        left = asynchdb_threads()
-    return left
 
 
 @pytest.fixture
@@ -264,7 +249,7 @@ def test_bad_connect_leaves_no_thread() -> None:
         calls.append(1)
         return fake.FakeConnection()
 
-    assert wait_no_threads() == []
+    assert wait_no_asynchdb_threads(BOUND) == []  # the pool retires once no connection is open
     for kwargs in ({"asynch": True, "timeout": -1}, {"asynch": "x"},
                    {"asynch": True, "listener": object()}, {"timeout": math.inf, "asynch": 64}):
         with pytest.raises((TypeError, ValueError)):

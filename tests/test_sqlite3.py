@@ -19,12 +19,12 @@ from collections import Counter
 from typing import Any, Callable
 
 import pytest
+from backends import asynchdb_threads
 from sqlite_helpers import (
     BOUND,
     LONG,
     Gate,
     Recorder,
-    asynchdb_threads,
     count_sql,
     long_write_sql,
     run_long,

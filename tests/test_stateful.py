@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pytest
+from backends import asynchdb_threads, wait_no_asynchdb_threads
 from hypothesis import HealthCheck, event, settings
 from hypothesis import Phase as HPhase
 from hypothesis import strategies as st
@@ -82,20 +83,6 @@ BOUND = 10.0
 CANCEL_BOUND = 5.0
 
 _CI = bool(os.environ.get("CI") or os.environ.get("ASYNCHDB_REQUIRE_BACKENDS"))
-
-
-def asynchdb_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("asynchdb-") and t.is_alive()]
-
-
-def wait_no_asynchdb_threads(grace: float = BOUND) -> list[threading.Thread]:
-    """The asynchdb threads still alive after ``grace`` seconds (bounded poll)."""
-    deadline = time.monotonic() + grace
-    while True:
-        left = asynchdb_threads()
-        if not left or time.monotonic() >= deadline:
-            return left
-        left[0].join(0.05)
 
 
 class Recorder:
@@ -827,7 +814,7 @@ class AsynchMachine(RuleBasedStateMachine):
         self.cursors.clear()
         self.conns.clear()
         gc.collect()
-        left = wait_no_asynchdb_threads()
+        left = wait_no_asynchdb_threads(BOUND)
         assert not left, f"asynchdb threads left after the example: {left}"
         assert not asynchdb_threads()
 
