@@ -8,7 +8,7 @@ which never cancels) or ``abort()`` with a real, server-side cancel::
 
     conn = asynchdb.connect(sqlite3, "app.db")
     cur = conn.cursor()
-    op = cur.execute("SELECT ...", asynch=True, timeout=30)
+    op = cur.execute("SELECT ...", asynch=True, cancel_after=30)
     while not op.wait_for_completion(0.5):
         print(op.get_status())
     rows = op.result().fetchall()

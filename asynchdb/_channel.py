@@ -132,7 +132,7 @@ class Channel:
             raise
 
     def run_sync(self, job: Job) -> None:
-        """Run a job synchronously (a call with timeout= or listener=).
+        """Run a job synchronously (a call with cancel_after= or listener=).
 
         Inline when the connection is free, unless the driver cannot cancel:
         then the call runs on the worker so that a deadline can still release

@@ -216,8 +216,8 @@ def _factory_of(driver: Any) -> Callable[..., Any]:
         f"returning a DB-API connection, not {type(driver).__name__}")
 
 
-def connect(driver: Any, *args: Any, asynch: Union[bool, int] = False,
-            timeout: Optional[float] = None, listener: Any = None,
+def connect(driver: Any, /, *args: Any, asynch: Union[bool, int] = False,
+            cancel_after: Optional[float] = None, listener: Any = None,
             **kwargs: Any) -> Any:
     """Open a connection through ``driver`` and wrap it.
 
@@ -227,8 +227,10 @@ def connect(driver: Any, *args: Any, asynch: Union[bool, int] = False,
             ``**kwargs`` go to its ``connect``.
         asynch: ``True`` (or ``Asynch.INITIALIZE``) to open on the worker and
             return an :class:`Operation` at once.
-        timeout: a deadline in seconds; when it passes the connect is abandoned
-            (no driver can cancel a connect) and ends with ``DeadlineExceeded``.
+        cancel_after: a deadline in seconds; when it passes the connect is
+            abandoned (no driver can cancel a connect) and ends with
+            ``DeadlineExceeded``.  ``0`` is already past: nothing runs.  Every
+            other keyword, ``timeout=`` and ``driver=`` included, is the driver's.
         listener: advised before the work starts.
 
     Returns:
@@ -239,7 +241,7 @@ def connect(driver: Any, *args: Any, asynch: Union[bool, int] = False,
     if flags & ~(Asynch.INITIALIZE | Asynch.POPULATE_ON_DEMAND):
         raise NotSupportedError(
             f"{flags!r}: population flags apply to row-returning calls, not to connect")
-    seconds = check_timeout(timeout)
+    seconds = check_timeout(cancel_after, "cancel_after")
     sink = make_sink(listener) if listener is not None else None
     factory = _factory_of(driver)
     adapter = for_module(driver)
@@ -273,7 +275,9 @@ def connect(driver: Any, *args: Any, asynch: Union[bool, int] = False,
         job.advise(sink)
     if seconds is not None:
         job.set_deadline(seconds)
-    ch.submit(job)
+    if not job.done():
+        ch.submit(job)
+    # else cancel_after=0: aborted before it started; the driver never ran
     if flags:
         return Operation(job)
     # synchronous with a deadline or a listener: wait here; the deadline can

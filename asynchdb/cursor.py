@@ -1,6 +1,6 @@
 """Cursor: the drop-in DB-API cursor whose blocking calls can return an Operation.
 
-Without ``asynch=``, ``timeout=`` or ``listener=`` every method is the
+Without ``asynch=``, ``cancel_after=`` or ``listener=`` every method is the
 driver's: same arguments, same return values (the wrapper stands in for the
 driver cursor), same exceptions.  Such a call runs on the caller's thread when
 the connection is free, with no thread hop.
@@ -122,13 +122,13 @@ class Cursor:
     # starting work
     # ------------------------------------------------------------------
     def execute(self, operation: Any, *args: Any, asynch: Union[bool, int] = False,
-                timeout: Optional[float] = None, listener: Any = None,
+                cancel_after: Optional[float] = None, listener: Any = None,
                 **kwargs: Any) -> Any:
         """Execute a statement: the driver's ``execute``, optionally asynchronous.
 
         Returns the cursor, or with ``asynch`` an Operation whose result is the cursor.
         """
-        if asynch is False and timeout is None and listener is None:
+        if asynch is False and cancel_after is None and listener is None:
             # the drop-in path: no Operation, no thread hop when the connection is free
             if self._guard is not None:
                 self._settle(True)
@@ -153,51 +153,51 @@ class Cursor:
                 ch.call(self._raw.execute, operation, *args, **kwargs)
             return self
         return self._start("execute", self._raw.execute, (operation, *args), kwargs,
-                           asynch, timeout, listener, True)
+                           asynch, cancel_after, listener, True)
 
     def executemany(self, operation: Any, seq_of_parameters: Iterable[Any], *args: Any,
-                    asynch: Union[bool, int] = False, timeout: Optional[float] = None,
+                    asynch: Union[bool, int] = False, cancel_after: Optional[float] = None,
                     listener: Any = None, **kwargs: Any) -> Any:
         """The driver's ``executemany``; progress counts parameter sets done."""
-        if asynch is False and timeout is None and listener is None:
+        if asynch is False and cancel_after is None and listener is None:
             if self._guard is not None:
                 self._settle(True)
             self._ch.call(self._raw.executemany, operation, seq_of_parameters, *args, **kwargs)
             return self
         return self._start("executemany", self._raw.executemany,
                            (operation, seq_of_parameters, *args), kwargs,
-                           asynch, timeout, listener, True)
+                           asynch, cancel_after, listener, True)
 
     @_IfDriverHas
     def callproc(self, procname: str, *args: Any, asynch: Union[bool, int] = False,
-                 timeout: Optional[float] = None, listener: Any = None,
+                 cancel_after: Optional[float] = None, listener: Any = None,
                  **kwargs: Any) -> Any:
         """The driver's ``callproc``; its return value unchanged."""
         fn = self._raw.callproc
-        if asynch is False and timeout is None and listener is None:
+        if asynch is False and cancel_after is None and listener is None:
             if self._guard is not None:
                 self._settle(True)
             return self._ch.call(fn, procname, *args, **kwargs)
         return self._start("callproc", fn, (procname, *args), kwargs,
-                           asynch, timeout, listener, False)
+                           asynch, cancel_after, listener, False)
 
     @_IfDriverHas
-    def nextset(self, *, asynch: Union[bool, int] = False, timeout: Optional[float] = None,
+    def nextset(self, *, asynch: Union[bool, int] = False, cancel_after: Optional[float] = None,
                 listener: Any = None) -> Any:
         """The driver's ``nextset`` (``True``; ``None`` or ``False`` at the end)."""
         fn = self._raw.nextset
-        if asynch is False and timeout is None and listener is None:
+        if asynch is False and cancel_after is None and listener is None:
             if self._guard is not None:
                 self._settle(True)
             return self._ch.call(fn)
-        return self._start("nextset", fn, (), {}, asynch, timeout, listener, False)
+        return self._start("nextset", fn, (), {}, asynch, cancel_after, listener, False)
 
     def _start(self, kind: str, fn: Callable[..., Any], args: tuple[Any, ...],
-               kwargs: dict[str, Any], asynch: Union[bool, int], timeout: Optional[float],
+               kwargs: dict[str, Any], asynch: Union[bool, int], cancel_after: Optional[float],
                listener: Any, returns_cursor: bool) -> Any:
         # caller thread: validate everything before anything runs
         flags = parse_asynch(asynch)
-        seconds = check_timeout(timeout)
+        seconds = check_timeout(cancel_after, "cancel_after")
         sink = make_sink(listener) if listener is not None else None
         if self._guard is not None:
             self._settle(True)

@@ -4,7 +4,7 @@ It needs nothing but Python's own ``sqlite3``.  In about ten seconds it:
 
 1. builds a sample shop database (customers and orders) in a temporary folder;
 2. runs an analytic query asynchronously, polling its status on a live line;
-3. runs a much heavier query with a ``timeout=`` deadline, shows it ends
+3. runs a much heavier query with a ``cancel_after=`` deadline, shows it ends
    CANCELED with ``DeadlineExceeded``, and shows that SQLite really stopped:
    its own progress handler stops counting, and the same connection answers
    the next query in milliseconds;
@@ -287,7 +287,7 @@ def run_demo(rows: int = DEFAULT_ROWS, *, quick: bool = False,
     p.line(f"  {rows_label:<28} {t.build:6.2f} s")
     p.line(f"  {'analytic query, asynch=True':<28} {t.analytic:6.2f} s  COMPLETE; execute() "
            f"returned in {_fmt_ms(t.start_call)}, {polls} meanwhile")
-    label = f"heavy query, timeout={t.deadline:g}"
+    label = f"heavy query, cancel_after={t.deadline:g}"
     p.line(f"  {label:<28} {t.canceled_after:6.2f} s  CANCELED (DeadlineExceeded); SQLite "
            f"stopped; next query {_fmt_ms(t.probe)}")
     p.line(f"  {'abort vetoed, then allowed':<28} {t.abort_latency * 1000:6.1f} ms from the "
@@ -350,10 +350,10 @@ def _run(conn: asynchdb.Connection, p: _Printer, path: str, rows: int, customers
     p.line()
     p.line("[3/4] A much heavier query with a deadline: orders above their customer's "
            "average (rows squared)")
-    p.line(f"    op = cur.execute(HEAVY_SQL, asynch=True, timeout={t.deadline:g})")
+    p.line(f"    op = cur.execute(HEAVY_SQL, asynch=True, cancel_after={t.deadline:g})")
     base = counter.steps
     start = time.perf_counter()
-    op = cur.execute(HEAVY_SQL, asynch=True, timeout=t.deadline)
+    op = cur.execute(HEAVY_SQL, asynch=True, cancel_after=t.deadline)
     _watch(op, p, start)
     t.canceled_after = time.perf_counter() - start
     st = op.get_status()

@@ -7,7 +7,7 @@ asynchronous layer adds::
     AsynchError(Exception)
     ├── ZombieError                      object used while its operation is in INITIALIZATION
     ├── OperationCanceled(concurrent.futures.CancelledError)   the operation was aborted
-    │   └── DeadlineExceeded(TimeoutError)                       aborted by its timeout=
+    │   └── DeadlineExceeded(TimeoutError)                       aborted by its cancel_after=
     ├── AbortVetoed                      a listener vetoed abort()
     └── NotSupportedError(ValueError)    a requested asynch flag this wrapper cannot honour
 """
@@ -58,7 +58,7 @@ class OperationCanceled(AsynchError, concurrent.futures.CancelledError):
 
 
 class DeadlineExceeded(OperationCanceled, TimeoutError):
-    """The operation was aborted because its ``timeout=`` deadline passed.
+    """The operation was aborted because its ``cancel_after=`` deadline passed.
 
     Unlike the ``TimeoutError`` that ``Operation.result(timeout=...)`` raises
     when a *wait* runs out (the operation then keeps running), this one means

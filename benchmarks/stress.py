@@ -17,7 +17,7 @@ connections through a random mix of scenarios:
     from this thread or another one; half the time a short *follow-up*
     statement is started on the same connection right after the abort.
 ``deadline``
-    the long statement with ``timeout=`` of 0-50 ms, asynchronous or not.
+    the long statement with ``cancel_after=`` of 0-50 ms, asynchronous or not.
 ``populate``
     a row-returning statement with background population (a small buffer),
     read in part, then aborted: the rows read before and after come in order.
@@ -570,7 +570,7 @@ class Child:
         timeout = self.rng.choice([0.0, 0.001, self.rng.uniform(0, 0.05)])
         started = time.monotonic()
         if self.rng.random() < 0.5:
-            op = cur.execute(self.target.long_sql(self.long), asynch=True, timeout=timeout)
+            op = cur.execute(self.target.long_sql(self.long), asynch=True, cancel_after=timeout)
             st = self._await_end(op, "deadline", started)
             if st is None:
                 return
@@ -582,7 +582,7 @@ class Child:
 
         def sync() -> None:
             try:
-                cur.execute(self.target.long_sql(self.long), timeout=timeout)
+                cur.execute(self.target.long_sql(self.long), cancel_after=timeout)
             except BaseException as exc:
                 box.append(exc)
 

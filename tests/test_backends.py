@@ -165,7 +165,7 @@ def test_deadline_really_cancels(backend: Backend, conn: asynchdb.Connection) ->
         tag = marker()
         cur = conn.cursor()
         started = time.monotonic()
-        op = cur.execute(backend.long_sql(LONG, tag), asynch=True, timeout=0.3)
+        op = cur.execute(backend.long_sql(LONG, tag), asynch=True, cancel_after=0.3)
         assert op.wait_for_completion(BOUND)
         assert time.monotonic() - started < BOUND / 2
         assert op.get_status().phase is Phase.CANCELED
@@ -174,7 +174,7 @@ def test_deadline_really_cancels(backend: Backend, conn: asynchdb.Connection) ->
         # synchronous with a deadline: raises DeadlineExceeded, the statement is gone
         tag2 = marker()
         with pytest.raises(DeadlineExceeded):
-            cur.execute(backend.long_sql(LONG, tag2), timeout=0.3)
+            cur.execute(backend.long_sql(LONG, tag2), cancel_after=0.3)
         assert_gone(backend, running, tag2)
     cur.execute("SELECT 1")
     assert rows(cur) == [(1,)]

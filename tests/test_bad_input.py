@@ -105,15 +105,15 @@ RAISES: list[tuple[str, Call, type[BaseException], str]] = [
         c.factory, asynch=Asynch.RANDOM_POPULATION), NotSupportedError, "RANDOM_POPULATION"),
     ("connect-asynch-population", lambda c: asynchdb.connect(
         c.factory, asynch=Asynch.SEQUENTIAL_POPULATION), NotSupportedError, "not to connect"),
-    ("connect-timeout-str", lambda c: asynchdb.connect(c.factory, asynch=True, timeout="1"),
-     TypeError, "timeout must be a number of seconds or None, not str"),
-    ("connect-timeout-negative", lambda c: asynchdb.connect(c.factory, timeout=-1), ValueError,
-     "timeout must be >= 0 seconds, not -1"),
+    ("connect-timeout-str", lambda c: asynchdb.connect(c.factory, asynch=True, cancel_after="1"),
+     TypeError, "cancel_after must be a number of seconds or None, not str"),
+    ("connect-timeout-negative", lambda c: asynchdb.connect(c.factory, cancel_after=-1), ValueError,
+     "cancel_after must be >= 0 seconds, not -1"),
     ("connect-timeout-nan", lambda c: asynchdb.connect(c.factory, asynch=True,
-                                                       timeout=math.nan), ValueError, "nan"),
-    ("connect-timeout-bool", lambda c: asynchdb.connect(c.factory, timeout=True), TypeError,
+                                                       cancel_after=math.nan), ValueError, "nan"),
+    ("connect-timeout-bool", lambda c: asynchdb.connect(c.factory, cancel_after=True), TypeError,
      "not bool"),
-    ("connect-timeout-complex", lambda c: asynchdb.connect(c.factory, timeout=1j), TypeError,
+    ("connect-timeout-complex", lambda c: asynchdb.connect(c.factory, cancel_after=1j), TypeError,
      "not complex"),
     ("connect-listener-object", lambda c: asynchdb.connect(c.factory, asynch=True,
                                                            listener=object()),
@@ -147,13 +147,13 @@ RAISES: list[tuple[str, Call, type[BaseException], str]] = [
     ("execute-asynch-random", lambda c: c.cur.execute(
         "noop x", asynch=Asynch.RANDOM_POPULATION | Asynch.INITIALIZE), NotSupportedError,
      "use SEQUENTIAL_POPULATION"),
-    ("execute-timeout-negative", lambda c: c.cur.execute("noop x", asynch=True, timeout=-0.1),
+    ("execute-timeout-negative", lambda c: c.cur.execute("noop x", asynch=True, cancel_after=-0.1),
      ValueError, ">= 0 seconds"),
-    ("execute-timeout-str-sync", lambda c: c.cur.execute("noop x", timeout="x"), TypeError,
-     "timeout must be a number"),
-    ("execute-timeout-nan", lambda c: c.cur.execute("noop x", asynch=True, timeout=math.nan),
+    ("execute-timeout-str-sync", lambda c: c.cur.execute("noop x", cancel_after="x"), TypeError,
+     "cancel_after must be a number"),
+    ("execute-timeout-nan", lambda c: c.cur.execute("noop x", asynch=True, cancel_after=math.nan),
      ValueError, "nan"),
-    ("execute-timeout-list", lambda c: c.cur.execute("noop x", asynch=True, timeout=[]),
+    ("execute-timeout-list", lambda c: c.cur.execute("noop x", asynch=True, cancel_after=[]),
      TypeError, "not list"),
     ("execute-listener-object", lambda c: c.cur.execute("noop x", asynch=True,
                                                         listener=object()),
@@ -168,22 +168,22 @@ RAISES: list[tuple[str, Call, type[BaseException], str]] = [
     ("executemany-asynch-random", lambda c: c.cur.executemany(
         "noop x", [()], asynch=Asynch.RANDOM_POPULATION), NotSupportedError, "RANDOM"),
     ("executemany-timeout-negative", lambda c: c.cur.executemany(
-        "noop x", [()], asynch=True, timeout=-1), ValueError, ">= 0 seconds"),
+        "noop x", [()], asynch=True, cancel_after=-1), ValueError, ">= 0 seconds"),
     ("executemany-listener-object", lambda c: c.cur.executemany(
         "noop x", [()], asynch=True, listener=object()), TypeError, "a listener needs"),
     # -- Cursor.callproc ------------------------------------------------------------
     ("callproc-asynch-str", lambda c: c.cur.callproc("p", asynch="x"), TypeError,
      "asynch must be a bool"),
-    ("callproc-timeout-nan", lambda c: c.cur.callproc("p", asynch=True, timeout=math.nan),
+    ("callproc-timeout-nan", lambda c: c.cur.callproc("p", asynch=True, cancel_after=math.nan),
      ValueError, "nan"),
     ("callproc-listener-int", lambda c: c.cur.callproc("p", asynch=True, listener=42),
      TypeError, "got int"),
     # -- Cursor.nextset -------------------------------------------------------------
     ("nextset-asynch-str", lambda c: c.cur.nextset(asynch="x"), TypeError,
      "asynch must be a bool"),
-    ("nextset-timeout-negative", lambda c: c.cur.nextset(asynch=True, timeout=-1), ValueError,
+    ("nextset-timeout-negative", lambda c: c.cur.nextset(asynch=True, cancel_after=-1), ValueError,
      ">= 0 seconds"),
-    ("nextset-timeout-str-sync", lambda c: c.cur.nextset(timeout="soon"), TypeError,
+    ("nextset-timeout-str-sync", lambda c: c.cur.nextset(cancel_after="soon"), TypeError,
      "not str"),
     ("nextset-listener-object", lambda c: c.cur.nextset(asynch=True, listener=object()),
      TypeError, "a listener needs"),
@@ -250,8 +250,9 @@ def test_bad_connect_leaves_no_thread() -> None:
         return fake.FakeConnection()
 
     assert wait_no_asynchdb_threads(BOUND) == []  # the pool retires once no connection is open
-    for kwargs in ({"asynch": True, "timeout": -1}, {"asynch": "x"},
-                   {"asynch": True, "listener": object()}, {"timeout": math.inf, "asynch": 64}):
+    for kwargs in ({"asynch": True, "cancel_after": -1}, {"asynch": "x"},
+                   {"asynch": True, "listener": object()},
+                   {"cancel_after": math.inf, "asynch": 64}):
         with pytest.raises((TypeError, ValueError)):
             asynchdb.connect(factory, **kwargs)
         assert asynchdb_threads() == []

@@ -157,7 +157,7 @@ def exercise(texts: Texts, backend: Backend, mod: Any, args: tuple[Any, ...],
         assert isinstance(run.exception(0), OperationCanceled)
         texts.add("OperationCanceled", run.exception(0))
         # a deadline
-        late = cur.execute(backend.long_sql(LONG, tag), asynch=True, timeout=0.05)
+        late = cur.execute(backend.long_sql(LONG, tag), asynch=True, cancel_after=0.05)
         assert late.wait_for_completion(BOUND)
         texts.op("deadline op", late)
         with pytest.raises(DeadlineExceeded) as deadline:
@@ -220,7 +220,7 @@ def test_failed_connect(texts: Texts, name: str) -> None:
     assert isinstance(error, mod.Error)
     texts.add("driver error (failed connect)", error)
     with pytest.raises(mod.Error) as info:
-        asynchdb.connect(mod, *args, timeout=BOUND, **kwargs)
+        asynchdb.connect(mod, *args, cancel_after=BOUND, **kwargs)
     texts.add("driver error (synchronous connect)", info.value)
 
 
@@ -250,7 +250,7 @@ def test_connect_deadline_to_silent_server(texts: Texts, name: str,
             kwargs: dict[str, Any] = {"password": SECRET}
         else:
             args, kwargs = (PG_ODBC.replace("{port}", str(port)),), {}
-        op = asynchdb.connect(mod, *args, asynch=True, timeout=0.3,
+        op = asynchdb.connect(mod, *args, asynch=True, cancel_after=0.3,
                               listener=Recorder(texts), **kwargs)
         assert op.wait_for_completion(BOUND)
         texts.op("abandoned connect", op)
@@ -293,7 +293,7 @@ def test_generic_adapter_password_keyword(texts: Texts) -> None:
         texts.op("abandoned op", run)
         assert run.get_status().phase == Phase.CANCELED
         conn.driver_connection.release("g1")
-        late = conn.cursor().execute("fail", asynch=True, timeout=5)
+        late = conn.cursor().execute("fail", asynch=True, cancel_after=5)
         assert late.wait_for_completion(BOUND)
         texts.op("failed op", late)
         texts.add("driver error", late.exception(0))

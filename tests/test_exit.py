@@ -78,7 +78,7 @@ def test_exit_with_pending_long_queries_is_prompt(tmp_path: Any) -> None:
         class L:
             def on_stop(self, op, st):
                 print("on_stop", st.phase.name, flush=True)
-        ops.append(conns[0].cursor().execute(LONG, asynch=True, listener=L(), timeout=600))
+        ops.append(conns[0].cursor().execute(LONG, asynch=True, listener=L(), cancel_after=600))
         print("pending", sum(not op.done() for op in ops), flush=True)
     """, tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -287,13 +287,13 @@ def test_connect_to_closed_port(name: str, asynch: bool) -> None:
 @pytest.mark.parametrize("name", sorted(CONNECT_TO))
 def test_connect_deadline_to_silent_server(name: str, asynch: bool,
                                            black_hole: BlackHole) -> None:
-    """A server that accepts and never answers: ``timeout=`` gives DeadlineExceeded."""
+    """A server that accepts and never answers: ``cancel_after=`` gives DeadlineExceeded."""
     mod = _module_for(name)
     args, kwargs = CONNECT_TO[name](black_hole.port)
     deadline = 0.5
     t0 = time.monotonic()
     if asynch:
-        op = asynchdb.connect(mod, *args, asynch=True, timeout=deadline, **kwargs)
+        op = asynchdb.connect(mod, *args, asynch=True, cancel_after=deadline, **kwargs)
         assert op.wait_for_completion(BOUND), "a connect with a deadline hung"
         elapsed = time.monotonic() - t0
         st = op.get_status()
@@ -303,7 +303,7 @@ def test_connect_deadline_to_silent_server(name: str, asynch: bool,
             op.result(0)
     else:
         returned, _, exc = in_thread(
-            lambda: asynchdb.connect(mod, *args, timeout=deadline, **kwargs), BOUND)
+            lambda: asynchdb.connect(mod, *args, cancel_after=deadline, **kwargs), BOUND)
         elapsed = time.monotonic() - t0
         assert returned, "a synchronous connect with a deadline hung"
         assert isinstance(exc, DeadlineExceeded), f"expected DeadlineExceeded, got {exc!r}"
@@ -316,7 +316,7 @@ def test_connect_deadline_to_silent_server(name: str, asynch: bool,
 def test_connect_deadline_late_connection_is_closed(black_hole: BlackHole) -> None:
     """An abandoned connect that fails later is logged, never raised, and frees its worker."""
     mod = _module_for("psycopg")
-    op = asynchdb.connect(mod, psycopg_dsn(black_hole.port), asynch=True, timeout=0.2)
+    op = asynchdb.connect(mod, psycopg_dsn(black_hole.port), asynch=True, cancel_after=0.2)
     assert op.wait_for_completion(BOUND)
     assert op.get_status().phase == Phase.CANCELED
     black_hole.close()

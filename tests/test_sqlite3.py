@@ -772,13 +772,13 @@ def test_deadline_sync_raises_deadline_exceeded(conn: Any) -> None:
     cur = conn.cursor()
     t0 = time.monotonic()
     with pytest.raises(DeadlineExceeded) as info:
-        cur.execute(LONG, timeout=0.2)
+        cur.execute(LONG, cancel_after=0.2)
     took = time.monotonic() - t0
     assert 0.15 <= took < 2.0
     assert isinstance(info.value, TimeoutError) and isinstance(info.value, OperationCanceled)
     assert interrupted(info.value.__cause__)
     # the cursor executes again; a statement inside its deadline completes
-    assert cur.execute("SELECT 5", timeout=5).fetchone() == (5,)
+    assert cur.execute("SELECT 5", cancel_after=5).fetchone() == (5,)
     assert conn.execute(count_sql(10_000)).fetchone() == (10_000,)
 
 
@@ -786,7 +786,7 @@ def test_deadline_async_cancels(conn: Any) -> None:
     rec = Recorder()
     cur = conn.cursor()
     t0 = time.monotonic()
-    op = cur.execute(LONG, asynch=True, timeout=0.2, listener=rec)
+    op = cur.execute(LONG, asynch=True, cancel_after=0.2, listener=rec)
     assert op.wait_for_completion(BOUND)
     took = time.monotonic() - t0
     assert 0.15 <= took < 2.0
@@ -797,7 +797,7 @@ def test_deadline_async_cancels(conn: Any) -> None:
         op.result()
     assert rec.stopped.wait(BOUND) and isinstance(rec.stops[-1].error, DeadlineExceeded)
     # a deadline that does not pass changes nothing
-    op = cur.execute(count_sql(1000), asynch=True, timeout=30)
+    op = cur.execute(count_sql(1000), asynch=True, cancel_after=30)
     assert op.result(BOUND).fetchone() == (1000,)
     assert op.get_status().phase == Phase.COMPLETE
 
@@ -806,7 +806,7 @@ def test_deadline_while_queued(conn: Any) -> None:
     gate = Gate().install(conn)
     blocker = conn.cursor().execute("SELECT gate('d')", asynch=True)
     assert gate.started("d").wait(BOUND)
-    op = conn.cursor().execute("SELECT 1", asynch=True, timeout=0.05)
+    op = conn.cursor().execute("SELECT 1", asynch=True, cancel_after=0.05)
     assert op.wait_for_completion(BOUND)
     assert isinstance(op.exception(), DeadlineExceeded)
     assert op.exception().__cause__ is None  # it never started
@@ -1091,7 +1091,7 @@ def test_calls_on_closed_objects_raise_before_anything_runs(conn: Any) -> None:
     cur.close()
     for call in [lambda: cur.execute("SELECT 1"),
                  lambda: cur.execute("SELECT 1", asynch=True),
-                 lambda: cur.execute("SELECT 1", timeout=5),
+                 lambda: cur.execute("SELECT 1", cancel_after=5),
                  lambda: cur.executemany("SELECT ?", [(1,)], asynch=True),
                  cur.fetchone, cur.fetchall]:
         with pytest.raises(sqlite3.ProgrammingError):
@@ -1103,7 +1103,7 @@ def test_calls_on_closed_objects_raise_before_anything_runs(conn: Any) -> None:
                  lambda: conn.execute("SELECT 1", asynch=True),
                  lambda: live.execute("SELECT 1"),
                  lambda: live.execute("SELECT 1", asynch=True),
-                 lambda: live.executemany("SELECT ?", [(1,)], asynch=True, timeout=1),
+                 lambda: live.executemany("SELECT ?", [(1,)], asynch=True, cancel_after=1),
                  lambda: conn.create_function("f", 0, int)]:
         with pytest.raises(sqlite3.ProgrammingError):
             call()

@@ -207,13 +207,13 @@ def test_deadline_racing_completion(conn: Any) -> None:
     for _ in range(150):
         timeout = rnd.choice([0.0, 0.001, 0.002, 0.004, 0.006, 0.01])
         if rnd.random() < 0.5:
-            op = cur.execute(count_sql(n), asynch=True, timeout=timeout)
+            op = cur.execute(count_sql(n), asynch=True, cancel_after=timeout)
             assert op.wait_for_completion(BOUND)
             err = op.exception()
             value = None if err else cur.fetchone()
         else:
             try:
-                value = cur.execute(count_sql(n), timeout=timeout).fetchone()
+                value = cur.execute(count_sql(n), cancel_after=timeout).fetchone()
                 err = None
             except DeadlineExceeded as exc:
                 err, value = exc, None

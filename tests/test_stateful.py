@@ -281,7 +281,7 @@ class AsynchMachine(RuleBasedStateMachine):
         prev = [r for r in self.recs if r.cursor is cur]
         before = self._status(prev[-1]) if prev else None
         try:
-            op = cur.execute(sql, asynch=asynch, timeout=timeout, listener=rec_listener)
+            op = cur.execute(sql, asynch=asynch, cancel_after=timeout, listener=rec_listener)
         except ZombieError as exc:
             assert before is not None and before.phase == Phase.INITIALIZATION, before
             assert isinstance(exc.operation, asynchdb.Operation)
@@ -568,7 +568,7 @@ class AsynchMachine(RuleBasedStateMachine):
 
         def run() -> None:
             try:
-                assert cur.execute(sql, timeout=timeout) is cur
+                assert cur.execute(sql, cancel_after=timeout) is cur
                 assert kind == "noop"
             except ZombieError:
                 assert mine, "a cursor with no operation is never a zombie"

@@ -365,7 +365,7 @@ def test_veto_of_a_deadline_lets_the_work_continue(
         return None
 
     rec = Recorder(answer)
-    op = cur.execute("block g1", asynch=True, timeout=0.05, listener=rec)
+    op = cur.execute("block g1", asynch=True, cancel_after=0.05, listener=rec)
     env.started("g1")
     assert heard.wait(WAIT)
     assert not op.done()

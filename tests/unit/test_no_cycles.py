@@ -7,7 +7,7 @@ cursor.  If the cursor kept that very error, cursor and error would form a
 cycle that only the garbage collector frees, whenever it runs, and releasing
 the cursor with its next running Operation would not abort the statement at
 once (API.md: release aborts).  The stress runner found exactly that: a cursor
-that had raised ``DeadlineExceeded`` from a synchronous ``execute(timeout=)``
+that had raised ``DeadlineExceeded`` from a synchronous ``execute(cancel_after=)``
 and was released later ran its next statement to the end.
 
 So nothing a cursor keeps refers to an error raised through it, and none of
@@ -86,7 +86,7 @@ def test_after_a_synchronous_deadline(no_gc: None, conn: tuple[Any, Any]) -> Non
     def use() -> tuple[Any, Any, _Stop]:
         cur = c.cursor()
         with pytest.raises(DeadlineExceeded) as first:
-            cur.execute("block d1", timeout=0.01)
+            cur.execute("block d1", cancel_after=0.01)
         with pytest.raises(DeadlineExceeded) as again:
             cur.fetchall()  # the zombie guard raises the abort again
         assert again.value is not first.value and str(again.value) == str(first.value)
@@ -102,9 +102,9 @@ def test_after_a_synchronous_driver_error(no_gc: None, conn: tuple[Any, Any]) ->
     def use() -> tuple[Any, Any, _Stop]:
         cur = c.cursor()
         with pytest.raises(fake.ProgrammingError):
-            cur.execute("fail", timeout=BOUND)
+            cur.execute("fail", cancel_after=BOUND)
         with pytest.raises(fake.ProgrammingError):
-            cur.executemany("fail", [()], timeout=BOUND)
+            cur.executemany("fail", [()], cancel_after=BOUND)
         return _release_running(raw, cur, "e1")
 
     _check_released(use())

@@ -182,10 +182,10 @@ P = inspect.Parameter
 
 def test_signatures_of_the_contract() -> None:
     assert _params(asynchdb.connect) == [
-        ("driver", P.POSITIONAL_OR_KEYWORD, P.empty),
+        ("driver", P.POSITIONAL_ONLY, P.empty),
         ("args", P.VAR_POSITIONAL, P.empty),
         ("asynch", P.KEYWORD_ONLY, False),
-        ("timeout", P.KEYWORD_ONLY, None),
+        ("cancel_after", P.KEYWORD_ONLY, None),
         ("listener", P.KEYWORD_ONLY, None),
         ("kwargs", P.VAR_KEYWORD, P.empty),
     ]
@@ -208,7 +208,7 @@ def test_signatures_of_the_contract() -> None:
     cur = asynchdb.Cursor
     for name in ("execute", "executemany", "callproc", "nextset"):
         params = {n: (k, d) for n, k, d in _params(getattr(cur, name))}
-        for kw, default in (("asynch", False), ("timeout", None), ("listener", None)):
+        for kw, default in (("asynch", False), ("cancel_after", None), ("listener", None)):
             assert params[kw] == (P.KEYWORD_ONLY, default), (name, kw)
 
 

@@ -926,7 +926,7 @@ def test_result_timeout_raises_timeout_error_and_the_operation_keeps_running(env
 
 
 # ---------------------------------------------------------------------------
-# deadlines (timeout=)
+# deadlines (cancel_after=)
 # ---------------------------------------------------------------------------
 def _check_deadline_error(exc: BaseException | None) -> None:
     assert type(exc) is DeadlineExceeded
@@ -937,7 +937,7 @@ def _check_deadline_error(exc: BaseException | None) -> None:
 
 def test_async_deadline_aborts_with_deadline_exceeded(env: Env) -> None:
     (cur,) = env.cursors(1)
-    op = cur.execute("block g1", asynch=True, timeout=0.25)
+    op = cur.execute("block g1", asynch=True, cancel_after=0.25)
     env.started("g1")  # the deadline stops a running statement
     assert op.wait_for_completion(WAIT)
     st = op.get_status()
@@ -954,12 +954,12 @@ def test_async_deadline_aborts_with_deadline_exceeded(env: Env) -> None:
 def test_sync_deadline_raises_deadline_exceeded(env: Env) -> None:
     (cur,) = env.cursors(1)
     with pytest.raises(DeadlineExceeded) as ei:
-        cur.execute("block g1", timeout=0.05)
+        cur.execute("block g1", cancel_after=0.05)
     _check_deadline_error(ei.value)
     assert env.thread_of("block g1") == threading.get_ident()  # ran inline
     assert ("block g1", "ok") not in env.raw.log
     # the cursor works again
-    assert cur.execute("rows 1", timeout=WAIT) is cur
+    assert cur.execute("rows 1", cancel_after=WAIT) is cur
     assert cur.fetchall() == [(0,)]
 
 
@@ -971,7 +971,7 @@ def test_sync_deadline_without_cancel_primitive_releases_the_caller(
 
     def call() -> None:
         try:
-            a.execute("block g1", timeout=0.25)
+            a.execute("block g1", cancel_after=0.25)
         except BaseException as exc:
             raised.append(exc)
 
@@ -991,20 +991,20 @@ def test_sync_deadline_without_cancel_primitive_releases_the_caller(
 
 def test_deadline_that_does_not_pass_changes_nothing(env: Env) -> None:
     (cur,) = env.cursors(1)
-    op = cur.execute("rows 2", asynch=True, timeout=WAIT * 10)
+    op = cur.execute("rows 2", asynch=True, cancel_after=WAIT * 10)
     assert op.result(WAIT) is cur
     assert op.get_status().phase is Phase.COMPLETE
-    assert cur.execute("rows 1", timeout=WAIT * 10) is cur
+    assert cur.execute("rows 1", cancel_after=WAIT * 10) is cur
     assert cur.fetchall() == [(0,)]
 
 
 def test_zero_deadline_aborts_before_the_statement_starts(env: Env) -> None:
     (cur,) = env.cursors(1)
-    op = cur.execute("q1", asynch=True, timeout=0)
+    op = cur.execute("q1", asynch=True, cancel_after=0)
     assert op.wait_for_completion(WAIT)
     _check_deadline_error(op.exception(0))
     with pytest.raises(DeadlineExceeded):
-        cur.execute("q2", timeout=0)
+        cur.execute("q2", cancel_after=0)
     assert env.raw.log == []
 
 
@@ -1012,7 +1012,7 @@ def test_deadline_of_a_queued_operation_aborts_it_before_it_runs(env: Env) -> No
     a, b = env.cursors(2)
     op1 = a.execute("block g1", asynch=True)
     env.started("g1")
-    op2 = b.execute("q2", asynch=True, timeout=0.05)
+    op2 = b.execute("q2", asynch=True, cancel_after=0.05)
     assert op2.wait_for_completion(WAIT)
     _check_deadline_error(op2.exception(0))
     assert not op1.done()
@@ -1023,9 +1023,9 @@ def test_deadline_of_a_queued_operation_aborts_it_before_it_runs(env: Env) -> No
 
 def test_infinite_deadline_is_no_deadline_and_later_deadlines_still_fire(env: Env) -> None:
     a, b = env.cursors(2)
-    op1 = a.execute("block g1", asynch=True, timeout=math.inf)
+    op1 = a.execute("block g1", asynch=True, cancel_after=math.inf)
     env.started("g1")
-    op2 = b.execute("q2", asynch=True, timeout=0.05)
+    op2 = b.execute("q2", asynch=True, cancel_after=0.05)
     assert op2.wait_for_completion(WAIT), "a later deadline did not fire"
     _check_deadline_error(op2.exception(0))
     assert not op1.done()
@@ -1035,7 +1035,7 @@ def test_infinite_deadline_is_no_deadline_and_later_deadlines_still_fire(env: En
 
 def test_connect_deadline_abandons_the_connect() -> None:
     opener = GatedOpener()
-    op = asynchdb.connect(opener, asynch=True, timeout=0.05)
+    op = asynchdb.connect(opener, asynch=True, cancel_after=0.05)
     assert op.wait_for_completion(WAIT)
     _check_deadline_error(op.exception(0))
     opener.gate.set()
@@ -1045,7 +1045,7 @@ def test_connect_deadline_abandons_the_connect() -> None:
 def test_sync_connect_deadline_raises_deadline_exceeded() -> None:
     opener = GatedOpener()
     with pytest.raises(DeadlineExceeded):
-        asynchdb.connect(opener, timeout=0.05)
+        asynchdb.connect(opener, cancel_after=0.05)
     opener.gate.set()
     assert opener.closed.wait(WAIT)
 
@@ -1199,7 +1199,7 @@ def test_sync_calls_run_inline_without_a_thread_hop(env: Env) -> None:
     cur.nextset()
     env.conn.commit()
     # with a deadline or a listener too, when the connection is free
-    assert cur.execute("d", timeout=WAIT) is cur
+    assert cur.execute("d", cancel_after=WAIT) is cur
     rec = StopRecorder()
     assert cur.execute("l", listener=rec) is cur
     assert {t for _, t, _ in env.raw.calls} == {me}
@@ -1256,14 +1256,14 @@ def test_sync_call_while_async_work_is_queued_runs_after_it(env: Env) -> None:
 # bad input: refused before anything runs
 # ---------------------------------------------------------------------------
 BAD_CALL_KWARGS: list[tuple[dict[str, Any], type[BaseException]]] = [
-    ({"asynch": True, "timeout": -1}, ValueError),
-    ({"asynch": True, "timeout": -0.5}, ValueError),
-    ({"asynch": True, "timeout": math.nan}, ValueError),
-    ({"asynch": True, "timeout": "1"}, TypeError),
-    ({"asynch": True, "timeout": True}, TypeError),
-    ({"timeout": -1}, ValueError),
-    ({"timeout": math.nan}, ValueError),
-    ({"timeout": "1"}, TypeError),
+    ({"asynch": True, "cancel_after": -1}, ValueError),
+    ({"asynch": True, "cancel_after": -0.5}, ValueError),
+    ({"asynch": True, "cancel_after": math.nan}, ValueError),
+    ({"asynch": True, "cancel_after": "1"}, TypeError),
+    ({"asynch": True, "cancel_after": True}, TypeError),
+    ({"cancel_after": -1}, ValueError),
+    ({"cancel_after": math.nan}, ValueError),
+    ({"cancel_after": "1"}, TypeError),
     ({"asynch": 0x40}, ValueError),
     ({"asynch": 0x41}, ValueError),
     ({"asynch": 0x100}, ValueError),
@@ -1310,10 +1310,10 @@ def test_not_supported_error_is_a_value_error(env: Env) -> None:
 
 
 BAD_CONNECT_KWARGS: list[tuple[dict[str, Any], type[BaseException]]] = [
-    ({"asynch": True, "timeout": -1}, ValueError),
-    ({"asynch": True, "timeout": math.nan}, ValueError),
-    ({"asynch": True, "timeout": "1"}, TypeError),
-    ({"timeout": -1}, ValueError),
+    ({"asynch": True, "cancel_after": -1}, ValueError),
+    ({"asynch": True, "cancel_after": math.nan}, ValueError),
+    ({"asynch": True, "cancel_after": "1"}, TypeError),
+    ({"cancel_after": -1}, ValueError),
     ({"asynch": 0x40}, ValueError),
     ({"asynch": "yes"}, TypeError),
     ({"asynch": Asynch.RANDOM_POPULATION}, asynchdb.NotSupportedError),
