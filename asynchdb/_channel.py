@@ -1,15 +1,37 @@
-"""Channel: one wrapped driver connection, its queue and who may touch it.
+"""Channel: one wrapped driver connection, its queue, and who may touch it.
 
-Ownership rule: at any moment at most one thread calls into the driver
-connection (or any of its cursors), the *owner*, holding ``_owner``.  The owner
-is either a pool thread draining the queue (``drain``) or, for a synchronous
-call made while nothing is queued, the caller's own thread: the drop-in path
-pays no thread hop.  The only driver call made by a non-owner is the cancel
-primitive (``cancel``), under ``_cancel_lock`` and only while the operation it
+The ownership rule lives here and nowhere else.  At any moment at most one
+thread calls into the driver connection or any of its cursors: the *owner*.
+A thread becomes the owner with :meth:`Channel.take` and stops being it with
+:meth:`Channel.release`; the owner is either a pool thread draining the queue
+(:meth:`Channel.drain`) or, for a synchronous call made while nothing is
+queued, the caller's own thread, so the drop-in path pays no thread hop.
+
+``take`` always records the owner thread, and it is re-entrant: a thread that
+already owns the connection gets ``NESTED`` and goes straight in.  That is how
+driver callbacks that run on the calling thread while a call is in progress
+(a sqlite3 user function, a generator feeding ``executemany``, the listener of
+a synchronous call) use the connection exactly as far as the raw driver
+allows: they run, or they get the driver's own error ("Recursive use of
+cursors not allowed"), and never wait for a thread that waits for them.
+
+Driver cursors released while someone else owns the connection are parked in
+the *graveyard* and closed by the next owner on its way out (``release``, and
+between tasks in ``drain``); a cursor is never closed from a non-owner thread
+and never under ``_mutex``.
+
+The only driver call a non-owner makes is the cancel primitive
+(:meth:`Channel.cancel`), under ``_cancel_lock`` and only while the call it
 targets is the one running, so a cancel never overlaps the start of the next
-statement, a close, or a cursor close (MariaDB ODBC double free, DRIVERS.md).
+statement, a close, or a cursor close: MariaDB Connector/ODBC frees memory in
+use when a cancel races a close (see docs/drivers.md).
 
-Operations run one after another in the order they were submitted.
+Tasks run one after another in the order they were submitted.
+
+Locks, outermost first: ``_cancel_lock`` (held around a cancel and around
+``begin``/``end``), ``_mutex`` (the queue and its flags; held for a few
+assignments), ``_owner`` (the ownership itself, held across driver calls; never
+taken under ``_mutex``).
 """
 
 from __future__ import annotations
@@ -18,21 +40,116 @@ import collections
 import logging
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Optional, Protocol
 
 from ._hub import HUB
-from .errors import OperationCanceled
-from .operation import COMPLETE, Job
-
-if TYPE_CHECKING:
-    from ._drivers._base import Adapter
+from .adapters import Adapter, CallView
+from .errors import AsynchError
 
 log = logging.getLogger("asynchdb")
 
 #: Seconds ``close()`` waits for a busy worker before leaving the close to it.
 CLOSE_WAIT = 5.0
 
+#: What :meth:`Channel.take` answers.  BUSY is falsy: ``if ch.take():`` means "go in".
+BUSY, TAKEN, NESTED = 0, 1, 2
+
 _get_ident = threading.get_ident
+
+
+class Task(Protocol):
+    """Something queued on a channel (an operation's job, a population turn, a call)."""
+
+    def run(self) -> None:
+        """Do the work; never raises (owner thread)."""
+
+    def done(self) -> bool:
+        """Whether it ended (a task that ended never runs)."""
+
+    def stop(self, reason: str) -> None:
+        """End it without running it, or abort it if it runs (no veto; any thread)."""
+
+
+class Running(Task, Protocol):
+    """The call inside the driver now (an operation's job), as the channel knows it."""
+
+    @property
+    def view(self) -> CallView: ...
+
+
+class _View:
+    """The :class:`~asynchdb.adapters.ConnectionView` an adapter gets of a channel."""
+
+    __slots__ = ("_ch", "state")
+
+    def __init__(self, channel: Channel) -> None:
+        self._ch = channel
+        self.state: Any = None
+
+    @property
+    def raw(self) -> Any:
+        return self._ch.raw
+
+    @property
+    def running(self) -> Optional[CallView]:
+        call = self._ch.running
+        return call.view if call is not None else None
+
+    @property
+    def closing(self) -> bool:
+        return self._ch.closing
+
+
+class _Call:
+    """A synchronous call that had to wait its turn: run on the worker, waited for here."""
+
+    __slots__ = ("args", "error", "fn", "kwargs", "value", "_ended", "_lock", "_started")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> None:
+        self.fn: Optional[Callable[..., Any]] = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.value: Any = None
+        self.error: Optional[BaseException] = None
+        self._lock = threading.Lock()
+        self._started = False
+        self._ended = threading.Event()
+
+    def run(self) -> None:
+        # owner thread
+        with self._lock:
+            if self._ended.is_set():
+                return  # stopped while queued
+            self._started = True
+        fn, args, kwargs = self.fn, self.args, self.kwargs
+        self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
+        try:
+            assert fn is not None
+            self.value = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread
+            self.error = exc
+        finally:
+            del fn, args, kwargs
+            self._ended.set()
+
+    def done(self) -> bool:
+        return self._ended.is_set()
+
+    def stop(self, reason: str) -> None:
+        # a call that runs is not the channel's to stop (closing waits for it)
+        with self._lock:
+            if self._started or self._ended.is_set():
+                return
+            self.error = _StoppedCall(reason)
+            self._ended.set()
+
+    def wait(self, timeout: Optional[float]) -> bool:
+        return self._ended.wait(timeout)
+
+
+class _StoppedCall(Exception):
+    """Marks a queued call that the connection's close ended before it ran."""
 
 
 class Channel:
@@ -42,67 +159,102 @@ class Channel:
         self.adapter = adapter
         self.raw = raw
         self.module: Any = adapter.module
+        #: What the adapter sees of this channel.
+        self.view = _View(self)
         self._mutex = threading.RLock()
-        self._tasks: collections.deque[Any] = collections.deque()  # Job or _Turn
+        self._tasks: collections.deque[Task] = collections.deque()
         #: True while a pool thread is assigned to drain the queue.
         self._scheduled = False
         self._owner = threading.Lock()
-        self._owner_thread: int | None = None
+        self._owner_thread: Optional[int] = None
         self._cancel_lock = threading.RLock()
-        #: The job inside a driver call right now (read by the sqlite3 hook).
-        self.running: Job | None = None
+        #: The call inside the driver right now (its cancel target).
+        self.running: Optional[Running] = None
         #: No new work is accepted.
         self.closed = False
         #: Closing: hooks stop whatever statement runs.
         self.closing = False
         #: The driver connection was closed.
         self.raw_closed = False
-        #: Driver cursors whose wrapper was released while the owner was busy.
-        self.graveyard: collections.deque[Any] = collections.deque()
-        #: Populations parked for buffer space: neither queued nor running, but
-        #: pending all the same (close must abort them too).
-        self.parked: weakref.WeakSet[Job] = weakref.WeakSet()
-        #: Adapter-specific state (the sqlite3 progress hook).
-        self.hook: Any = None
-        self.counters = {"submitted": 0, "inline": 0, "hopped": 0, "aborted": 0}
+        #: Driver cursors whose wrapper was released while another thread owned
+        #: the connection; the next owner closes them on its way out.
+        self._graveyard: collections.deque[Any] = collections.deque()
+        #: Tasks parked for buffer space: neither queued nor running, but
+        #: pending all the same (close must stop them too).
+        self._parked: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.counters = {"submitted": 0, "hopped": 0, "aborted": 0}
         HUB.opened(self)
+
+    # ------------------------------------------------------------------
+    # ownership (any thread)
+    # ------------------------------------------------------------------
+    def take(self) -> int:
+        """Become the owner for a call, if the connection is free.
+
+        Returns TAKEN (call :meth:`release` when done), NESTED (this thread
+        owns it already: go in, do not release), or BUSY (someone else owns
+        it, or work is queued that must run first: use :meth:`call`).
+        """
+        me = _get_ident()
+        if self._owner_thread == me:
+            return NESTED
+        if not self._scheduled and self._owner.acquire(False):
+            self._owner_thread = me
+            return TAKEN
+        return BUSY
+
+    def release(self) -> None:
+        """Stop being the owner (after TAKEN), closing parked cursors first."""
+        if self._graveyard:
+            self._bury()
+        self._owner_thread = None
+        self._owner.release()
+
+    def owns(self) -> bool:
+        """Whether the current thread owns the connection."""
+        return self._owner_thread == _get_ident()
 
     # ------------------------------------------------------------------
     # queueing (any thread)
     # ------------------------------------------------------------------
-    def submit(self, job: Any, *, closing: bool = False) -> None:
-        """Queue ``job`` behind earlier work; a pool thread will run it."""
+    def submit(self, task: Task, *, closing: bool = False) -> None:
+        """Queue ``task`` behind earlier work; a pool thread will run it."""
         with self._mutex:
             if self.closed and not closing:
                 raise self.closed_error()
-            self._tasks.append(job)
+            self._tasks.append(task)
             self.counters["submitted"] += 1
             if self._scheduled:
                 return
             self._scheduled = True
         HUB.dispatch(self)
 
+    def park(self, task: Task) -> None:
+        """``task`` holds back for buffer space; closing the connection stops it too."""
+        with self._mutex:
+            self._parked.add(task)
+
     def drain(self) -> None:
-        """Run queued jobs until the queue is empty (pool thread)."""
+        """Run queued tasks until the queue is empty (pool thread)."""
         self._owner.acquire()
         self._owner_thread = _get_ident()
         try:
             while True:
-                if self.graveyard:
-                    self._bury()  # driver calls: never under _mutex
+                if self._graveyard:
+                    self._bury()
                 with self._mutex:
                     if not self._tasks:
                         self._scheduled = False
                         self._owner_thread = None
                         self._owner.release()
                         return
-                    job = self._tasks.popleft()
-                job.run()
-                del job  # a kept traceback may keep this frame (Job.run explains)
-        except BaseException:  # pragma: no cover - job.run never raises
+                    task = self._tasks.popleft()
+                task.run()
+                del task  # a kept traceback may keep this frame (Job.run explains)
+        except BaseException:  # pragma: no cover - task.run never raises
             with self._mutex:
                 self._scheduled = False
-                self._owner_thread = None
+            self._owner_thread = None
             self._owner.release()
             raise
 
@@ -110,105 +262,128 @@ class Channel:
     # synchronous calls (caller thread)
     # ------------------------------------------------------------------
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call the driver synchronously, inline when the connection is free."""
-        if self._owner_thread == _get_ident():
-            return fn(*args, **kwargs)  # nested: a listener on the owner thread
-        if not self._scheduled and self._owner.acquire(False):
+        """Call the driver synchronously: inline when the connection is free, else in turn."""
+        how = self.take()
+        if how:
             try:
                 return fn(*args, **kwargs)
             finally:
-                if self.graveyard:
-                    self._bury()
-                self._owner.release()
-        # busy or work queued: run in order behind it, on the worker
-        job = Job(self, "call", lambda: fn(*args, **kwargs))
+                if how == TAKEN:
+                    self.release()
+        task = _Call(fn, args, kwargs)
+        del fn, args, kwargs
         self.counters["hopped"] += 1
-        self.submit(job)
-        job.wait(None)
+        self.submit(task)
+        task.wait(None)
+        error = task.error
+        if error is None:
+            return task.value
+        task.error = None
+        del task
+        if isinstance(error, _StoppedCall):
+            raise self.closed_error()
         try:
-            return job.value()
-        except BaseException:
-            del job  # the job keeps the error: its traceback must not keep the job
-            raise
+            raise error
+        finally:
+            error = None  # no reference cycle through the traceback
 
-    def run_sync(self, job: Job) -> None:
-        """Run a job synchronously (a call with cancel_after= or listener=).
+    def run_sync(self, task: Any) -> None:
+        """Run a job synchronously (a call with ``cancel_after=`` or ``listener=``).
 
         Inline when the connection is free, unless the driver cannot cancel:
-        then the call runs on the worker so that a deadline can still release
-        the caller (the call itself is abandoned).
+        then the call runs on the worker, so that a deadline can still release
+        the caller (the call itself is abandoned).  ``task`` has ``run`` and
+        ``wait(timeout)``.
         """
         try:
-            if not self.adapter.can_cancel and self._owner_thread != _get_ident():
-                self.submit(job)
-                job.wait(None)
-                return
-            if self._owner_thread == _get_ident():
-                job.run()
-                return
-            if not self._scheduled and self._owner.acquire(False):
-                try:
-                    job.run()
-                finally:
-                    if self.graveyard:
-                        self._bury()
-                    self._owner.release()
-                return
-            self.submit(job)
-            job.wait(None)
+            nested = self.owns()
+            if nested or self.adapter.can_cancel:
+                how = NESTED if nested else self.take()
+                if how:
+                    try:
+                        task.run()
+                    finally:
+                        if how == TAKEN:
+                            self.release()
+                    return
+            self.submit(task)
+            task.wait(None)
         finally:
-            del job  # a kept traceback may keep this frame (Job.run explains)
+            del task  # a kept traceback may keep this frame (Job.run explains)
 
     # ------------------------------------------------------------------
-    # the running statement (owner thread) and its cancel (any thread)
+    # the running call (owner thread) and its cancel (any thread)
     # ------------------------------------------------------------------
-    def begin(self, job: Job) -> None:
+    def begin(self, call: Running) -> None:
         with self._cancel_lock:
-            self.running = job
+            self.running = call
 
-    def end(self, job: Job) -> None:
+    def end(self, call: Running) -> None:
         with self._cancel_lock:
-            if self.running is job:
+            if self.running is call:
                 self.running = None
 
-    def cancel(self, job: Job) -> bool:
-        """Send the driver's cancel if ``job`` is the statement running now."""
+    def cancel(self, call: Running) -> bool:
+        """Send the driver's cancel if ``call`` is the one running now."""
         with self._cancel_lock:
-            if self.running is not job or self.raw_closed:
+            if self.running is not call or self.raw_closed:
                 return False
             self.counters["aborted"] += 1
             try:
-                self.adapter.cancel(self, job.raw_cursor)
+                self.adapter.cancel(self.view, call.view)
             except Exception:
                 log.warning("asynchdb: the driver's cancel failed", exc_info=True)
                 return False
             return True
 
     # ------------------------------------------------------------------
-    # closing
+    # cursors
     # ------------------------------------------------------------------
+    def close_cursor(self, raw_cursor: Any) -> bool:
+        """Close a driver cursor for ``Cursor.close()``; False if it had to be parked.
+
+        Inline when the connection is free, and from inside a driver callback
+        on the owner thread (the driver's own error, if any, is raised); when
+        another thread owns the connection, the cursor is parked and closed
+        by the owner when it lets go.
+        """
+        if self.raw_closed:
+            return True
+        how = self.take()
+        if not how:
+            self._graveyard.append(raw_cursor)
+            return False
+        try:
+            self.adapter.close_cursor(raw_cursor)
+        finally:
+            if how == TAKEN:
+                self.release()
+        return True
+
     def discard_cursor(self, raw_cursor: Any) -> None:
-        """Close a released driver cursor now if the connection is free, else later."""
+        """A wrapper was released (finalizer): close its driver cursor now or park it."""
         if self.raw_closed:
             return
-        if self._owner_thread != _get_ident() and self._owner.acquire(False):
+        if self.take() == TAKEN:
             try:
-                self._close_cursor(raw_cursor)
+                self._close_quietly(raw_cursor)
             finally:
-                self._owner.release()
+                self.release()
         else:
-            self.graveyard.append(raw_cursor)
+            # nested (a finalizer that runs inside a driver call) or busy: later
+            self._graveyard.append(raw_cursor)
 
     def _bury(self) -> None:
         # owner thread
-        while self.graveyard:
+        while self._graveyard:
             try:
-                raw_cursor = self.graveyard.popleft()
+                raw_cursor = self._graveyard.popleft()
             except IndexError:  # pragma: no cover - raced with another bury
                 return
-            self._close_cursor(raw_cursor)
+            self._close_quietly(raw_cursor)
 
-    def _close_cursor(self, raw_cursor: Any) -> None:
+    def _close_quietly(self, raw_cursor: Any) -> None:
+        # owner thread
         if self.raw_closed:
             return
         try:
@@ -216,21 +391,24 @@ class Channel:
         except Exception:
             log.debug("asynchdb: closing a released cursor failed", exc_info=True)
 
-    def abort_all(self, reason: str) -> None:
-        """Abort everything queued or running (no veto)."""
+    # ------------------------------------------------------------------
+    # closing
+    # ------------------------------------------------------------------
+    def stop_all(self, reason: str) -> None:
+        """Stop everything queued, parked or running (no veto)."""
         with self._mutex:
-            jobs = [getattr(t, "job", t) for t in self._tasks]
-            jobs.extend(self.parked)
+            tasks = list(self._tasks)
+            tasks.extend(self._parked)
         running = self.running
         if running is not None:
             # last: once it ends the worker moves on, so the queued ones go first
-            jobs.append(running)
-        for job in jobs:
-            if job.state < COMPLETE:
-                job.abort(OperationCanceled(f"{job.kind} was aborted: {reason}"), force=True)
+            tasks.append(running)
+        for task in tasks:
+            if not task.done():
+                task.stop(reason)
 
-    def close(self, wait: float | None = CLOSE_WAIT) -> None:
-        """Abort pending work, then close the driver connection on its owner.
+    def close(self, wait: Optional[float] = CLOSE_WAIT) -> None:
+        """Stop pending work, then close the driver connection on its owner.
 
         Returns once closed, or after ``wait`` seconds if a call that cannot be
         stopped still holds the worker (the close then happens when it returns).
@@ -241,26 +419,26 @@ class Channel:
             self.closed = True
         self.closing = True
         busy = self._scheduled  # a call runs: close on the worker once it ends
-        self.abort_all("the connection was closed")
-        if self._owner_thread == _get_ident():
+        self.stop_all("the connection was closed")
+        if self.owns():
             self._close_raw()
             return
-        if not busy and not self._scheduled and self._owner.acquire(False):
+        if not busy and self.take() == TAKEN:
             try:
                 self._close_raw()
             finally:
-                self._owner.release()
+                self.release()
             return
-        job = Job(self, "close", self._close_raw, cancellable=False)
-        self.submit(job, closing=True)
+        task = _Call(self._close_raw, (), {})
+        self.submit(task, closing=True)
         if wait is None or wait > 0:
-            job.wait(wait)
+            task.wait(wait)
 
     def _close_raw(self) -> None:
         # owner thread
         if self.raw_closed:
             return
-        if self.graveyard:
+        if self._graveyard:
             self._bury()
         raw = self.raw
         self.raw_closed = True
@@ -280,7 +458,7 @@ class Channel:
         HUB.closed(self)
 
     def shutdown_at_exit(self) -> None:
-        """Interpreter exit: abort and close without waiting (any thread)."""
+        """Interpreter exit: stop and close without waiting (any thread)."""
         self.close(wait=0)
 
     def closed_error(self) -> BaseException:
@@ -290,6 +468,18 @@ class Channel:
         msg = "Cannot operate on a closed connection."
         if isinstance(cls, type) and issubclass(cls, BaseException):
             return cls(msg)
-        from .errors import AsynchError
-
         return AsynchError(msg)
+
+    def statistics(self) -> dict[str, Any]:
+        """Counters for ``Connection.statistics()``."""
+        with self._mutex:
+            queued = len(self._tasks)
+        return {
+            "driver": self.adapter.name,
+            "can_cancel": self.adapter.can_cancel,
+            "queued": queued,
+            "running": self.running is not None,
+            "closed": self.closed,
+            **self.counters,
+            "pool_threads": HUB.thread_count(),
+        }

@@ -1,6 +1,6 @@
 """Threads: the shared worker pool and the timer thread.
 
-Each connection is one *logical* worker (a :class:`~asynchdb._channel.Channel`
+Each connection is one *logical* worker (a channel, ``asynchdb._channel``,
 with a FIFO of operations).  It borrows a thread from this pool only while it
 has work: when its queue runs dry the thread goes back to the pool, waits
 ``KEEPALIVE`` seconds for another connection to serve, and then exits.  An idle
@@ -24,10 +24,7 @@ import queue
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
-
-if TYPE_CHECKING:
-    from ._channel import Channel
+from typing import Any, Callable, Protocol
 
 log = logging.getLogger("asynchdb")
 
@@ -37,6 +34,16 @@ KEEPALIVE = 2.0
 EXIT_GRACE = 1.0
 
 _STOP = object()
+
+
+class Channel(Protocol):
+    """What the pool needs of a connection's logical worker (``asynchdb._channel``)."""
+
+    def drain(self) -> None:
+        """Run the connection's queued work until its queue is empty (pool thread)."""
+
+    def shutdown_at_exit(self) -> None:
+        """Abort and close without waiting (interpreter exit)."""
 
 
 class _PoolThread:
@@ -254,10 +261,6 @@ class Timer:
             self._cond.notify()
         if t is not None and t is not threading.current_thread():
             t.join(0.5)
-
-    def is_running(self) -> bool:
-        with self._cond:
-            return self._thread is not None
 
 
 class TimerEntry:

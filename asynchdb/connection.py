@@ -13,19 +13,17 @@ import warnings
 from typing import Any, Callable, Optional, Union
 
 from ._channel import Channel
-from ._drivers import for_connection, for_module
-from ._drivers._base import Adapter
-from ._hub import HUB
+from ._notify import make_sink
+from .adapters import Adapter, _for_connection, _for_module
 from .cursor import Cursor
 from .errors import NotSupportedError
-from .listeners import make_sink
 from .operation import Job, Operation
 from .status import Asynch, check_timeout, parse_asynch
 
 __all__ = ["Connection", "connect", "wrap"]
 
 _METHOD_TYPES = (types.MethodType, types.BuiltinMethodType)
-_OWN = frozenset({"_ch", "_user_closed"})
+_OWN = frozenset({"_ch"})
 
 
 class Connection:
@@ -36,11 +34,10 @@ class Connection:
     worker after the queued work.  Asynchronous calls always run on the worker.
     """
 
-    __slots__ = ("_ch", "_user_closed", "__weakref__")
+    __slots__ = ("_ch", "__weakref__")
 
     def __init__(self, channel: Channel) -> None:
         object.__setattr__(self, "_ch", channel)
-        object.__setattr__(self, "_user_closed", False)
 
     # -- PEP 249 -------------------------------------------------------------
     def cursor(self, *args: Any, **kwargs: Any) -> Cursor:
@@ -67,7 +64,6 @@ class Connection:
         a bounded wait; if a call that cannot be stopped still holds the worker,
         the close happens as soon as it returns.  Closing twice is harmless.
         """
-        object.__setattr__(self, "_user_closed", True)
         self._ch.close()
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
@@ -98,18 +94,8 @@ class Connection:
 
     def statistics(self) -> dict[str, Any]:
         """Counters for this connection and the process-wide pool."""
-        ch = self._ch
-        with ch._mutex:
-            queued = len(ch._tasks)
-        return {
-            "driver": ch.adapter.name,
-            "can_cancel": ch.adapter.can_cancel,
-            "queued": queued,
-            "running": ch.running is not None,
-            "closed": ch.closed,
-            **ch.counters,
-            "pool_threads": HUB.thread_count(),
-        }
+        stats: dict[str, Any] = self._ch.statistics()
+        return stats
 
     def __repr__(self) -> str:
         ch = self._ch
@@ -131,7 +117,6 @@ class Connection:
         result = ch.call(type(ch.raw).__exit__, ch.raw, *exc)
         if getattr(ch.raw, "closed", False) is True:
             # the driver's __exit__ closed the connection (psycopg does)
-            object.__setattr__(self, "_user_closed", True)
             ch.close()
         return result
 
@@ -140,7 +125,7 @@ class Connection:
         if name.startswith("__"):
             raise AttributeError(name)
         ch = self._ch
-        extra = ch.adapter.extra(ch, name)
+        extra = ch.adapter.extra(ch.view, name)
         if extra is not None:
             return _Extra(self, extra)
         raw = ch.raw
@@ -244,7 +229,7 @@ def connect(driver: Any, /, *args: Any, asynch: Union[bool, int] = False,
     seconds = check_timeout(cancel_after, "cancel_after")
     sink = make_sink(listener) if listener is not None else None
     factory = _factory_of(driver)
-    adapter = for_module(driver)
+    adapter = _for_module(driver)
     if not flags and seconds is None and sink is None:
         raw = adapter.connect(factory, args, dict(kwargs))
         return _wrap(adapter, raw)
@@ -262,10 +247,12 @@ def connect(driver: Any, /, *args: Any, asynch: Union[bool, int] = False,
             raise
         ch.raw = raw
         try:
-            adapter.prepare(ch)
+            stand_in = adapter.prepare(ch.view)
         except BaseException:
             ch.close(wait=0)
             raise
+        if stand_in is not None:
+            ch.raw = stand_in
         return conn
 
     job = Job(ch, "connect", open_, cancellable=False)
@@ -306,14 +293,16 @@ def wrap(dbapi_connection: Any) -> Connection:
             raise TypeError(
                 f"wrap() needs an open DB-API connection (with cursor, commit and close); "
                 f"{type(dbapi_connection).__name__} has no {name}()")
-    return _wrap(for_connection(dbapi_connection), dbapi_connection)
+    return _wrap(_for_connection(dbapi_connection), dbapi_connection)
 
 
 def _wrap(adapter: Adapter, raw: Any) -> Connection:
     ch = Channel(adapter, raw)
     try:
-        adapter.prepare(ch)
+        stand_in = adapter.prepare(ch.view)
     except BaseException:
         ch.release_unopened()
         raise
+    if stand_in is not None:
+        ch.raw = stand_in
     return Connection(ch)

@@ -12,15 +12,15 @@ reading results or starting another call raises :class:`ZombieError`.
 
 from __future__ import annotations
 
-import threading
 import types
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
+from ._channel import TAKEN
+from ._notify import make_sink
 from ._population import DEFAULT_LIMIT, RowBuffer
 from .errors import ZombieError
-from .listeners import make_sink
-from .operation import CANCELED, OWNER, POPULATING, RUNNING, Job, Operation, fresh_error
+from .operation import OWNER, Job, Operation, fresh_error
 from .status import Asynch, check_timeout, parse_asynch
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ __all__ = ["Cursor"]
 
 _POPULATION = Asynch.SEQUENTIAL_POPULATION | Asynch.BACKGROUND_POPULATION | Asynch.PREPOPULATE
 _METHOD_TYPES = (types.MethodType, types.BuiltinMethodType)
-_ident = threading.get_ident
 _OWN = frozenset({"_conn", "_ch", "_raw", "_guard", "_closed", "_limit"})
 
 
@@ -89,18 +88,17 @@ class Cursor:
     def _settle(self, starting: bool) -> RowBuffer | None:
         """Apply the guard; return the row buffer reads must come from, if any."""
         job: Job = self._guard
-        state = job.state
-        if state <= RUNNING:
+        if job.initializing():
             raise ZombieError(job.handle())
         buf = job.populate
         if buf is not None and buf.started:
             if not starting:
                 return buf
-            if state == POPULATING:
+            if job.populating():
                 # new work on this cursor ends the population first (no veto)
                 job.abort(force=True)
                 job.wait(None)
-        elif state == CANCELED and not starting:
+        elif job.canceled() and not starting:
             # a fresh copy each time, which nothing keeps: the guard's error must
             # not collect the frames of every read it is raised to (see _start)
             raise fresh_error(job.outcome()[2], cause=True)
@@ -133,7 +131,8 @@ class Cursor:
             if self._guard is not None:
                 self._settle(True)
             ch = self._ch
-            if not ch._scheduled and ch._owner.acquire(False):
+            how = ch.take()
+            if how:
                 try:
                     # spelled out: a plain call skips building the argument tuple
                     # and dict again (about 10% of a SELECT 1, benchmarks P1)
@@ -146,9 +145,8 @@ class Cursor:
                     else:
                         self._raw.execute(operation)
                 finally:
-                    if ch.graveyard:
-                        ch._bury()
-                    ch._owner.release()
+                    if how == TAKEN:
+                        ch.release()
             else:
                 ch.call(self._raw.execute, operation, *args, **kwargs)
             return self
@@ -242,7 +240,7 @@ class Cursor:
         # after a plain call); an abort leaves the guard with its own copy, so
         # that reads still raise it.  And this frame, which the traceback keeps,
         # lets go of the job (job and error would be a cycle through it).
-        if job.state == CANCELED:
+        if job.canceled():
             job.detach_error()
         else:
             object.__setattr__(self, "_guard", None)
@@ -262,11 +260,13 @@ class Cursor:
             if buf is not None:
                 return buf.take_one()
         ch = self._ch
-        if not ch._scheduled and ch._owner.acquire(False):
+        how = ch.take()
+        if how:
             try:
                 return self._raw.fetchone()
             finally:
-                ch._owner.release()
+                if how == TAKEN:
+                    ch.release()
         return ch.call(self._raw.fetchone)
 
     def fetchmany(self, *args: Any, **kwargs: Any) -> Any:
@@ -289,11 +289,13 @@ class Cursor:
             if buf is not None:
                 return buf.take_all()
         ch = self._ch
-        if not ch._scheduled and ch._owner.acquire(False):
+        how = ch.take()
+        if how:
             try:
                 return self._raw.fetchall()
             finally:
-                ch._owner.release()
+                if how == TAKEN:
+                    ch.release()
         return ch.call(self._raw.fetchall)
 
     def __iter__(self) -> Iterator[Any]:
@@ -364,19 +366,9 @@ class Cursor:
         object.__setattr__(self, "_closed", True)
         ch = self._ch
         raw = self._raw
-        if ch.raw_closed:
-            return
-        if ch._owner_thread == _ident():
-            ch.adapter.close_cursor(raw)  # nested, on the owner thread
-        elif not ch._scheduled and ch._owner.acquire(False):
-            try:
-                ch.adapter.close_cursor(raw)
-            finally:
-                ch._owner.release()
-        else:
-            # the worker is busy: it closes the driver cursor once it is free
+        if not ch.close_cursor(raw):
+            # parked: the owner closes the driver cursor once it lets go
             object.__setattr__(self, "_raw", _ClosedCursor(ch.module))
-            ch.discard_cursor(raw)
 
     def __del__(self) -> None:
         try:

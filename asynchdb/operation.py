@@ -5,43 +5,53 @@ user's handle.  They are two objects so that the worker can hold the job while
 the user's handle can still be garbage collected: releasing the last reference
 to a running operation (and its cursor) aborts it, as in OLE DB.
 
-Internal states and the public phase they show::
+A job's :class:`State` and the public phase it shows::
 
-    PENDING    queued on the connection's worker      -> INITIALIZATION
-    RUNNING    the driver call is in progress         -> INITIALIZATION
-    POPULATING rows still arriving                    -> POPULATION
-    COMPLETE   ended, with a value or the driver error -> COMPLETE
-    CANCELED   aborted                                 -> CANCELED
+    PENDING    queued on the connection's worker       -> INITIALIZATION
+    RUNNING    the driver call is in progress          -> INITIALIZATION
+    POPULATING rows still arriving                     -> POPULATION
+    COMPLETE   ended, with a value or the driver error  -> COMPLETE
+    CANCELED   aborted                                  -> CANCELED
 
 Moves: PENDING -> RUNNING -> (POPULATING ->) COMPLETE, and PENDING, RUNNING or
 POPULATING -> CANCELED.  Every move happens under the job's lock: PENDING ->
 RUNNING in ``run``, -> POPULATING in ``_enter_population``, the terminal moves
-in ``_end`` (called by the ``_finish_*`` methods and ``_apply_abort``).
+in ``_end`` (called by the ``_finish_*`` methods and ``_apply_abort``).  Other
+modules ask the job (``done``, ``initializing``, ``populating``, ``canceled``)
+instead of comparing states.
 
-Locks: ``Job._lock`` guards the state, the outcome, the listeners and the
-notification queue.  It is held only for a few assignments: no driver call and
-no listener callback runs under it (the driver's live progress sources are read
-before taking it).  The only other locks taken under it are leaf locks (an
-Event's, the timer's) that never wait for anything.  It is reentrant so that a
-finalizer run by the garbage collector on a thread that holds it cannot
-deadlock.
+Following one abort: ``abort`` (any thread) asks the listeners through the
+notifier (``_notify``) when there are any; ``_apply_abort`` then ends a job
+that has not started, abandons one the driver cannot cancel, or sends the
+driver's cancel through the channel (``Channel.cancel``, re-sent by the timer
+while the call runs); the owner thread sees the driver call end and
+``_finish_error`` or ``_finish_canceled`` makes it CANCELED and asks the
+adapter to repair the connection.
+
+Locks: ``Job._lock`` guards the state, the outcome, the timers and (shared
+with the notifier) the listener table and its queue.  It is held only for a
+few assignments: no driver call and no listener callback runs under it (the
+driver's live progress sources are read before taking it).  The only other
+locks taken under it are leaf locks (an Event's, the timer's) that never wait
+for anything.  It is reentrant so that a finalizer run by the garbage collector
+on a thread that holds it cannot deadlock.
 """
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import copy
-import itertools
+import enum
 import logging
-import math
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
 from . import oledb
-from .errors import AbortVetoed, OperationCanceled
-from .listeners import OleDbSink, Sink, hresult_of, make_sink
+from ._hub import HUB
+from ._notify import Note, Notifier, OleDbSink, Reply, Sink, hresult_of, make_sink
+from ._population import BATCH, FIRST_BATCH
+from .errors import AbortVetoed, DeadlineExceeded, OperationCanceled
 from .status import Phase, Status, check_timeout
 
 if TYPE_CHECKING:
@@ -54,38 +64,28 @@ __all__ = ["Operation"]
 T = TypeVar("T")
 log = logging.getLogger("asynchdb")
 
-PENDING, RUNNING, POPULATING, COMPLETE, CANCELED = range(5)
+
+class State(enum.IntEnum):
+    """Where a job is (module docstring).  Only this module compares states by order."""
+
+    #: Queued on the connection's worker; nothing sent to the driver yet.
+    PENDING = 0
+    #: The driver call is in progress (the cursor is a zombie).
+    RUNNING = 1
+    #: The driver call returned; the worker is still fetching rows.
+    POPULATING = 2
+    #: Ended with a value or with the driver's error.
+    COMPLETE = 3
+    #: Aborted.
+    CANCELED = 4
+
+
+PENDING, RUNNING, POPULATING, COMPLETE, CANCELED = State
 _PHASE = (Phase.INITIALIZATION, Phase.INITIALIZATION, Phase.POPULATION,
           Phase.COMPLETE, Phase.CANCELED)
-_STATE_NAME = ("pending", "running", "populating", "complete", "canceled")
 
 #: Seconds between progress notifications while a driver call runs.
 TICK = 0.5
-
-_get_ident = threading.get_ident
-
-
-class _Reply:
-    """The listeners' answer to a CANCELED notification (veto or not)."""
-
-    __slots__ = ("event", "vetoed")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.vetoed = False
-
-
-class _Note:
-    __slots__ = ("error", "force", "kind", "reply", "status", "target")
-
-    def __init__(self, kind: str, status: Status | None, reply: _Reply | None = None,
-                 target: Sink | None = None, force: bool = False) -> None:
-        self.kind = kind          # "progress", "stop", "low", "abort" ("tick": periodic)
-        self.status = status
-        self.reply = reply
-        self.target = target      # only this sink (late advise), else all
-        self.force = force        # an abort that cannot be vetoed (close, release)
-        self.error: OperationCanceled | None = None  # the error an "abort" note applies
 
 
 def fresh_error(error: BaseException | None, *, cause: bool) -> OperationCanceled:
@@ -109,9 +109,11 @@ class _Turn:
     def __init__(self, job: Job) -> None:
         self.job = job
 
-    @property
-    def state(self) -> int:
-        return self.job.state
+    def done(self) -> bool:
+        return self.job.done()
+
+    def stop(self, reason: str) -> None:
+        self.job.stop(reason)
 
     def run(self) -> None:
         try:
@@ -122,14 +124,35 @@ class _Turn:
             del self  # see Job.run
 
 
-class _Muted(Sink):
-    """Stands in the listener table for a sink advised after the end (unadvise works)."""
+class _CallView:
+    """The :class:`~asynchdb.adapters.CallView` an adapter gets of a job (read-only).
 
-    __slots__ = ()
+    It refers to the job weakly: the job keeps its view, and a cycle between
+    them would keep a failed job's error, and the caller's frames in its
+    traceback, alive until the collector runs (tests/unit/test_no_cycles.py).
+    """
 
-    def __init__(self, sink: Sink) -> None:
-        self.listener = sink.listener
-        self._progress = self._stop = self._low = None
+    __slots__ = ("__weakref__", "_job")
+
+    def __init__(self, job: Job) -> None:
+        self._job = weakref.ref(job)
+
+    @property
+    def kind(self) -> str:
+        job = self._job()
+        if job is None:
+            return ""
+        return "populate" if job._state == POPULATING else job.kind
+
+    @property
+    def cursor(self) -> Any:
+        job = self._job()
+        return job.raw_cursor if job is not None else None
+
+    @property
+    def abort_requested(self) -> bool:
+        job = self._job()
+        return job is not None and job._abort_requested
 
 
 class _OwnerValue:
@@ -144,19 +167,15 @@ class Job:
 
     __slots__ = (
         "__weakref__",
-        "_abandoned",
         "_abort_error",
         "_abort_pending",
         "_abort_requested",
-        "_cookies",
-        "_deliverer",
         "_error",
         "_event",
         "_future",
         "_handle_ref",
         "_lock",
-        "_notes",
-        "_sinks",
+        "_notifier",
         "_state",
         "_status",
         "_timers",
@@ -174,6 +193,7 @@ class Job:
         "raw_cursor",
         "text",
         "text_fn",
+        "view",
     )
 
     def __init__(self, channel: Channel, kind: str, fn: Callable[[], Any], *,
@@ -186,7 +206,6 @@ class Job:
         self._abort_requested = False
         self._abort_pending = False
         self._abort_error: OperationCanceled | None = None
-        self._abandoned = False
         self._value: Any = None
         self._error: BaseException | None = None
         self.progress = 0
@@ -199,16 +218,16 @@ class Job:
         #: Held while the job runs; waiters pass through it once it is released.
         self._event: threading.Lock | None = None
         self._future: concurrent.futures.Future[Any] | None = None
-        self._sinks: dict[int, Sink] | None = None
-        self._cookies: itertools.count[int] | None = None
-        self._notes: collections.deque[_Note] | None = None
-        self._deliverer: int | None = None
+        #: The listeners; None until the first is advised (the fast path has none).
+        self._notifier: Notifier | None = None
         self._timers: list[TimerEntry] | None = None
         self._handle_ref: weakref.ref[Operation[Any]] | None = None
         #: False for work no cancel primitive can stop (a connect): abort abandons it.
         self.cancellable = cancellable
         #: The driver cursor the call runs on (pyodbc cancels through it).
         self.raw_cursor = raw_cursor
+        #: What the adapter sees of this job.
+        self.view = _CallView(self)
         #: Called with a value that arrives after the job was abandoned.
         self.on_late_value: Callable[[Any], None] | None = None
         #: Called (aborting thread) when the job is aborted before it ever ran.
@@ -219,12 +238,22 @@ class Job:
     # ------------------------------------------------------------------
     # observing (any thread)
     # ------------------------------------------------------------------
-    @property
-    def state(self) -> int:
-        return self._state
-
     def done(self) -> bool:
         return self._state >= COMPLETE
+
+    def initializing(self) -> bool:
+        """Queued or inside the driver call: the cursor is a zombie."""
+        return self._state <= RUNNING
+
+    def populating(self) -> bool:
+        return self._state == POPULATING
+
+    def canceled(self) -> bool:
+        return self._state == CANCELED
+
+    def running(self) -> bool:
+        """Inside the driver call (the notifier's tick check; caller may hold the lock)."""
+        return self._state == RUNNING
 
     def abort_requested(self) -> bool:
         """Whether an abort was accepted (it may not have taken effect yet)."""
@@ -366,7 +395,7 @@ class Job:
         return op
 
     def __repr__(self) -> str:
-        return (f"<asynchdb operation {self.kind} {_STATE_NAME[self._state]} "
+        return (f"<asynchdb operation {self.kind} {self._state.name.lower()} "
                 f"progress={self.progress}/{self.progress_max}>")
 
     # ------------------------------------------------------------------
@@ -379,10 +408,10 @@ class Job:
                 return  # aborted while queued
             self._state = RUNNING
             self._status = None
-            notify = self._sinks is not None
+            notifier = self._notifier
         ch = self.channel
-        if notify:
-            self._post(_Note("progress", self.status()))
+        if notifier is not None:
+            notifier.post(Note("progress", self.status()))
             self._schedule(TICK, self._tick)
         ch.begin(self)
         try:
@@ -391,8 +420,9 @@ class Job:
                 ch.end(self)
                 self._finish_canceled(None)
                 return
-            self.text_fn = ch.adapter.text_source(ch)
-            self.progress_fn = ch.adapter.progress_source(ch)
+            adapter = ch.adapter
+            self.text_fn = adapter.text_source(ch.view, self.view)
+            self.progress_fn = adapter.progress_source(ch.view, self.view)
             value = self.fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiter
             ch.end(self)
@@ -401,7 +431,7 @@ class Job:
         else:
             ch.end(self)
             self._keep_last_text()
-            if ch.adapter.result_lost(ch, self):
+            if ch.adapter.result_lost(ch.view, self.view):
                 # the cancel arrived as the call returned and destroyed its result
                 self._finish_canceled(None)
                 return
@@ -429,16 +459,14 @@ class Job:
             self._state = POPULATING
             self.progress, self.progress_max = 0, 1
             self._status = None
-            notify = self._sinks is not None
+            notifier = self._notifier
         buf.started = True
-        if notify:
-            self._post(_Note("progress", self.status()))
+        if notifier is not None:
+            notifier.post(Note("progress", self.status()))
         self.populate_turn()
 
     def populate_turn(self) -> None:
         """Fetch rows into the buffer until the set ends or the buffer is full."""
-        from ._population import BATCH, FIRST_BATCH
-
         buf = self.populate
         assert buf is not None
         if self._state != POPULATING:
@@ -453,8 +481,7 @@ class Job:
             while not self._abort_requested:
                 space = buf.space()
                 if space <= 0:
-                    with ch._mutex:
-                        ch.parked.add(self)  # so that closing the connection aborts it
+                    ch.park(self)  # so that closing the connection aborts it
                     if buf.park(self._resume_population):
                         if self.abort_requested() and buf.unpark():
                             # an abort raced the park: it saw no parked worker,
@@ -471,8 +498,9 @@ class Job:
                     break
                 buf.put(rows if isinstance(rows, list) else list(rows))
                 self.set_progress(buf.fetched)
-                if self._sinks is not None:
-                    self._post(_Note("progress", self.status()))
+                notifier = self._notifier
+                if notifier is not None:
+                    notifier.post(Note("progress", self.status()))
         except BaseException as exc:  # noqa: BLE001 - handed to the reader
             error = exc
         ch.end(self)
@@ -554,7 +582,7 @@ class Job:
 
     def _repair(self) -> None:
         try:
-            self.channel.adapter.after_abort(self.channel)
+            self.channel.adapter.after_abort(self.channel.view)
         except Exception:
             log.warning("asynchdb: repairing the connection after an abort failed",
                         exc_info=True)
@@ -571,7 +599,7 @@ class Job:
                 log.warning("asynchdb: discarding the late result of an abandoned %s "
                             "failed", self.kind, exc_info=True)
 
-    def _end(self, state: int) -> None:
+    def _end(self, state: State) -> None:
         # caller holds self._lock
         self._state = state
         if state == COMPLETE:
@@ -587,18 +615,18 @@ class Job:
         with self._lock:
             timers, self._timers = self._timers, None
             fut = self._future
-            notify = self._sinks is not None
+            notifier = self._notifier
             state = self._state
         if timers:
             for t in timers:
                 t.cancel()
         if fut is not None:
             self._settle_future(fut)
-        if notify:
+        if notifier is not None:
             st = self.status()
             if state == COMPLETE and st.error is None:
-                self._post(_Note("progress", st))
-            self._post(_Note("stop", st))
+                notifier.post(Note("progress", st))
+            notifier.post(Note("stop", st))
 
     # ------------------------------------------------------------------
     # aborting (any thread)
@@ -613,41 +641,49 @@ class Job:
                 return
             if self._abort_pending and not force:
                 return
-            listening = self._sinks is not None
-            if listening:
+            notifier = self._notifier
+            if notifier is not None:
                 self._abort_pending = True
         if error is None:
             error = OperationCanceled(f"{self.kind} was aborted")
-        if not listening:
+        if notifier is None:
             self._apply_abort(error)
             return
-        reply = _Reply()
+        reply = Reply()
         now = self.status()
         status = Status(Phase.CANCELED, now.progress, now.progress_max, "abort requested", error)
-        note = _Note("abort", status, reply, force=force)
-        note.error = error
-        self._post(note)
+        notifier.post(Note("abort", status, reply, force=force, error=error))
         if force:
             # no veto to wait for (close, release, exit: possibly a finalizer);
             # the CANCELED notification is queued first, so it still comes
             # before on_stop
             self._apply_abort(error)
             return
-        if self._deliverer == _get_ident():
+        if notifier.delivering_here():
             return  # asked from inside a callback: decided after it returns
         reply.event.wait()
         if reply.vetoed and not force:
             raise AbortVetoed(f"a listener vetoed the abort of {self.kind}")
 
-    def _decide_abort(self, note: _Note, error: OperationCanceled) -> None:
-        # deliverer thread, after every listener answered
-        assert note.reply is not None
-        if note.reply.vetoed and not note.force:
+    def decide_abort(self, note: Note, vetoed: bool) -> None:
+        """Every listener heard CANCELED (deliverer thread): apply it or drop it."""
+        assert note.error is not None
+        if vetoed and not note.force:
             with self._lock:
                 self._abort_pending = False
         else:
-            self._apply_abort(error)
-        note.reply.event.set()
+            self._apply_abort(note.error)
+
+    def request_abort(self) -> None:
+        """A listener returned False in INITIALIZATION or POPULATION (deliverer thread)."""
+        try:
+            self.abort()
+        except AbortVetoed:  # pragma: no cover - decided after the callback returns
+            pass
+
+    def stop(self, reason: str) -> None:
+        """Abort with no veto (the connection closes, the process exits)."""
+        self.abort(OperationCanceled(f"{self.kind} was aborted: {reason}"), force=True)
 
     def _apply_abort(self, error: OperationCanceled) -> None:
         with self._lock:
@@ -663,7 +699,6 @@ class Job:
                 final = True
             elif state == RUNNING and not (self.cancellable and self.channel.adapter.can_cancel):
                 # no cancel primitive: abandon the call; the worker stays busy
-                self._abandoned = True
                 self.text = ("abandoned: the driver has no cancel; the statement may "
                              "still be running")
                 self._end(CANCELED)
@@ -704,12 +739,12 @@ class Job:
         # timer thread: periodic progress while the driver call runs
         if self._state != RUNNING:
             return None
-        self._post(_Note("tick", self.status()))
+        notifier = self._notifier
+        if notifier is not None:
+            notifier.post(Note("tick", self.status()))
         return TICK
 
     def _schedule(self, delay: float, fn: Callable[[], float | None]) -> None:
-        from ._hub import HUB
-
         entry = HUB.timer.schedule(delay, fn)
         with self._lock:
             if self._state >= COMPLETE:
@@ -720,8 +755,6 @@ class Job:
             self._timers.append(entry)
 
     def set_deadline(self, seconds: float) -> None:
-        from .errors import DeadlineExceeded
-
         def fire() -> None:
             try:
                 self.abort(DeadlineExceeded(
@@ -737,109 +770,36 @@ class Job:
             self._schedule(seconds, fire)  # returns None: runs once
 
     # ------------------------------------------------------------------
-    # listeners
+    # listeners (any thread; delivery is the notifier's)
     # ------------------------------------------------------------------
     def advise(self, sink: Sink) -> int:
         with self._lock:
-            if self._cookies is None:
-                self._cookies = itertools.count(1)
-            cookie = next(self._cookies)
-            first = not self._sinks
-            if self._sinks is None:
-                self._sinks = {}
+            notifier = self._notifier
+            if notifier is None:
+                notifier = self._notifier = Notifier(self, self._lock)
             ended = self._state >= COMPLETE
             # a first listener advised while the driver call runs still hears
             # the periodic progress (and may ask for an abort from it)
-            tick = first and self._state == RUNNING
-            # advised after the end: it hears only its own two notifications, not
-            # the end still being broadcast to the others (a second on_stop)
-            self._sinks[cookie] = _Muted(sink) if ended else sink
+            tick = notifier.empty() and self._state == RUNNING
+            cookie = notifier.add(sink, ended=ended)
         if ended:
             st = self.status()
-            self._post(_Note("progress", st, target=sink))
-            self._post(_Note("stop", st, target=sink))
+            notifier.post(Note("progress", st, target=sink))
+            notifier.post(Note("stop", st, target=sink))
         elif tick:
             self._schedule(TICK, self._tick)
         return cookie
 
     def unadvise(self, cookie: int) -> None:
-        with self._lock:
-            # a cookie is an int: True or 1.0 would otherwise match cookie 1
-            if (not self._sinks or not isinstance(cookie, int) or isinstance(cookie, bool)
-                    or cookie not in self._sinks):
-                raise KeyError(cookie)
-            del self._sinks[cookie]
+        notifier = self._notifier
+        if notifier is None:
+            raise KeyError(cookie)
+        notifier.remove(cookie)
 
     def low_resource(self) -> None:
-        if self._sinks is not None:
-            self._post(_Note("low", None))
-
-    def _post(self, note: _Note) -> None:
-        """Queue a notification; deliver the queue unless someone else is."""
-        with self._lock:
-            if note.kind == "tick":
-                if self._state != RUNNING:
-                    return  # the call ended meanwhile: never after on_stop
-                note.kind = "progress"
-            if self._notes is None:
-                self._notes = collections.deque()
-            self._notes.append(note)
-            if self._deliverer is not None:
-                return
-            self._deliverer = _get_ident()
-        self._deliver_all()
-
-    def _deliver_all(self) -> None:
-        # the delivering thread; one note at a time, in order
-        op: Operation[Any] | None = None
-        while True:
-            with self._lock:
-                notes = self._notes
-                if not notes:
-                    self._deliverer = None
-                    return
-                note = notes.popleft()
-                if note.target is not None:
-                    sinks: list[Sink] = [note.target]
-                else:
-                    sinks = list(self._sinks.values()) if self._sinks else []
-            if op is None:
-                op = self.handle()
-            self._deliver(op, note, sinks)
-
-    def _deliver(self, op: Operation[Any], note: _Note, sinks: list[Sink]) -> None:
-        kind = note.kind
-        if kind == "abort":
-            vetoed = False
-            for s in sinks:
-                try:
-                    assert note.status is not None
-                    if not s.progress(op, note.status):
-                        vetoed = True
-                except Exception:
-                    log.exception("asynchdb: listener %r raised in on_progress", s.listener)
-            assert note.reply is not None and note.error is not None
-            note.reply.vetoed = vetoed
-            self._decide_abort(note, note.error)
-            return
-        for s in sinks:
-            try:
-                if kind == "progress":
-                    assert note.status is not None
-                    keep = s.progress(op, note.status)
-                    if not keep and note.status.phase < Phase.COMPLETE:
-                        # False in INITIALIZATION or POPULATION asks for an abort
-                        try:
-                            self.abort()
-                        except AbortVetoed:
-                            pass
-                elif kind == "stop":
-                    assert note.status is not None
-                    s.stop(op, note.status)
-                else:
-                    s.low_resource(op)
-            except Exception:
-                log.exception("asynchdb: listener %r raised in on_%s", s.listener, kind)
+        notifier = self._notifier
+        if notifier is not None:
+            notifier.post(Note("low", None))
 
 
 class Operation(Generic[T]):
@@ -1048,6 +1008,3 @@ class Operation(Generic[T]):
 def _timeout_error(op: Operation[Any]) -> TimeoutError:
     return TimeoutError(f"{op!r} has not ended yet (the operation keeps running)")
 
-
-def _finite(x: float) -> bool:
-    return not (math.isnan(x) or math.isinf(x))

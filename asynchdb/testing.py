@@ -34,7 +34,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Optional
 
-from ._drivers._base import Adapter
+from .adapters import Adapter, CallView, ConnectionView
 
 apilevel = "2.0"
 threadsafety = 1
@@ -76,11 +76,11 @@ class FakeAdapter(Adapter):
     #: psycopg: re-issue it, as their adapters do, so such an abort is not lost.
     reissue_cancel = 0.05
 
-    def prepare(self, channel: Any) -> None:
-        self.can_cancel = bool(channel.raw.can_cancel)
+    def prepare(self, conn: ConnectionView) -> None:
+        self.can_cancel = bool(conn.raw.can_cancel)
 
-    def cancel(self, channel: Any, raw_cursor: Any) -> None:
-        channel.raw.cancel()
+    def cancel(self, conn: ConnectionView, call: CallView) -> None:
+        conn.raw.cancel()
 
     def is_cancel_error(self, exc: BaseException) -> bool:
         return isinstance(exc, OperationalError) and exc.args == ("canceled",)

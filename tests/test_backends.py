@@ -28,7 +28,7 @@ from backends import BOUND, BY_NAME, Backend, marker, wait_until
 
 import asynchdb
 from asynchdb import DeadlineExceeded, OperationCanceled, Phase, ZombieError
-from asynchdb._drivers import for_module
+from asynchdb.adapters import _for_module as for_module
 
 #: Seconds a statement that only an abort should end runs otherwise.
 LONG = 60.0
@@ -211,11 +211,11 @@ def _early_abort_driver(backend: Backend) -> Any:
     base = type(for_module(mod))
 
     class EarlyAbort(base):  # type: ignore[misc, valid-type]
-        def progress_source(self, channel: Any) -> Any:
-            job = channel.running
-            if job is not None and job.kind == "execute":
+        def progress_source(self, conn: Any, call: Any) -> Any:
+            job = conn._ch.running  # the engine's job behind the view (a white-box test)
+            if job is not None and call.kind == "execute":
                 job.abort()  # worker thread: the cancel goes out now, before the statement
-            return super().progress_source(channel)
+            return super().progress_source(conn, call)
 
     class Driver:
         __asynchdb_adapter__ = staticmethod(lambda _module: EarlyAbort(mod))
@@ -256,18 +256,18 @@ def _late_abort_driver(backend: Backend) -> Any:
     base = type(for_module(mod))
 
     class LateAbort(base):  # type: ignore[misc, valid-type]
-        def progress_source(self, channel: Any) -> Any:
-            job = channel.running
-            if job is not None and job.kind == "execute":
-                call = job.fn
+        def progress_source(self, conn: Any, call: Any) -> Any:
+            job = conn._ch.running  # the engine's job behind the view (a white-box test)
+            if job is not None and call.kind == "execute":
+                original = job.fn
 
                 def then_abort() -> Any:
-                    value = call()
+                    value = original()
                     job.abort()  # worker thread, still the running operation
                     return value
 
                 job.fn = then_abort
-            return super().progress_source(channel)
+            return super().progress_source(conn, call)
 
     class Driver:
         __asynchdb_adapter__ = staticmethod(lambda _module: LateAbort(mod))
@@ -635,7 +635,8 @@ def test_adapters_import_without_their_drivers() -> None:
         "for name in ('pyodbc', 'psycopg', 'duckdb', '_duckdb'):\n"
         "    sys.modules[name] = None  # importing it now raises ImportError\n"
         "import asynchdb, sqlite3\n"
-        "from asynchdb._drivers import _duckdb, _psycopg, _pyodbc, _KNOWN\n"
+        "from asynchdb._drivers import _duckdb, _psycopg, _pyodbc\n"
+        "from asynchdb.adapters import _KNOWN\n"
         "assert {'pyodbc', 'psycopg', 'duckdb'} <= set(_KNOWN)\n"
         "c = asynchdb.connect(sqlite3, ':memory:')\n"
         "assert c.cursor().execute('SELECT 1', asynch=True).result(10).fetchall() == [(1,)]\n"

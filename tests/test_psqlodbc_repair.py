@@ -69,8 +69,8 @@ def test_probe_learns_the_savepoint_and_keeps_the_transaction(conn: asynchdb.Con
     cur.execute(f"CREATE TEMPORARY TABLE {table} (x INTEGER)")
     cur.execute(f"INSERT INTO {table} VALUES (1)")
     ch = conn._ch  # type: ignore[attr-defined]
-    ch.call(lambda: ch.adapter.after_abort(ch))
-    assert ch.hook.savepoint is not None and ch.hook.savepoint.startswith("_EXEC_SVP_")
+    ch.call(lambda: ch.adapter.after_abort(ch.view))
+    assert ch.view.state.savepoint is not None and ch.view.state.savepoint.startswith("_EXEC_SVP_")
     cur.execute(f"SELECT count(*) FROM {table}")
     assert cur.fetchall()[0][0] == 1  # nothing rolled back: the transaction was healthy
 
@@ -80,7 +80,7 @@ def test_probe_outside_a_transaction_opens_none(conn: asynchdb.Connection) -> No
     cur.execute("SELECT 1")
     conn.rollback()  # no transaction now
     ch = conn._ch  # type: ignore[attr-defined]
-    ch.call(lambda: ch.adapter.after_abort(ch))
+    ch.call(lambda: ch.adapter.after_abort(ch.view))
     # the probe's own transaction was ended: the next statement begins a new one
     assert _sent(cur).lstrip().upper().startswith("BEGIN")
 
@@ -91,11 +91,11 @@ def test_a_failed_transaction_goes_back_to_the_statement_savepoint(
     cur = conn.cursor()
     cur.execute(f"CREATE TEMPORARY TABLE {table} (x INTEGER)")
     ch = conn._ch  # type: ignore[attr-defined]
-    ch.call(lambda: ch.adapter.after_abort(ch))  # an earlier abort's probe saw the name
+    ch.call(lambda: ch.adapter.after_abort(ch.view))  # an earlier abort's probe saw the name
     cur.execute(f"INSERT INTO {table} VALUES (1)")
     _fail_transaction_behind_psqlodbc(cur, keep_savepoint=True)
     with caplog.at_level(logging.INFO, logger="asynchdb"):
-        ch.call(lambda: ch.adapter.after_abort(ch))
+        ch.call(lambda: ch.adapter.after_abort(ch.view))
     assert any("statement savepoint" in r.getMessage() and r.levelno == logging.INFO
                for r in caplog.records)
     cur.execute(f"SELECT count(*) FROM {table}")
@@ -110,10 +110,10 @@ def test_a_failed_transaction_without_its_savepoint_is_rolled_back_with_a_warnin
     conn.commit()
     cur.execute(f"INSERT INTO {table} VALUES (1)")
     ch = conn._ch  # type: ignore[attr-defined]
-    ch.call(lambda: ch.adapter.after_abort(ch))
+    ch.call(lambda: ch.adapter.after_abort(ch.view))
     _fail_transaction_behind_psqlodbc(cur, keep_savepoint=False)
     with caplog.at_level(logging.INFO, logger="asynchdb"):
-        ch.call(lambda: ch.adapter.after_abort(ch))
+        ch.call(lambda: ch.adapter.after_abort(ch.view))
     assert any("whole transaction was rolled back" in r.getMessage()
                and r.levelno == logging.WARNING for r in caplog.records)
     cur.execute(f"SELECT count(*) FROM {table}")
@@ -124,11 +124,11 @@ def test_autocommit_connections_are_left_alone(caplog: pytest.LogCaptureFixture)
     PG.require()
     with PG.wrapped(autocommit=True) as conn:
         ch = conn._ch  # type: ignore[attr-defined]
-        assert ch.hook.postgres
+        assert ch.view.state.postgres
         cur = conn.cursor()
         cur.execute("SELECT 1")
-        ch.call(lambda: ch.adapter.after_abort(ch))
-        assert ch.hook.savepoint is None  # no probe ran
+        ch.call(lambda: ch.adapter.after_abort(ch.view))
+        assert ch.view.state.savepoint is None  # no probe ran
         assert "SAVEPOINT" not in _sent(cur)
 
 

@@ -32,13 +32,24 @@ def conn() -> Any:
         c.close()
 
 
+class _Call:
+    """A CallView for a cancel sent by hand: the statement on ``cursor``."""
+
+    kind = "execute"
+    abort_requested = True
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+
 def test_the_cancel_leaves_the_named_cursor_alone(conn: asynchdb.Connection) -> None:
     cur = conn.cursor()
     cur.execute("SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3")
     assert cur.fetchone()[0] == 1
     ch = conn._ch  # type: ignore[attr-defined]
     # what the aborting thread does, here with the cursor's result still open
-    ch.call(lambda: ch.adapter.cancel(ch, cur._raw))  # type: ignore[attr-defined]
+    call = _Call(cur._raw)  # type: ignore[attr-defined]
+    ch.call(lambda: ch.adapter.cancel(ch.view, call))
     # SQLCancel on this cursor would have closed it: the fetch would raise HY010
     assert [r[0] for r in cur.fetchall()] == [2, 3]
     cur.execute("SELECT 5")  # and the interrupt did not stay armed

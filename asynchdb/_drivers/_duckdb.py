@@ -36,13 +36,9 @@ from __future__ import annotations
 import logging
 import sys
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
-from ._base import Adapter
-
-if TYPE_CHECKING:
-    from .._channel import Channel
-    from ..operation import Job
+from ..adapters import Adapter, CallView, ConnectionView
 
 log = logging.getLogger("asynchdb")
 
@@ -62,8 +58,8 @@ class _State:
         self.configured: weakref.WeakSet[Any] = weakref.WeakSet()
         #: The driver cursor the last cancel went to (after_abort repairs it).
         self.last_canceled: Optional[weakref.ref[Any]] = None
-        #: The job the last cancel was sent for.
-        self.sent: Optional[weakref.ref[Job]] = None
+        #: The call the last cancel was sent for.
+        self.sent: Optional[weakref.ref[CallView]] = None
 
 
 class DuckDBAdapter(Adapter):
@@ -79,14 +75,14 @@ class DuckDBAdapter(Adapter):
             module = sys.modules.get("duckdb", module)
         super().__init__(module)
 
-    def prepare(self, channel: Channel) -> None:
+    def prepare(self, conn: ConnectionView) -> None:
         # owner thread; progress tracking is turned on lazily, per cursor, so
         # that a wrapped connection's pending result is left alone
-        channel.hook = _State()
+        conn.state = _State()
 
-    def _track_progress(self, channel: Channel, target: Any) -> None:
+    def _track_progress(self, conn: ConnectionView, target: Any) -> None:
         # owner thread: turn DuckDB's progress tracking on for one connection
-        state = channel.hook
+        state = conn.state
         if not isinstance(state, _State) or target is None:
             return
         try:
@@ -107,32 +103,31 @@ class DuckDBAdapter(Adapter):
                           exc_info=True)
                 return
 
-    def cancel(self, channel: Channel, raw_cursor: Any | None) -> None:
-        # aborting thread, under the channel's cancel lock, while the job runs
-        target = raw_cursor if raw_cursor is not None else channel.raw
-        state = channel.hook
+    def cancel(self, conn: ConnectionView, call: CallView) -> None:
+        # aborting thread, under the channel's cancel lock, while the call runs
+        target = call.cursor if call.cursor is not None else conn.raw
+        state = conn.state
         if isinstance(state, _State):
-            if channel.running is not None:
-                state.sent = weakref.ref(channel.running)
+            state.sent = weakref.ref(call)
             try:
                 state.last_canceled = weakref.ref(target)
             except TypeError:
                 state.last_canceled = None
         target.interrupt()
 
-    def result_lost(self, channel: Channel, job: Job) -> bool:
+    def result_lost(self, conn: ConnectionView, call: CallView) -> bool:
         # owner thread, after every call that returned normally.  DuckDB streams
         # a SELECT: execute() returns with the first rows and the rest of the
         # query runs during fetch, so an interrupt that lands as execute returns
         # stays pending and the next fetch raises InterruptException.  Such a
         # call ends CANCELED.  DML and DDL results (one "Count" column) are
         # complete when execute returns: they end COMPLETE.
-        state = channel.hook
-        if not isinstance(state, _State) or state.sent is None or state.sent() is not job:
+        state = conn.state
+        if not isinstance(state, _State) or state.sent is None or state.sent() is not call:
             return False
         state.sent = None
-        cursor = job.raw_cursor
-        if job.kind not in _STATEMENT_CALLS or cursor is None:
+        cursor = call.cursor
+        if call.kind not in _STATEMENT_CALLS or cursor is None:
             return False
         try:
             description = cursor.description
@@ -147,29 +142,28 @@ class DuckDBAdapter(Adapter):
         cls = getattr(self.module, "InterruptException", None)
         return isinstance(cls, type) and isinstance(exc, cls)
 
-    def after_abort(self, channel: Channel) -> None:
+    def after_abort(self, conn: ConnectionView) -> None:
         # owner thread: an interrupted statement aborts an explicit transaction
-        state = channel.hook
+        state = conn.state
         target = None
         if isinstance(state, _State) and state.last_canceled is not None:
             target = state.last_canceled()
             state.last_canceled = None
         if target is None:
-            target = channel.raw
+            target = conn.raw
         try:
             target.rollback()
         except Exception as exc:  # noqa: BLE001 - the driver's error, logged
             # "cannot rollback - no transaction is active": autocommit, nothing to do
             log.debug("asynchdb: DuckDB rollback after an abort: %r", exc)
 
-    def progress_source(
-            self, channel: Channel) -> Optional[Callable[[], Optional[tuple[int, int]]]]:
+    def progress_source(self, conn: ConnectionView,
+                        call: CallView) -> Optional[Callable[[], Optional[tuple[int, int]]]]:
         # owner thread, just before the driver call
-        job = channel.running
-        if job is None or job.kind not in _STATEMENT_CALLS or job.raw_cursor is None:
+        cursor = call.cursor
+        if call.kind not in _STATEMENT_CALLS or cursor is None:
             return None
-        cursor = job.raw_cursor
-        self._track_progress(channel, cursor)
+        self._track_progress(conn, cursor)
 
         def estimate() -> Optional[tuple[int, int]]:
             # any thread, under the job's lock, while the call runs

@@ -26,12 +26,9 @@ that transaction is discarded (it could not have been committed anyway).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._base import Adapter
-
-if TYPE_CHECKING:
-    from .._channel import Channel
+from ..adapters import Adapter, CallView, ConnectionView
 
 #: Seconds ``cancel_safe`` may take to reach the server before giving up.
 CANCEL_TIMEOUT = 5.0
@@ -50,14 +47,14 @@ class PsycopgAdapter(Adapter):
             module = sys.modules.get("psycopg", module)
         super().__init__(module)
 
-    def cancel(self, channel: Channel, raw_cursor: Any | None) -> None:
-        # aborting thread, under the channel's cancel lock, while the job runs
-        conn = channel.raw
-        cancel_safe = getattr(conn, "cancel_safe", None)
+    def cancel(self, conn: ConnectionView, call: CallView) -> None:
+        # aborting thread, under the channel's cancel lock, while the call runs
+        raw = conn.raw
+        cancel_safe = getattr(raw, "cancel_safe", None)
         if cancel_safe is not None:
             cancel_safe(timeout=CANCEL_TIMEOUT)
         else:  # psycopg < 3.2
-            conn.cancel()
+            raw.cancel()
 
     def is_cancel_error(self, exc: BaseException) -> bool:
         mod = self.module
@@ -65,13 +62,13 @@ class PsycopgAdapter(Adapter):
         canceled = getattr(errors, "QueryCanceled", None)
         return isinstance(canceled, type) and isinstance(exc, canceled)
 
-    def after_abort(self, channel: Channel) -> None:
+    def after_abort(self, conn: ConnectionView) -> None:
         # owner thread: a canceled statement inside a transaction fails the
         # whole transaction; roll it back so the connection can be used again
-        conn = channel.raw
-        info = getattr(conn, "info", None)
+        raw = conn.raw
+        info = getattr(raw, "info", None)
         if info is not None and int(info.transaction_status) == _INERROR:
-            conn.rollback()
+            raw.rollback()
 
     def describe(self, raw: Any) -> str:
         return "psycopg"

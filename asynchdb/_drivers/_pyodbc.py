@@ -77,13 +77,9 @@ import queue
 import re
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
-from ._base import Adapter
-
-if TYPE_CHECKING:
-    from .._channel import Channel
-    from ..operation import Job
+from ..adapters import Adapter, CallView, ConnectionView
 
 log = logging.getLogger("asynchdb")
 
@@ -101,7 +97,7 @@ _RESULT_CALLS = frozenset({"execute", "executemany", "nextset", "callproc"})
 
 
 class _State:
-    """Per-connection adapter state (``channel.hook``)."""
+    """Per-connection adapter state (``ConnectionView.state``)."""
 
     __slots__ = ("canceller", "killer", "postgres", "savepoint", "sent", "thread_id")
 
@@ -112,8 +108,8 @@ class _State:
         self.postgres = False
         #: psqlODBC: the name of its per-statement savepoint, once seen.
         self.savepoint: Optional[str] = None
-        #: The job the last cancel was sent for.
-        self.sent: Optional[weakref.ref[Job]] = None
+        #: The call the last cancel was sent for.
+        self.sent: Optional[weakref.ref[CallView]] = None
         #: MariaDB: the server's id of this connection (``CONNECTION_ID()``).
         self.thread_id: Optional[int] = None
         #: MariaDB: a second connection that sends ``KILL QUERY`` (opened at the first abort).
@@ -143,11 +139,11 @@ class PyodbcAdapter(Adapter):
         self._opened_with = (factory, args, dict(kwargs))
         return factory(*args, **kwargs)
 
-    def prepare(self, channel: Channel) -> None:
+    def prepare(self, conn: ConnectionView) -> Any:
         # owner thread
         state = _State()
-        channel.hook = self._state = state
-        raw = channel.raw
+        conn.state = self._state = state
+        raw = conn.raw
         driver = _driver_name(raw)
         state.postgres = "psqlodbc" in driver
         if "sqlite3odbc" in driver or "sqliteodbc" in driver:
@@ -160,16 +156,17 @@ class PyodbcAdapter(Adapter):
                     state.thread_id = int(cur.fetchone()[0])
                 finally:
                     cur.close()
-            channel.raw = PinnableConnection(raw)
+            return PinnableConnection(raw)
+        return None
 
-    def cancel(self, channel: Channel, raw_cursor: Any | None) -> None:
-        # aborting thread, under the channel's cancel lock, while the job runs
+    def cancel(self, conn: ConnectionView, call: CallView) -> None:
+        # aborting thread, under the channel's cancel lock, while the call runs
+        raw_cursor = call.cursor
         if raw_cursor is None:
-            return  # a call with no statement handle of its own (fetch hop, commit)
-        state = channel.hook
+            return  # a call with no statement handle of its own (connect)
+        state = conn.state
         if isinstance(state, _State):
-            if channel.running is not None:
-                state.sent = weakref.ref(channel.running)
+            state.sent = weakref.ref(call)
             if state.thread_id is not None:
                 self._kill_query(state)
                 return
@@ -234,7 +231,7 @@ class PyodbcAdapter(Adapter):
                     log.debug("asynchdb: closing the KILL QUERY connection failed",
                               exc_info=True)
 
-    def after_abort(self, channel: Channel) -> None:
+    def after_abort(self, conn: ConnectionView) -> None:
         """psqlODBC: leave the transaction usable, as its statement savepoint intends.
 
         In manual-commit mode psqlODBC wraps each statement in a savepoint
@@ -250,8 +247,8 @@ class PyodbcAdapter(Adapter):
         failed transaction cannot commit).
         """
         # owner thread, after the aborted call returned: no cancel can reach these
-        state = channel.hook
-        raw = channel.raw
+        state = conn.state
+        raw = conn.raw
         if not isinstance(state, _State) or not state.postgres or raw.autocommit:
             return
         cur = raw.cursor()
@@ -317,17 +314,18 @@ class PyodbcAdapter(Adapter):
         # then means the cancel closed the statement as it finished
         return sqlstate == SEQUENCE_ERROR
 
-    def result_lost(self, channel: Channel, job: Job) -> bool:
-        state = channel.hook
-        if not isinstance(state, _State) or state.sent is None or state.sent() is not job:
+    def result_lost(self, conn: ConnectionView, call: CallView) -> bool:
+        state = conn.state
+        if not isinstance(state, _State) or state.sent is None or state.sent() is not call:
             return False
         state.sent = None
         if state.thread_id is not None:
             return False  # MariaDB: KILL QUERY never touches the driver's result set
-        if job.kind not in _RESULT_CALLS or job.raw_cursor is None:
+        cursor = call.cursor
+        if call.kind not in _RESULT_CALLS or cursor is None:
             return False
         try:
-            lost = job.raw_cursor.description is not None
+            lost = cursor.description is not None
         except Exception:  # noqa: BLE001 - a cursor that cannot say has lost it
             lost = True
         if lost and state.canceller is not None:
@@ -335,7 +333,7 @@ class PyodbcAdapter(Adapter):
             # and would stop the next one; close it here (owner thread, so the
             # driver's close races nothing)
             try:
-                job.raw_cursor.cancel()
+                cursor.cancel()
             except Exception:
                 log.debug("asynchdb: closing an interrupted result failed", exc_info=True)
         return lost

@@ -2,7 +2,7 @@
 
 ``Connection.interrupt()`` is sticky: while any other statement on the
 connection is pending (a partly fetched cursor) every later statement fails
-with ``interrupted`` (DRIVERS.md).  A progress handler that returns non-zero
+with ``interrupted`` (measured; docs/drivers.md).  A progress handler that returns non-zero
 only while *this* operation's abort flag is set stops the running statement
 and nothing after it.  The same handler counts virtual-machine steps, a count
 with no known maximum, reported in the status text.
@@ -12,12 +12,9 @@ A user's own ``set_progress_handler`` is chained behind ours, not replaced.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
-from ._base import Adapter
-
-if TYPE_CHECKING:
-    from .._channel import Channel
+from ..adapters import Adapter, CallView, ConnectionView
 
 #: Virtual-machine instructions between two calls of the progress handler.
 GRANULARITY = 1000
@@ -26,10 +23,10 @@ GRANULARITY = 1000
 class _Hook:
     """The progress handler installed on every wrapped sqlite3 connection."""
 
-    __slots__ = ("channel", "step", "ticks", "user", "user_count", "user_every")
+    __slots__ = ("conn", "step", "ticks", "user", "user_count", "user_every")
 
-    def __init__(self, channel: Channel) -> None:
-        self.channel = channel
+    def __init__(self, conn: ConnectionView) -> None:
+        self.conn = conn
         self.ticks = 0
         self.step = GRANULARITY
         self.user: Optional[Callable[[], Any]] = None
@@ -39,9 +36,9 @@ class _Hook:
     def __call__(self) -> int:
         # owner thread, inside sqlite3_step; must be quick and never raise
         self.ticks += 1
-        ch = self.channel
-        job = ch.running
-        if (job is not None and job._abort_requested) or ch.closing:
+        conn = self.conn
+        call = conn.running
+        if (call is not None and call.abort_requested) or conn.closing:
             return 1
         user = self.user
         if user is not None:
@@ -53,7 +50,7 @@ class _Hook:
 
     def set_user_handler(self, handler: Optional[Callable[[], Any]], n: int) -> None:
         """``sqlite3.Connection.set_progress_handler``, chained behind ours."""
-        raw = self.channel.raw
+        raw = self.conn.raw
         if handler is None or n <= 0:
             self.user = None
             step = GRANULARITY
@@ -97,12 +94,12 @@ class Sqlite3Adapter(Adapter):
             kwargs.setdefault("check_same_thread", False)
         return factory(*args, **kwargs)
 
-    def prepare(self, channel: Channel) -> None:
-        hook = _Hook(channel)
-        channel.hook = hook
-        channel.raw.set_progress_handler(hook, GRANULARITY)
+    def prepare(self, conn: ConnectionView) -> None:
+        hook = _Hook(conn)
+        conn.state = hook
+        conn.raw.set_progress_handler(hook, GRANULARITY)
 
-    def cancel(self, channel: Channel, raw_cursor: Any) -> None:
+    def cancel(self, conn: ConnectionView, call: CallView) -> None:
         # Nothing to send: the hook sees the job's abort flag at its next call,
         # at most GRANULARITY instructions later.
         return None
@@ -112,11 +109,12 @@ class Sqlite3Adapter(Adapter):
         return (mod is not None and isinstance(exc, mod.OperationalError)
                 and bool(exc.args) and exc.args[0] == "interrupted")
 
-    def text_source(self, channel: Channel) -> Optional[Callable[[], Optional[str]]]:
-        hook = channel.hook
+    def text_source(self, conn: ConnectionView,
+                    call: CallView) -> Optional[Callable[[], Optional[str]]]:
+        hook = conn.state
         return hook.text_for() if hook is not None else None
 
-    def extra(self, channel: Channel, name: str) -> Any:
-        if name == "set_progress_handler" and channel.hook is not None:
-            return channel.hook.set_user_handler
+    def extra(self, conn: ConnectionView, name: str) -> Any:
+        if name == "set_progress_handler" and conn.state is not None:
+            return conn.state.set_user_handler
         return None
