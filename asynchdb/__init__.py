@@ -15,9 +15,10 @@ which never cancels) or ``abort()`` with a real, server-side cancel::
 """
 
 from . import oledb
+from ._connection import Connection, connect, wrap
+from ._cursor import Cursor
+from ._operation import Operation
 from ._version import __version__
-from .connection import Connection, connect, wrap
-from .cursor import Cursor
 from .errors import (
     AbortVetoed,
     AsynchError,
@@ -27,7 +28,6 @@ from .errors import (
     ZombieError,
 )
 from .listeners import Listener
-from .operation import Operation
 from .status import Asynch, Phase, Status
 
 __all__ = [

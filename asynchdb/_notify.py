@@ -2,7 +2,7 @@
 
 This module is the OLE DB connection point of one operation: the listener
 table (cookies), the ordered queue of notifications with a single deliverer,
-and the veto round trip of an abort.  The state machine (``operation.Job``)
+and the veto round trip of an abort.  The state machine (``_operation.Job``)
 decides *what* happened; the :class:`Notifier` decides *who hears it, on which
 thread, in which order*.
 
@@ -38,8 +38,8 @@ from .errors import OperationCanceled
 from .status import Phase, Status
 
 if TYPE_CHECKING:
+    from ._operation import Operation
     from .listeners import Listener
-    from .operation import Operation
 
 log = logging.getLogger("asynchdb")
 

@@ -57,12 +57,20 @@ class OperationCanceled(AsynchError, concurrent.futures.CancelledError):
     """
 
 
-class DeadlineExceeded(OperationCanceled, TimeoutError):
+# Python 3.9 and 3.10 have a TimeoutError of concurrent.futures' own (3.11
+# made it the builtin): a deadline is both there too
+_FUTURES_TIMEOUT: tuple[type[Exception], ...] = (
+    () if concurrent.futures.TimeoutError is TimeoutError
+    else (concurrent.futures.TimeoutError,))
+
+
+class DeadlineExceeded(OperationCanceled, TimeoutError, *_FUTURES_TIMEOUT):  # type: ignore[misc]
     """The operation was aborted because its ``cancel_after=`` deadline passed.
 
     Unlike the ``TimeoutError`` that ``Operation.result(timeout=...)`` raises
     when a *wait* runs out (the operation then keeps running), this one means
-    the work itself was stopped.
+    the work itself was stopped.  It is a ``TimeoutError`` and a
+    ``concurrent.futures.TimeoutError`` on every Python version.
     """
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol
 from .status import Status
 
 if TYPE_CHECKING:
-    from .operation import Operation
+    from ._operation import Operation
 
 __all__ = ["Listener"]
 

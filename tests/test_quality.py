@@ -6,6 +6,8 @@ it (ASYNCHDB_REQUIRE_BACKENDS set means a CI-like run: then they must run).
 
 from __future__ import annotations
 
+import ast
+import importlib
 import importlib.util
 import os
 import subprocess
@@ -37,3 +39,49 @@ def test_mypy_strict_clean() -> None:
     proc = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_import_layers_kept() -> None:
+    """import-linter: modules import only downward; adapters see only their contract."""
+    _tool("importlinter")
+    code = "from importlinter.cli import lint_imports_command; lint_imports_command()"
+    proc = subprocess.run([sys.executable, "-c", code],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _asynchdb_imports(path: Path) -> set[str]:
+    """Every asynchdb module ``path`` imports, TYPE_CHECKING blocks included."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "asynchdb")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against asynchdb._drivers
+                base = ["asynchdb", "_drivers"][: 2 - (node.level - 1)]
+                found.add(".".join([*base, *(node.module or "").split(".")]).rstrip("."))
+            elif node.module and node.module.split(".")[0] == "asynchdb":
+                found.add(node.module)
+    return found
+
+
+def test_adapters_import_only_their_contract_even_for_type_checking() -> None:
+    drivers = sorted((ROOT / "asynchdb" / "_drivers").glob("*.py"))
+    assert len(drivers) >= 5
+    for path in drivers:
+        assert _asynchdb_imports(path) <= {"asynchdb.adapters"}, path.name
+
+
+@pytest.mark.parametrize("name", ["asynchdb", "asynchdb.adapters", "asynchdb.errors",
+                                  "asynchdb.listeners", "asynchdb.status"])
+def test_public_modules_export_only_public_names(name: str) -> None:
+    """Everything a public module defines without a leading underscore is in its ``__all__``."""
+    mod = importlib.import_module(name)
+    exported = set(mod.__all__)
+    # the classes and functions it defines (imported names keep their own module)
+    defined = {n for n, v in vars(mod).items()
+               if not n.startswith("_") and callable(v) and getattr(v, "__module__", "") == name}
+    assert defined <= exported, sorted(defined - exported)
+    for n in exported:
+        assert hasattr(mod, n), n

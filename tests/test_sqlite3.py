@@ -497,7 +497,7 @@ class _SizedBlocking:
 
 
 def test_executemany_progress_counts_parameter_sets(conn: Any, monkeypatch: Any) -> None:
-    from asynchdb import operation
+    from asynchdb import _operation as operation
 
     monkeypatch.setattr(operation, "TICK", 0.02)
     conn.execute("CREATE TABLE t(x)")
@@ -751,7 +751,7 @@ def test_status_text_counts_vm_steps_progress_stays_0_of_1(conn: Any) -> None:
 
 
 def test_listener_ticks_while_running_with_vm_steps(conn: Any, monkeypatch: Any) -> None:
-    from asynchdb import operation
+    from asynchdb import _operation as operation
 
     monkeypatch.setattr(operation, "TICK", 0.02)
     rec = Recorder()

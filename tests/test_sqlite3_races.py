@@ -376,7 +376,7 @@ class _Sequence:
 
 def test_on_stop_is_last_and_once_with_fast_ticks(conn: Any, monkeypatch: Any) -> None:
     """Periodic progress racing the end of the statement never comes after on_stop."""
-    from asynchdb import operation
+    from asynchdb import _operation as operation
 
     monkeypatch.setattr(operation, "TICK", 0.0002)
     rnd = random.Random(11)

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import types
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, overload
 
+from ._args import check_timeout, parse_asynch
 from ._channel import TAKEN
 from ._notify import make_sink
+from ._operation import OWNER, Job, Operation, fresh_error
 from ._population import DEFAULT_LIMIT, RowBuffer
 from .errors import ZombieError
-from .operation import OWNER, Job, Operation, fresh_error
-from .status import Asynch, check_timeout, parse_asynch
+from .status import Asynch
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from ._connection import Connection
 
 __all__ = ["Cursor"]
 
@@ -119,6 +120,15 @@ class Cursor:
     # ------------------------------------------------------------------
     # starting work
     # ------------------------------------------------------------------
+    @overload
+    def execute(self, operation: Any, *args: Any, asynch: Literal[False] = ...,
+                cancel_after: Optional[float] = ..., listener: Any = ...,
+                **kwargs: Any) -> Cursor: ...
+    @overload
+    def execute(self, operation: Any, *args: Any, asynch: Union[Literal[True], int],
+                cancel_after: Optional[float] = ..., listener: Any = ...,
+                **kwargs: Any) -> Operation[Cursor]: ...
+
     def execute(self, operation: Any, *args: Any, asynch: Union[bool, int] = False,
                 cancel_after: Optional[float] = None, listener: Any = None,
                 **kwargs: Any) -> Any:
@@ -152,6 +162,15 @@ class Cursor:
             return self
         return self._start("execute", self._raw.execute, (operation, *args), kwargs,
                            asynch, cancel_after, listener, True)
+
+    @overload
+    def executemany(self, operation: Any, seq_of_parameters: Iterable[Any], *args: Any,
+                    asynch: Literal[False] = ..., cancel_after: Optional[float] = ...,
+                    listener: Any = ..., **kwargs: Any) -> Cursor: ...
+    @overload
+    def executemany(self, operation: Any, seq_of_parameters: Iterable[Any], *args: Any,
+                    asynch: Union[Literal[True], int], cancel_after: Optional[float] = ...,
+                    listener: Any = ..., **kwargs: Any) -> Operation[Cursor]: ...
 
     def executemany(self, operation: Any, seq_of_parameters: Iterable[Any], *args: Any,
                     asynch: Union[bool, int] = False, cancel_after: Optional[float] = None,

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import types
 import warnings
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union, overload
 
+from ._args import check_timeout, parse_asynch
 from ._channel import Channel
+from ._cursor import Cursor
 from ._notify import make_sink
+from ._operation import Job, Operation
 from .adapters import Adapter, _for_connection, _for_module
-from .cursor import Cursor
 from .errors import NotSupportedError
-from .operation import Job, Operation
-from .status import Asynch, check_timeout, parse_asynch
+from .status import Asynch
 
 __all__ = ["Connection", "connect", "wrap"]
 
@@ -199,6 +200,16 @@ def _factory_of(driver: Any) -> Callable[..., Any]:
     raise TypeError(
         f"driver must be a DB-API 2.0 module (with a connect callable) or a callable "
         f"returning a DB-API connection, not {type(driver).__name__}")
+
+
+@overload
+def connect(driver: Any, /, *args: Any, asynch: Literal[False] = ...,
+            cancel_after: Optional[float] = ..., listener: Any = ...,
+            **kwargs: Any) -> Connection: ...
+@overload
+def connect(driver: Any, /, *args: Any, asynch: Union[Literal[True], int],
+            cancel_after: Optional[float] = ..., listener: Any = ...,
+            **kwargs: Any) -> Operation[Connection]: ...
 
 
 def connect(driver: Any, /, *args: Any, asynch: Union[bool, int] = False,

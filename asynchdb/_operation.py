@@ -48,11 +48,12 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
 from . import oledb
+from ._args import check_timeout
 from ._hub import HUB
 from ._notify import Note, Notifier, OleDbSink, Reply, Sink, hresult_of, make_sink
 from ._population import BATCH, FIRST_BATCH
 from .errors import AbortVetoed, DeadlineExceeded, OperationCanceled
-from .status import Phase, Status, check_timeout
+from .status import Phase, Status
 
 if TYPE_CHECKING:
     from ._channel import Channel
