@@ -26,6 +26,10 @@ connections through a random mix of scenarios:
 ``drop``
     the long statement, then its cursor and Operation are released
     (``gc.collect()``); a listener hears the end.
+``reentrant``
+    a short statement whose listener runs another short statement on the same
+    connection from inside the call (synchronous or not): both give the right
+    rows, and neither waits for the other.
 
 Counters (all must stay zero):
 
@@ -108,7 +112,8 @@ RESULT_TAG = "STRESS-RESULT "
 #: Exit statuses of a process killed by abort() / a segfault (shells report 128+n).
 CRASH_CODES = (134, 139)
 #: Scenario weights.
-WEIGHTS = {"quick": 3, "abort": 6, "deadline": 3, "populate": 2, "close": 1, "drop": 1}
+WEIGHTS = {"quick": 3, "abort": 6, "deadline": 3, "populate": 2, "close": 1, "drop": 1,
+           "reentrant": 1}
 #: Seconds asynchdb threads get to retire once every connection is closed.
 THREAD_GRACE = 5.0
 
@@ -531,6 +536,47 @@ class Child:
     # -- scenarios -----------------------------------------------------------
     def quick(self, slot: Slot) -> None:
         self._check_quick(slot.cursor(self.rng.randrange(2)), "quick", slot)
+
+    def reentrant(self, slot: Slot) -> None:
+        """A listener that uses the connection from inside the call it listens to.
+
+        It runs on the thread that owns the connection (the caller of a
+        synchronous call, or the worker of an asynchronous one), so its call
+        goes straight in; a wrapper that queued it behind the call it is
+        inside would deadlock.
+        """
+        cur, other = slot.cursor(0), slot.cursor(1)
+        quick, expected = self.target.quick_sql(), self.target.quick_rows
+        inner: list[Any] = []
+
+        class UsesConnection:
+            def on_progress(self, op: Any, status: Status) -> None:
+                if status.phase == Phase.INITIALIZATION and not inner:
+                    other.execute(quick)
+                    inner.append([tuple(r) for r in other.fetchall()])
+
+        asynch = self.rng.random() < 0.5
+        outer: list[Any] = []
+
+        def run() -> None:
+            if asynch:
+                op = cur.execute(quick, asynch=True, listener=UsesConnection())
+                if not op.wait_for_completion(self.watchdog):
+                    return
+                op.result()
+            else:
+                cur.execute(quick, listener=UsesConnection())
+            outer.append([tuple(r) for r in cur.fetchall()])
+
+        mode = "asynch" if asynch else "sync"
+        returned, exc = _in_thread(run, self.watchdog)
+        if not returned or (asynch and not outer and exc is None):
+            self.tally.note("deadlocks", f"reentrant ({mode}): a listener's call on its own "
+                                         "connection did not return")
+        elif exc is not None:
+            self._failed(f"reentrant ({mode})", exc, slot)
+        elif inner != [expected] or outer != [expected]:
+            self.tally.note("errors", f"reentrant ({mode}): rows {outer!r} / {inner!r}")
 
     def abort(self, slot: Slot) -> None:
         cur = slot.cursor(0)
