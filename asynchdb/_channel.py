@@ -3,12 +3,14 @@
 The ownership rule lives here and nowhere else.  At any moment at most one
 thread calls into the driver connection or any of its cursors: the *owner*.
 A thread becomes the owner with :meth:`Channel.take` and stops being it with
-:meth:`Channel.release`; the owner is either a pool thread draining the queue
-(:meth:`Channel.drain`) or, for a synchronous call made while nothing is
-queued, the caller's own thread, so the drop-in path pays no thread hop.
+:meth:`Channel.release`, once per successful ``take``; the owner is either a
+pool thread draining the queue (:meth:`Channel.drain`) or, for a synchronous
+call made while nothing is queued, the caller's own thread, so the drop-in
+path pays no thread hop.
 
-``take`` always records the owner thread, and it is re-entrant: a thread that
-already owns the connection gets ``NESTED`` and goes straight in.  That is how
+The ownership is a re-entrant lock, so it always knows its owner thread, and
+``take`` is re-entrant: a thread that already owns the connection goes
+straight in (and releases once more when done).  That is how
 driver callbacks that run on the calling thread while a call is in progress
 (a sqlite3 user function, a generator feeding ``executemany``, the listener of
 a synchronous call) use the connection exactly as far as the raw driver
@@ -16,9 +18,10 @@ allows: they run, or they get the driver's own error ("Recursive use of
 cursors not allowed"), and never wait for a thread that waits for them.
 
 Driver cursors released while someone else owns the connection are parked in
-the *graveyard* and closed by the next owner on its way out (``release``, and
-between tasks in ``drain``); a cursor is never closed from a non-owner thread
-and never under ``_mutex``.
+the *graveyard* and closed by the next thread that takes the connection (in
+``take``, before its own call; between tasks in ``drain``; before the close);
+a cursor is never closed from a non-owner thread, from inside a nested call,
+or under ``_mutex``.
 
 The only driver call a non-owner makes is the cancel primitive
 (:meth:`Channel.cancel`), under ``_cancel_lock`` and only while the call it
@@ -51,10 +54,6 @@ log = logging.getLogger("asynchdb")
 #: Seconds ``close()`` waits for a busy worker before leaving the close to it.
 CLOSE_WAIT = 5.0
 
-#: What :meth:`Channel.take` answers.  BUSY is falsy: ``if ch.take():`` means "go in".
-BUSY, TAKEN, NESTED = 0, 1, 2
-
-_get_ident = threading.get_ident
 
 
 class Task(Protocol):
@@ -165,8 +164,10 @@ class Channel:
         self._tasks: collections.deque[Task] = collections.deque()
         #: True while a pool thread is assigned to drain the queue.
         self._scheduled = False
-        self._owner = threading.Lock()
-        self._owner_thread: Optional[int] = None
+        self._owner = threading.RLock()
+        #: Stop being the owner, once per successful :meth:`take` (the lock's
+        #: own release: the drop-in path pays one Python call, ``take``).
+        self.release = self._owner.release
         self._cancel_lock = threading.RLock()
         #: The call inside the driver right now (its cancel target).
         self.running: Optional[Running] = None
@@ -188,31 +189,33 @@ class Channel:
     # ------------------------------------------------------------------
     # ownership (any thread)
     # ------------------------------------------------------------------
-    def take(self) -> int:
-        """Become the owner for a call, if the connection is free.
+    def take(self) -> bool:
+        """Become the owner for a call: True (then :meth:`release` once done) or False.
 
-        Returns TAKEN (call :meth:`release` when done), NESTED (this thread
-        owns it already: go in, do not release), or BUSY (someone else owns
-        it, or work is queued that must run first: use :meth:`call`).
+        True at once for the thread that owns the connection already (a
+        nested call, from a driver callback); for any other thread only when
+        nobody owns it and no queued work must run first.  False: use
+        :meth:`call`, which runs the call in turn.
         """
-        me = _get_ident()
-        if self._owner_thread == me:
-            return NESTED
-        if not self._scheduled and self._owner.acquire(False):
-            self._owner_thread = me
-            return TAKEN
-        return BUSY
-
-    def release(self) -> None:
-        """Stop being the owner (after TAKEN), closing parked cursors first."""
         if self._graveyard:
-            self._bury()
-        self._owner_thread = None
-        self._owner.release()
+            return self._take_and_bury()  # rare: parked cursors to close first
+        if not self._scheduled and self._owner.acquire(False):
+            return True  # free (or ours already: the lock is re-entrant)
+        owner = self._owner
+        return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
+
+    def _take_and_bury(self) -> bool:
+        owner = self._owner
+        if owner._is_owned():  # type: ignore[attr-defined]
+            return owner.acquire()  # nested: the outermost owner closes them
+        if self._scheduled or not owner.acquire(False):
+            return False
+        self._bury()
+        return True
 
     def owns(self) -> bool:
         """Whether the current thread owns the connection."""
-        return self._owner_thread == _get_ident()
+        return self._owner._is_owned()  # type: ignore[attr-defined,no-any-return]
 
     # ------------------------------------------------------------------
     # queueing (any thread)
@@ -237,7 +240,6 @@ class Channel:
     def drain(self) -> None:
         """Run queued tasks until the queue is empty (pool thread)."""
         self._owner.acquire()
-        self._owner_thread = _get_ident()
         try:
             while True:
                 if self._graveyard:
@@ -245,7 +247,6 @@ class Channel:
                 with self._mutex:
                     if not self._tasks:
                         self._scheduled = False
-                        self._owner_thread = None
                         self._owner.release()
                         return
                     task = self._tasks.popleft()
@@ -254,7 +255,6 @@ class Channel:
         except BaseException:  # pragma: no cover - task.run never raises
             with self._mutex:
                 self._scheduled = False
-            self._owner_thread = None
             self._owner.release()
             raise
 
@@ -263,13 +263,11 @@ class Channel:
     # ------------------------------------------------------------------
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call the driver synchronously: inline when the connection is free, else in turn."""
-        how = self.take()
-        if how:
+        if self.take():
             try:
                 return fn(*args, **kwargs)
             finally:
-                if how == TAKEN:
-                    self.release()
+                self.release()
         task = _Call(fn, args, kwargs)
         del fn, args, kwargs
         self.counters["hopped"] += 1
@@ -296,16 +294,12 @@ class Channel:
         ``wait(timeout)``.
         """
         try:
-            nested = self.owns()
-            if nested or self.adapter.can_cancel:
-                how = NESTED if nested else self.take()
-                if how:
-                    try:
-                        task.run()
-                    finally:
-                        if how == TAKEN:
-                            self.release()
-                    return
+            if (self.adapter.can_cancel or self.owns()) and self.take():
+                try:
+                    task.run()
+                finally:
+                    self.release()
+                return
             self.submit(task)
             task.wait(None)
         finally:
@@ -349,22 +343,20 @@ class Channel:
         """
         if self.raw_closed:
             return True
-        how = self.take()
-        if not how:
+        if not self.take():
             self._graveyard.append(raw_cursor)
             return False
         try:
             self.adapter.close_cursor(raw_cursor)
         finally:
-            if how == TAKEN:
-                self.release()
+            self.release()
         return True
 
     def discard_cursor(self, raw_cursor: Any) -> None:
         """A wrapper was released (finalizer): close its driver cursor now or park it."""
         if self.raw_closed:
             return
-        if self.take() == TAKEN:
+        if not self.owns() and self.take():
             try:
                 self._close_quietly(raw_cursor)
             finally:
@@ -423,7 +415,7 @@ class Channel:
         if self.owns():
             self._close_raw()
             return
-        if not busy and self.take() == TAKEN:
+        if not busy and self.take():
             try:
                 self._close_raw()
             finally:

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, overload
 
 from ._args import check_timeout, parse_asynch
-from ._channel import TAKEN
 from ._notify import make_sink
 from ._operation import OWNER, Job, Operation, fresh_error
 from ._population import DEFAULT_LIMIT, RowBuffer
@@ -141,8 +140,7 @@ class Cursor:
             if self._guard is not None:
                 self._settle(True)
             ch = self._ch
-            how = ch.take()
-            if how:
+            if ch.take():
                 try:
                     # spelled out: a plain call skips building the argument tuple
                     # and dict again (about 10% of a SELECT 1, benchmarks P1)
@@ -155,8 +153,7 @@ class Cursor:
                     else:
                         self._raw.execute(operation)
                 finally:
-                    if how == TAKEN:
-                        ch.release()
+                    ch.release()
             else:
                 ch.call(self._raw.execute, operation, *args, **kwargs)
             return self
@@ -279,13 +276,11 @@ class Cursor:
             if buf is not None:
                 return buf.take_one()
         ch = self._ch
-        how = ch.take()
-        if how:
+        if ch.take():
             try:
                 return self._raw.fetchone()
             finally:
-                if how == TAKEN:
-                    ch.release()
+                ch.release()
         return ch.call(self._raw.fetchone)
 
     def fetchmany(self, *args: Any, **kwargs: Any) -> Any:
@@ -308,13 +303,11 @@ class Cursor:
             if buf is not None:
                 return buf.take_all()
         ch = self._ch
-        how = ch.take()
-        if how:
+        if ch.take():
             try:
                 return self._raw.fetchall()
             finally:
-                if how == TAKEN:
-                    ch.release()
+                ch.release()
         return ch.call(self._raw.fetchall)
 
     def __iter__(self) -> Iterator[Any]:
