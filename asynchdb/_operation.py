@@ -39,6 +39,7 @@ on a thread that holds it cannot deadlock.
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures
 import copy
 import enum
@@ -52,6 +53,7 @@ from ._args import check_timeout
 from ._hub import HUB
 from ._notify import Note, Notifier, OleDbSink, Reply, Sink, hresult_of, make_sink
 from ._population import BATCH, FIRST_BATCH
+from .adapters import Adapter
 from .errors import AbortVetoed, DeadlineExceeded, OperationCanceled
 from .status import Phase, Status
 
@@ -87,6 +89,27 @@ _PHASE = (Phase.INITIALIZATION, Phase.INITIALIZATION, Phase.POPULATION,
 
 #: Seconds between progress notifications while a driver call runs.
 TICK = 0.5
+
+#: The C reentrant lock: threading.RLock() is a Python-level factory around it.
+_new_rlock = getattr(_thread, "RLock", threading.RLock)
+_HOOKS: dict[type, tuple[bool, bool]] = {}
+
+
+def _per_call_hooks(adapter: Any) -> tuple[bool, bool]:
+    """Which per-call hooks the adapter's class overrides: (sources, result_lost).
+
+    The base hooks return None or False; calling them anyway costs
+    bound-method calls on the worker's path before and after every driver
+    call (benchmarks P2).  Cached per adapter class.
+    """
+    cls = type(adapter)
+    known = _HOOKS.get(cls)
+    if known is None:
+        known = _HOOKS[cls] = (
+            getattr(cls, "text_source", None) is not Adapter.text_source
+            or getattr(cls, "progress_source", None) is not Adapter.progress_source,
+            getattr(cls, "result_lost", None) is not Adapter.result_lost)
+    return known
 
 
 def fresh_error(error: BaseException | None, *, cause: bool) -> OperationCanceled:
@@ -202,7 +225,7 @@ class Job:
         self.channel = channel
         self.kind = kind
         self.fn = fn
-        self._lock = threading.RLock()
+        self._lock = _new_rlock()
         self._state = PENDING
         self._abort_requested = False
         self._abort_pending = False
@@ -336,6 +359,10 @@ class Job:
 
     def value(self) -> Any:
         """The job's value, or raise its error (the driver's, unchanged); it has ended."""
+        if self._state == COMPLETE and self._error is None:
+            # COMPLETE is final and its value was stored before it (under the
+            # lock): no lock needed to read it
+            return self._value
         _, value, error = self.outcome()
         if error is not None:
             del self  # the job keeps the error: its traceback must not keep the job
@@ -422,17 +449,21 @@ class Job:
                 self._finish_canceled(None)
                 return
             adapter = ch.adapter
-            self.text_fn = adapter.text_source(ch.view, self.view)
-            self.progress_fn = adapter.progress_source(ch.view, self.view)
+            sources, lost_hook = _per_call_hooks(adapter)
+            if sources:
+                self.text_fn = adapter.text_source(ch.view, self.view)
+                self.progress_fn = adapter.progress_source(ch.view, self.view)
             value = self.fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiter
             ch.end(self)
-            self._keep_last_text()
+            if self.text_fn is not None:
+                self._keep_last_text()
             self._finish_error(exc)
         else:
             ch.end(self)
-            self._keep_last_text()
-            if ch.adapter.result_lost(ch.view, self.view):
+            if self.text_fn is not None:
+                self._keep_last_text()
+            if lost_hook and adapter.result_lost(ch.view, self.view):
                 # the cancel arrived as the call returned and destroyed its result
                 self._finish_canceled(None)
                 return
@@ -613,6 +644,11 @@ class Job:
 
     def _after_end(self) -> None:
         # outside the lock: timers, future, listeners
+        if self._timers is None and self._future is None and self._notifier is None:
+            # the common case, read without the lock: each of the three is set
+            # under the lock, and one set after the end (a late _schedule,
+            # future() or advise) sees the end state and settles itself
+            return
         with self._lock:
             timers, self._timers = self._timers, None
             fut = self._future
@@ -881,7 +917,7 @@ class Operation(Generic[T]):
             TimeoutError: ``timeout`` seconds passed; the operation keeps running.
         """
         job = self._job
-        if not job.wait(check_timeout(timeout)):
+        if not job.wait(None if timeout is None else check_timeout(timeout)):
             raise _timeout_error(self)
         try:
             value = job.value()
