@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pytest
-from backends import asynchdb_threads, wait_no_asynchdb_threads
+from plugin import asynchdb_threads, wait_no_asynchdb_threads
 
 import asynchdb
 from asynchdb import Asynch, NotSupportedError, oledb

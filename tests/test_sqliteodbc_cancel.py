@@ -11,25 +11,16 @@ the engine names as running must come out of the cancel untouched.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from backends import BOUND, BY_NAME, marker, wait_until
+from plugin import BOUND, wait_until
 
 import asynchdb
 from asynchdb import Phase
+from benchmarks.backends import BY_NAME, marker
 
 ODBC = BY_NAME["pyodbc-sqlite"]
-
-
-@pytest.fixture
-def conn() -> Any:
-    ODBC.require()
-    c = ODBC.connect()
-    try:
-        yield c
-    finally:
-        c.close()
+#: every test here needs it (the ``conn`` fixture connects to it)
+pytestmark = pytest.mark.backend(ODBC.name)
 
 
 def test_the_cancel_leaves_the_named_cursor_alone(conn: asynchdb.Connection) -> None:

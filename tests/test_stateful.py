@@ -33,8 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import plugin
 import pytest
-from backends import asynchdb_threads, wait_no_asynchdb_threads
 from hypothesis import HealthCheck, event, settings
 from hypothesis import Phase as HPhase
 from hypothesis import strategies as st
@@ -45,6 +45,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from plugin import asynchdb_threads, wait_no_asynchdb_threads, wait_until
 
 import asynchdb
 from asynchdb import Asynch, OperationCanceled, Phase, Status, ZombieError
@@ -58,17 +59,6 @@ IDX = st.integers(0, 1 << 16)
 #: Hypothesis replays runs: preconditions must not depend on thread timing.
 HAS_OPS = precondition(lambda self: self.attempts > 0)
 HAS_CURSOR = precondition(lambda self: bool(self._live_cursors()))
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Bounded poll."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return predicate()
-        pause.wait(0.005)
-    return True
 
 
 def pick(items: list[Any], i: int) -> Any:
@@ -85,31 +75,10 @@ CANCEL_BOUND = 5.0
 _CI = bool(os.environ.get("CI") or os.environ.get("ASYNCHDB_REQUIRE_BACKENDS"))
 
 
-class Recorder:
-    """A listener recording every notification (any thread)."""
+class Recorder(plugin.Recorder):
+    """The shared recording listener, told whether it was advised after the start."""
 
-    def __init__(self, veto: bool = False) -> None:
-        self.veto = veto
-        self.lock = threading.Lock()
-        self.events: list[tuple[str, Optional[Status]]] = []
-        self.stopped = threading.Event()
-        self.advised_late = False
-
-    def on_progress(self, op: Any, status: Status) -> Optional[bool]:
-        with self.lock:
-            self.events.append(("progress", status))
-        if self.veto and status.phase == Phase.CANCELED:
-            return False
-        return None
-
-    def on_stop(self, op: Any, status: Status) -> None:
-        with self.lock:
-            self.events.append(("stop", status))
-        self.stopped.set()
-
-    def on_low_resource(self, op: Any) -> None:
-        with self.lock:
-            self.events.append(("low", None))
+    advised_late = False
 
 
 @dataclass(eq=False)
@@ -773,7 +742,7 @@ class AsynchMachine(RuleBasedStateMachine):
                 assert final.error is None, final
         if rec.fut_calls is not None:
             # the future settled once, with the operation's outcome
-            assert wait_until(lambda: len(rec.fut_calls or ()) == 1), rec.fut_calls
+            assert wait_until(lambda: len(rec.fut_calls or ()) == 1, BOUND), rec.fut_calls
             (fut,) = rec.fut_calls
             exc = fut.exception(0)
             if final.phase == Phase.CANCELED:
@@ -831,4 +800,4 @@ AsynchMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                            HealthCheck.data_too_large],
 )
-TestAsynchMachine = AsynchMachine.TestCase
+TestAsynchMachine = pytest.mark.slow(AsynchMachine.TestCase)
