@@ -476,10 +476,11 @@ class Child:
 
     def deadline(self, slot: Slot) -> None:
         cur = slot.cursor(self.rng.randrange(2))
-        timeout = self.rng.choice([0.0, 0.001, self.rng.uniform(0, 0.05)])
+        cancel_after = self.rng.choice([0.0, 0.001, self.rng.uniform(0, 0.05)])
         started = time.monotonic()
         if self.rng.random() < 0.5:
-            op = cur.execute(self.target.long_sql(self.long), asynch=True, cancel_after=timeout)
+            op = cur.execute(self.target.long_sql(self.long), asynch=True,
+                             cancel_after=cancel_after)
             st = self._await_end(op, "deadline", started)
             if st is None:
                 return
@@ -491,11 +492,11 @@ class Child:
 
         def sync() -> None:
             try:
-                cur.execute(self.target.long_sql(self.long), cancel_after=timeout)
+                cur.execute(self.target.long_sql(self.long), cancel_after=cancel_after)
             except BaseException as exc:
                 box.append(exc)
 
-        returned, _ = _in_thread(sync, self.watchdog + timeout)
+        returned, _ = _in_thread(sync, self.watchdog + cancel_after)
         if not returned:
             slot.cursors.remove(cur)
             done = threading.Event()
