@@ -25,10 +25,12 @@ And once:
   threads (target >= 0.9x throughput); N is 200 or what PostgreSQL's
   ``max_connections`` leaves free, reported.
 
-Connection strings: the environment variables of ``tests/backends.py``
-(``ASYNCHDB_PG_ODBC``, ``ASYNCHDB_MARIADB_ODBC``, ``ASYNCHDB_SQLITE_ODBC``,
-``ASYNCHDB_PSYCOPG_DSN``) with the same defaults.  A backend that cannot be
-reached is reported as skipped.  Nothing here asserts an absolute time.
+Backends, connection strings and long statements: the registry
+``benchmarks/backends.py`` the test suite uses too (environment variables
+``ASYNCHDB_PG_ODBC``, ``ASYNCHDB_MARIADB_ODBC``, ``ASYNCHDB_SQLITE_ODBC``,
+``ASYNCHDB_PSYCOPG_DSN``, with its defaults; DuckDB runs in memory here).  A
+backend that cannot be reached is reported as skipped.  Nothing here asserts an
+absolute time.
 """
 
 from __future__ import annotations
@@ -50,7 +52,6 @@ import platform
 import sqlite3
 import statistics
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -59,17 +60,13 @@ from typing import Any, Callable, Optional
 import asynchdb
 from asynchdb import Phase
 from benchmarks._harness import Mode, Series, compare, interleave, quantile, summarize, us
+from benchmarks.backends import BY_NAME, DUCKDB_RATE, SQLITE_RATE, Backend
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs" / "drivers-benchmarks.md"
 pc = time.perf_counter_ns
 
-PG_ODBC = "DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;DATABASE=test;UID=postgres;PWD="
-MARIADB_ODBC = ("DRIVER={MariaDB Unicode};SERVER=127.0.0.1;PORT=3306;DATABASE=test;UID=root;"
-                "PWD=;OPTION=67108864")
-SQLITE_ODBC = "DRIVER={SQLite3};Database={path};BigInt=1"
-PSYCOPG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
 
 
 @dataclass(frozen=True)
@@ -92,24 +89,37 @@ QUICK = Sizes(reps=2, calls=30, warmup=3, p3_reps=2, p3_per_batch=2, idle_conns=
 
 @dataclass(frozen=True)
 class Target:
-    """One backend: how to connect, what to run, how the driver cancels on its own."""
+    """One backend of the registry: what the benchmarks run on it, how its driver cancels."""
 
-    name: str
-    module: str
-    env: Optional[str]
-    default: str
+    backend: Backend
     rows_sql: str              # 100 small rows
-    long_sql: str              # runs for many seconds unless stopped
-    odbc: bool = False
+    #: seconds the registry's long statement would run unless stopped
+    long_seconds: float
+    #: a connection string instead of the registry's (DuckDB: in memory)
+    dsn_override: Optional[str] = None
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def module(self) -> str:
+        return self.backend.module_name
+
+    @property
+    def odbc(self) -> bool:
+        return self.backend.odbc_driver is not None
+
+    @property
+    def long_sql(self) -> str:
+        """A statement that runs for many seconds unless stopped."""
+        return self.backend.long_sql(self.long_seconds)
 
     def dsn(self) -> str:
-        value = os.environ.get(self.env or "", "") or self.default
-        if "{path}" in value:
-            value = value.replace("{path}", str(_scratch() / f"{self.name}.db"))
-        return value
+        return self.dsn_override if self.dsn_override is not None else self.backend.dsn()
 
     def mod(self) -> Any:
-        return importlib.import_module(self.module)
+        return self.backend.module()
 
     def connect_raw(self, **kw: Any) -> Any:
         return self.mod().connect(self.dsn(), **kw)
@@ -128,31 +138,18 @@ class Target:
             cur.cancel()
 
 
-_COUNT = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) "
-          "SELECT count(*) FROM c")
 TARGETS = (
-    Target("pyodbc-postgresql", "pyodbc", "ASYNCHDB_PG_ODBC", PG_ODBC,
-           "SELECT g, 'row' FROM generate_series(1, 100) g", "SELECT pg_sleep(30)", odbc=True),
-    Target("pyodbc-mariadb", "pyodbc", "ASYNCHDB_MARIADB_ODBC", MARIADB_ODBC,
-           "SELECT seq, 'row' FROM seq_1_to_100", "SELECT SLEEP(30)", odbc=True),
-    Target("pyodbc-sqlite", "pyodbc", "ASYNCHDB_SQLITE_ODBC", SQLITE_ODBC,
+    Target(BY_NAME["pyodbc-postgresql"], "SELECT g, 'row' FROM generate_series(1, 100) g", 30),
+    Target(BY_NAME["pyodbc-mariadb"], "SELECT seq, 'row' FROM seq_1_to_100", 30),
+    # the registry's count runs SQLITE_RATE rows a second: this one counts to 10**10
+    Target(BY_NAME["pyodbc-sqlite"],
            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100) "
-           "SELECT x, 'row' FROM c", _COUNT.format(n=10**10), odbc=True),
-    Target("psycopg", "psycopg", "ASYNCHDB_PSYCOPG_DSN", PSYCOPG_DSN,
-           "SELECT g, 'row' FROM generate_series(1, 100) g", "SELECT pg_sleep(30)"),
-    Target("duckdb", "duckdb", None, ":memory:",
-           "SELECT range, 'row' FROM range(100)",
-           "SELECT count(*) FROM range(100000000000) t(x) WHERE x % 7 = 3"),
+           "SELECT x, 'row' FROM c", 10**10 / SQLITE_RATE),
+    Target(BY_NAME["psycopg"], "SELECT g, 'row' FROM generate_series(1, 100) g", 30),
+    # DUCKDB_RATE rows a second: range(10**11)
+    Target(BY_NAME["duckdb"], "SELECT range, 'row' FROM range(100)", 10**11 / DUCKDB_RATE,
+           dsn_override=":memory:"),
 )
-
-_scratch_dir: Optional[Path] = None
-
-
-def _scratch() -> Path:
-    global _scratch_dir
-    if _scratch_dir is None:
-        _scratch_dir = Path(tempfile.mkdtemp(prefix="asynchdb-bench-"))
-    return _scratch_dir
 
 
 def _series_out(series: dict[str, Series]) -> dict[str, Any]:
@@ -160,6 +157,12 @@ def _series_out(series: dict[str, Series]) -> dict[str, Any]:
 
 
 def _unavailable(t: Target) -> Optional[str]:
+    """Why the backend cannot be benchmarked here (the registry's probe), or None."""
+    if t.dsn_override is None:
+        return t.backend.unavailable()
+    missing = t.backend.driver_unavailable()
+    if missing is not None:
+        return missing
     try:
         conn = t.connect_raw()
     except Exception as exc:

@@ -93,11 +93,11 @@ from typing import Any, Callable, Optional
 
 import asynchdb
 from asynchdb import DeadlineExceeded, OperationCanceled, Phase, Status
+from benchmarks.backends import BY_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs" / "reliability.md"
-TESTS = ROOT / "tests"
 #: Where children write the thread stacks of a deadlock (override: ASYNCHDB_STRESS_DUMPS).
 DUMPS = Path(tempfile.gettempdir()) / "asynchdb-stress-dumps"
 
@@ -117,22 +117,10 @@ WEIGHTS = {"quick": 3, "abort": 6, "deadline": 3, "populate": 2, "close": 1, "dr
 #: Seconds asynchdb threads get to retire once every connection is closed.
 THREAD_GRACE = 5.0
 
-# Connection strings of DRIVERS.md, used when tests/backends.py is not there.
-PG_ODBC = "DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;DATABASE=test;UID=postgres;PWD="
-MARIADB_ODBC = ("DRIVER={MariaDB Unicode};SERVER=127.0.0.1;PORT=3306;DATABASE=test;UID=root;"
-                "PWD=;OPTION=67108864")
-SQLITE_ODBC = "DRIVER={SQLite3};Database={path};BigInt=1"
-PSYCOPG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
-
 
 # ----------------------------------------------------------------------
 # backends (child side)
 # ----------------------------------------------------------------------
-def _series_sql(n: int) -> str:
-    return f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) " \
-           f"SELECT x FROM c"
-
-
 @dataclass
 class Target:
     """How the stress child reaches one backend."""
@@ -146,70 +134,8 @@ class Target:
     quick_sql: Callable[[], str]
     quick_rows: list[tuple[Any, ...]]
     #: ``rows_sql(n)``: ``n`` rows of one integer column counting up from ``first``.
-    rows_sql: Callable[[int], str] = _series_sql
+    rows_sql: Callable[[int], str]
     first: int = 1
-
-
-def _rows_sql_for(name: str) -> Callable[[int], str]:
-    if name in ("pyodbc-postgresql", "psycopg"):
-        return lambda n: f"SELECT generate_series(1, {n})"
-    if name == "duckdb":
-        return lambda n: f"SELECT range + 1 FROM range({n})"
-    if name == "pyodbc-mariadb":
-        # the Sequence engine (a recursive CTE stops at max_recursive_iterations, 1000)
-        return lambda n: f"SELECT seq FROM seq_1_to_{n}"
-    return _series_sql
-
-
-def _count_sql(rows: int) -> str:
-    return (f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) "
-            f"SELECT count(*) FROM c")
-
-
-def _fallback_targets(tmp: str) -> dict[str, Callable[[], Target]]:
-    """DRIVERS.md's connection strings, when tests/backends.py is absent."""
-
-    def odbc(name: str, dsn: str, long_sql: Callable[[float], str]) -> Callable[[], Target]:
-        def make() -> Target:
-            import pyodbc
-
-            return Target(name, lambda: asynchdb.connect(pyodbc, dsn), long_sql,
-                          lambda: "SELECT 1", [(1,)])
-        return make
-
-    def sqlite3_target() -> Target:
-        import sqlite3
-
-        path = os.path.join(tmp, "stress.db")
-        return Target("sqlite3", lambda: asynchdb.connect(sqlite3, path),
-                      lambda s: _count_sql(int(s * 4_000_000)), lambda: "SELECT 1", [(1,)])
-
-    def psycopg_target() -> Target:
-        import psycopg
-
-        return Target("psycopg", lambda: asynchdb.connect(psycopg, PSYCOPG_DSN),
-                      lambda s: f"SELECT pg_sleep({s})", lambda: "SELECT 1", [(1,)])
-
-    def duckdb_target() -> Target:
-        import duckdb
-
-        path = os.path.join(tmp, "stress.duckdb")
-        return Target("duckdb", lambda: asynchdb.connect(duckdb, path),
-                      lambda s: f"SELECT count(*) FROM range({int(s * 250_000_000)}) t(x) "
-                                f"WHERE x % 7 = 3",
-                      lambda: "SELECT 1", [(1,)])
-
-    return {
-        "sqlite3": sqlite3_target,
-        "pyodbc-postgresql": odbc("pyodbc-postgresql", PG_ODBC,
-                                  lambda s: f"SELECT pg_sleep({s})"),
-        "pyodbc-mariadb": odbc("pyodbc-mariadb", MARIADB_ODBC, lambda s: f"SELECT SLEEP({s})"),
-        "pyodbc-sqlite": odbc("pyodbc-sqlite",
-                              SQLITE_ODBC.replace("{path}", os.path.join(tmp, "odbc.db")),
-                              lambda s: _count_sql(int(s * 4_000_000))),
-        "psycopg": psycopg_target,
-        "duckdb": duckdb_target,
-    }
 
 
 def _fake_target() -> Target:
@@ -221,35 +147,18 @@ def _fake_target() -> Target:
                   rows_sql=lambda n: f"rows {n}", first=0)
 
 
-def load_target(name: str, tmp: str) -> tuple[Optional[Target], Optional[str]]:
-    """The backend's Target, or ``(None, why it is unavailable)``."""
+def load_target(name: str) -> tuple[Optional[Target], Optional[str]]:
+    """The backend's Target (from benchmarks/backends.py), or ``(None, why it is unavailable)``."""
     if name == "fake":
         return _fake_target(), None
-    backend: Any = None
-    if (TESTS / "backends.py").exists():
-        sys.path.insert(0, str(TESTS))
-        try:
-            import backends  # type: ignore[import-not-found]
-        except ImportError:
-            backends = None
-        if backends is not None:
-            backend = getattr(backends, "BY_NAME", {}).get(name)
-    if backend is not None:
-        reason = backend.unavailable()
-        if reason is not None:
-            return None, str(reason)
-        return Target(name, backend.connect, lambda s: str(backend.long_sql(s, "stress")),
-                      lambda: "SELECT 1", [(1,)], rows_sql=_rows_sql_for(name)), None
-    make = _fallback_targets(tmp).get(name)
-    if make is None:
+    backend = BY_NAME.get(name)
+    if backend is None:
         return None, f"unknown backend {name}"
-    try:
-        target = make()
-        target.connect().close()
-    except Exception as exc:
-        return None, f"cannot connect: {exc!r}"
-    target.rows_sql = _rows_sql_for(name)
-    return target, None
+    reason = backend.unavailable()
+    if reason is not None:
+        return None, str(reason)
+    return Target(name, backend.connect, lambda s: backend.long_sql(s, "stress"),
+                  lambda: "SELECT 1", [(1,)], rows_sql=backend.rows_sql), None
 
 
 # ----------------------------------------------------------------------
@@ -613,10 +522,11 @@ class Child:
 
     def deadline(self, slot: Slot) -> None:
         cur = slot.cursor(self.rng.randrange(2))
-        timeout = self.rng.choice([0.0, 0.001, self.rng.uniform(0, 0.05)])
+        cancel_after = self.rng.choice([0.0, 0.001, self.rng.uniform(0, 0.05)])
         started = time.monotonic()
         if self.rng.random() < 0.5:
-            op = cur.execute(self.target.long_sql(self.long), asynch=True, cancel_after=timeout)
+            op = cur.execute(self.target.long_sql(self.long), asynch=True,
+                             cancel_after=cancel_after)
             st = self._await_end(op, "deadline", started)
             if st is None:
                 return
@@ -628,11 +538,11 @@ class Child:
 
         def sync() -> None:
             try:
-                cur.execute(self.target.long_sql(self.long), cancel_after=timeout)
+                cur.execute(self.target.long_sql(self.long), cancel_after=cancel_after)
             except BaseException as exc:
                 box.append(exc)
 
-        returned, _ = _in_thread(sync, self.watchdog + timeout)
+        returned, _ = _in_thread(sync, self.watchdog + cancel_after)
         if not returned:
             slot.cursors.remove(cur)
             done = threading.Event()
@@ -782,13 +692,12 @@ def child_main(args: argparse.Namespace) -> int:
     global _DUMPS
     dumps = os.environ.get("ASYNCHDB_STRESS_DUMPS")
     _DUMPS = Path(dumps) if dumps else None
-    with tempfile.TemporaryDirectory(prefix="asynchdb-stress-") as tmp:
-        target, reason = load_target(args.child, tmp)
-        if target is None:
-            print(RESULT_TAG + json.dumps({"unavailable": reason}), flush=True)
-            return 0
-        tally = Child(target, args.ops, args.seed, args.watchdog, args.long).run()
-        print(RESULT_TAG + json.dumps(asdict(tally)), flush=True)
+    target, reason = load_target(args.child)
+    if target is None:
+        print(RESULT_TAG + json.dumps({"unavailable": reason}), flush=True)
+        return 0
+    tally = Child(target, args.ops, args.seed, args.watchdog, args.long).run()
+    print(RESULT_TAG + json.dumps(asdict(tally)), flush=True)
     return 0
 
 

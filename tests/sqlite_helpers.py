@@ -8,8 +8,9 @@
   it wants (no sleeps).  The progress hook cannot stop a statement while it is
   inside a Python function, so a gate is also a statement that abort cannot end
   before its release.
-* ``Recorder``: a listener that keeps every notification.
-* ``wait_until``: a bounded poll for conditions nothing signals.
+* ``wait_until``: ``plugin.wait_until`` with these suites' bound and a finer poll.
+
+The listener that records notifications is ``plugin.Recorder``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Callable
 
-import backends
+import plugin
 
 import asynchdb
 
@@ -52,7 +53,7 @@ LONG = count_sql(10**9)
 def wait_until(predicate: Callable[[], Any], timeout: float = BOUND,
                interval: float = 0.002) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds passed."""
-    return backends.wait_until(predicate, timeout, interval)
+    return plugin.wait_until(predicate, timeout, interval)
 
 
 class Gate:
@@ -90,45 +91,6 @@ class Gate:
             if not self._cond.wait_for(lambda: name in self._open, timeout=BOUND):
                 raise RuntimeError(f"gate {name!r} was never released")
         return 1
-
-
-class Recorder:
-    """A listener that records every notification (any thread)."""
-
-    def __init__(self, on_progress: Callable[[Any, asynchdb.Status], Any] | None = None
-                 ) -> None:
-        self.progress: list[asynchdb.Status] = []
-        self.stops: list[asynchdb.Status] = []
-        self.stopped = threading.Event()
-        self._cond = threading.Condition()
-        self._hook = on_progress
-
-    def on_progress(self, op: Any, status: asynchdb.Status) -> Any:
-        with self._cond:
-            self.progress.append(status)
-            self._cond.notify_all()
-        if self._hook is not None:
-            return self._hook(op, status)
-        return None
-
-    def on_stop(self, op: Any, status: asynchdb.Status) -> None:
-        with self._cond:
-            self.stops.append(status)
-            self._cond.notify_all()
-        self.stopped.set()
-
-    def wait_progress(self, predicate: Callable[[asynchdb.Status], bool],
-                      timeout: float = BOUND) -> asynchdb.Status | None:
-        """The first recorded on_progress status matching ``predicate``, waiting for it."""
-        with self._cond:
-            found: list[asynchdb.Status] = []
-
-            def match() -> bool:
-                found[:] = [s for s in self.progress if predicate(s)][:1]
-                return bool(found)
-
-            self._cond.wait_for(match, timeout)
-            return found[0] if found else None
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""One behaviour suite, run on every real backend (tests/backends.py).
+"""One behaviour suite, run on every real backend (benchmarks/backends.py).
 
 sqlite3, pyodbc + PostgreSQL / MariaDB / SQLite ODBC, psycopg and DuckDB, no
 mocks: asynchronous connect and execute, executemany, deadlines, aborts that
@@ -20,15 +20,16 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from backends import BOUND, BY_NAME, Backend, marker, wait_until
+from plugin import BOUND, require, wait_until
 
 import asynchdb
 from asynchdb import DeadlineExceeded, OperationCanceled, Phase, ZombieError
 from asynchdb.adapters import _for_module as for_module
+from benchmarks import backends
+from benchmarks.backends import Backend, marker
 
 #: Seconds a statement that only an abort should end runs otherwise.
 LONG = 60.0
@@ -37,15 +38,6 @@ LONG = 60.0
 def pause(seconds: float) -> None:
     """A deliberate delay (racing an abort against a statement), GIL released."""
     threading.Event().wait(seconds)
-
-
-@pytest.fixture
-def conn(backend: Backend) -> Iterator[asynchdb.Connection]:
-    c = backend.connect()
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def rows(cursor: Any) -> list[tuple[Any, ...]]:
@@ -372,6 +364,8 @@ def test_a_late_cancel_never_breaks_a_completed_result(backend: Backend,
 _STRESS = r"""
 import importlib, json, random, sys, threading
 import asynchdb
+from benchmarks import backends
+from benchmarks.backends import Backend, marker
 spec = json.loads(sys.argv[1])
 mod = importlib.import_module(spec["module"])
 def connect():
@@ -399,6 +393,7 @@ print("survived", spec["n"])
 """
 
 
+@pytest.mark.slow
 def test_cancel_close_and_next_execute_never_overlap(backend: Backend) -> None:
     """Abort + close + execute in a loop, in a subprocess so that a crash is counted.
 
@@ -469,11 +464,10 @@ def test_transaction_after_an_abort(backend: Backend) -> None:
 
 @pytest.fixture
 def mariadb() -> Backend:
-    b = BY_NAME["pyodbc-mariadb"]
-    b.require()
-    return b
+    return require("pyodbc-mariadb")
 
 
+@pytest.mark.backend("pyodbc-mariadb")
 def test_mariadb_benchmark_that_returns_early_is_not_left_running(mariadb: Backend) -> None:
     with mariadb.wrapped() as conn, mariadb.monitor() as running:
         tag = marker()
@@ -608,8 +602,6 @@ def test_progress_stays_honest_while_running(backend: Backend,
 # backend selection (no server needed)
 # ---------------------------------------------------------------------------
 def test_a_missing_backend_skips_unless_required(monkeypatch: pytest.MonkeyPatch) -> None:
-    import backends
-
     missing = Backend(
         name=f"missing-{uuid.uuid4().hex[:6]}", module_name="psycopg",
         env_var="ASYNCHDB_TEST_NOWHERE_DSN", server="postgresql",
@@ -617,10 +609,10 @@ def test_a_missing_backend_skips_unless_required(monkeypatch: pytest.MonkeyPatch
         long_sql=lambda s, tag: f"SELECT pg_sleep({s}), '{tag}'")
     monkeypatch.delenv("ASYNCHDB_REQUIRE_BACKENDS", raising=False)
     with pytest.raises(pytest.skip.Exception):
-        missing.require()
+        require(missing)
     monkeypatch.setenv("ASYNCHDB_REQUIRE_BACKENDS", f"sqlite3, {missing.name}")
     with pytest.raises(pytest.fail.Exception, match="required"):
-        missing.require()
+        require(missing)
     monkeypatch.setenv("ASYNCHDB_REQUIRE_BACKENDS", "all")
     assert backends.required() == {b.name for b in backends.BACKENDS}
     # a connection string from the environment wins over the default

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from backends import BOUND, Backend, wait_until
+from plugin import BOUND, Recorder, wait_until
 
 import asynchdb
 from asynchdb import Asynch, Phase
+from benchmarks.backends import Backend
 
 N = 3000
 
@@ -31,36 +30,6 @@ def ints(rows: list[Any]) -> list[tuple[int, ...]]:
     return [tuple(int(v) for v in r) for r in rows]
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.phases: list[Phase] = []
-        self.stops: list[asynchdb.Status] = []
-        self.low = threading.Event()
-        self.stopped = threading.Event()
-
-    def on_progress(self, op: Any, status: asynchdb.Status) -> None:
-        with self.lock:
-            self.phases.append(status.phase)
-
-    def on_stop(self, op: Any, status: asynchdb.Status) -> None:
-        with self.lock:
-            self.stops.append(status)
-        self.stopped.set()
-
-    def on_low_resource(self, op: Any) -> None:
-        self.low.set()
-
-
-@pytest.fixture
-def conn(backend: Backend) -> Iterator[asynchdb.Connection]:
-    c = backend.connect()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
 def test_population_delivers_every_row_in_order(backend: Backend,
                                                  conn: asynchdb.Connection) -> None:
     cur = conn.cursor()
@@ -69,7 +38,7 @@ def test_population_delivers_every_row_in_order(backend: Backend,
     op = cur.execute(series_sql(backend, N), asynch=Asynch.SEQUENTIAL_POPULATION,
                      listener=rec)
     # a full buffer holds the worker back and says so
-    assert rec.low.wait(BOUND)
+    assert rec.low_event.wait(BOUND)
     st = op.get_status()
     assert st.phase is Phase.POPULATION and 0 < st.progress < st.progress_max
     got = ints(cur.fetchmany(5))
@@ -92,7 +61,7 @@ def test_abort_during_population_keeps_the_rows_fetched(backend: Backend,
     rec = Recorder()
     op = cur.execute(series_sql(backend, N), asynch=Asynch.BACKGROUND_POPULATION,
                      listener=rec)
-    assert rec.low.wait(BOUND)
+    assert rec.low_event.wait(BOUND)
     head = ints(cur.fetchmany(10))
     op.abort()
     assert op.wait_for_completion(BOUND)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pytest
-from backends import asynchdb_threads, wait_no_asynchdb_threads
+from plugin import asynchdb_threads, wait_no_asynchdb_threads
 
 import asynchdb
 from asynchdb import Asynch, NotSupportedError, oledb
@@ -105,15 +105,15 @@ RAISES: list[tuple[str, Call, type[BaseException], str]] = [
         c.factory, asynch=Asynch.RANDOM_POPULATION), NotSupportedError, "RANDOM_POPULATION"),
     ("connect-asynch-population", lambda c: asynchdb.connect(
         c.factory, asynch=Asynch.SEQUENTIAL_POPULATION), NotSupportedError, "not to connect"),
-    ("connect-timeout-str", lambda c: asynchdb.connect(c.factory, asynch=True, cancel_after="1"),
+    ("connect-deadline-str", lambda c: asynchdb.connect(c.factory, asynch=True, cancel_after="1"),
      TypeError, "cancel_after must be a number of seconds or None, not str"),
-    ("connect-timeout-negative", lambda c: asynchdb.connect(c.factory, cancel_after=-1), ValueError,
-     "cancel_after must be >= 0 seconds, not -1"),
-    ("connect-timeout-nan", lambda c: asynchdb.connect(c.factory, asynch=True,
+    ("connect-deadline-negative", lambda c: asynchdb.connect(c.factory, cancel_after=-1),
+     ValueError, "cancel_after must be >= 0 seconds, not -1"),
+    ("connect-deadline-nan", lambda c: asynchdb.connect(c.factory, asynch=True,
                                                        cancel_after=math.nan), ValueError, "nan"),
-    ("connect-timeout-bool", lambda c: asynchdb.connect(c.factory, cancel_after=True), TypeError,
+    ("connect-deadline-bool", lambda c: asynchdb.connect(c.factory, cancel_after=True), TypeError,
      "not bool"),
-    ("connect-timeout-complex", lambda c: asynchdb.connect(c.factory, cancel_after=1j), TypeError,
+    ("connect-deadline-complex", lambda c: asynchdb.connect(c.factory, cancel_after=1j), TypeError,
      "not complex"),
     ("connect-listener-object", lambda c: asynchdb.connect(c.factory, asynch=True,
                                                            listener=object()),
@@ -147,13 +147,13 @@ RAISES: list[tuple[str, Call, type[BaseException], str]] = [
     ("execute-asynch-random", lambda c: c.cur.execute(
         "noop x", asynch=Asynch.RANDOM_POPULATION | Asynch.INITIALIZE), NotSupportedError,
      "use SEQUENTIAL_POPULATION"),
-    ("execute-timeout-negative", lambda c: c.cur.execute("noop x", asynch=True, cancel_after=-0.1),
+    ("execute-deadline-negative", lambda c: c.cur.execute("noop x", asynch=True, cancel_after=-0.1),
      ValueError, ">= 0 seconds"),
-    ("execute-timeout-str-sync", lambda c: c.cur.execute("noop x", cancel_after="x"), TypeError,
+    ("execute-deadline-str-sync", lambda c: c.cur.execute("noop x", cancel_after="x"), TypeError,
      "cancel_after must be a number"),
-    ("execute-timeout-nan", lambda c: c.cur.execute("noop x", asynch=True, cancel_after=math.nan),
+    ("execute-deadline-nan", lambda c: c.cur.execute("noop x", asynch=True, cancel_after=math.nan),
      ValueError, "nan"),
-    ("execute-timeout-list", lambda c: c.cur.execute("noop x", asynch=True, cancel_after=[]),
+    ("execute-deadline-list", lambda c: c.cur.execute("noop x", asynch=True, cancel_after=[]),
      TypeError, "not list"),
     ("execute-listener-object", lambda c: c.cur.execute("noop x", asynch=True,
                                                         listener=object()),
@@ -167,23 +167,23 @@ RAISES: list[tuple[str, Call, type[BaseException], str]] = [
      TypeError, "asynch must be a bool"),
     ("executemany-asynch-random", lambda c: c.cur.executemany(
         "noop x", [()], asynch=Asynch.RANDOM_POPULATION), NotSupportedError, "RANDOM"),
-    ("executemany-timeout-negative", lambda c: c.cur.executemany(
+    ("executemany-deadline-negative", lambda c: c.cur.executemany(
         "noop x", [()], asynch=True, cancel_after=-1), ValueError, ">= 0 seconds"),
     ("executemany-listener-object", lambda c: c.cur.executemany(
         "noop x", [()], asynch=True, listener=object()), TypeError, "a listener needs"),
     # -- Cursor.callproc ------------------------------------------------------------
     ("callproc-asynch-str", lambda c: c.cur.callproc("p", asynch="x"), TypeError,
      "asynch must be a bool"),
-    ("callproc-timeout-nan", lambda c: c.cur.callproc("p", asynch=True, cancel_after=math.nan),
+    ("callproc-deadline-nan", lambda c: c.cur.callproc("p", asynch=True, cancel_after=math.nan),
      ValueError, "nan"),
     ("callproc-listener-int", lambda c: c.cur.callproc("p", asynch=True, listener=42),
      TypeError, "got int"),
     # -- Cursor.nextset -------------------------------------------------------------
     ("nextset-asynch-str", lambda c: c.cur.nextset(asynch="x"), TypeError,
      "asynch must be a bool"),
-    ("nextset-timeout-negative", lambda c: c.cur.nextset(asynch=True, cancel_after=-1), ValueError,
+    ("nextset-deadline-negative", lambda c: c.cur.nextset(asynch=True, cancel_after=-1), ValueError,
      ">= 0 seconds"),
-    ("nextset-timeout-str-sync", lambda c: c.cur.nextset(cancel_after="soon"), TypeError,
+    ("nextset-deadline-str-sync", lambda c: c.cur.nextset(cancel_after="soon"), TypeError,
      "not str"),
     ("nextset-listener-object", lambda c: c.cur.nextset(asynch=True, listener=object()),
      TypeError, "a listener needs"),

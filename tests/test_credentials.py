@@ -23,8 +23,9 @@ import traceback
 from collections.abc import Iterator
 from typing import Any, Optional
 
+import plugin
 import pytest
-from backends import BY_NAME, Backend, wait_until
+from plugin import closed_port, require, wait_until
 
 import asynchdb
 from asynchdb import (
@@ -38,6 +39,7 @@ from asynchdb import (
     ZombieError,
 )
 from asynchdb import testing as fake
+from benchmarks.backends import Backend
 
 SECRET = "s3cr3t-XYZ"
 BOUND = 15.0
@@ -84,25 +86,23 @@ class Texts:
         assert not leaks, f"the password leaked: {leaks}"
 
 
-class Recorder:
-    """A listener that records the statuses and handles it is shown."""
+class Recorder(plugin.Recorder):
+    """The shared recording listener, also keeping the statuses and handles it is shown."""
 
     def __init__(self, texts: Texts, veto: bool = False) -> None:
+        super().__init__(veto=veto)
         self.texts = texts
-        self.veto = veto
-        self.stopped = threading.Event()
 
     def on_progress(self, op: Any, status: Status) -> Optional[bool]:
         self.texts.add("on_progress status", status)
         self.texts.add("on_progress op", op)
-        if self.veto and status.phase == Phase.CANCELED:
-            return False
-        return None
+        answer: Optional[bool] = super().on_progress(op, status)
+        return answer
 
     def on_stop(self, op: Any, status: Status) -> None:
         self.texts.add("on_stop status", status)
         self.texts.add("on_stop op", op)
-        self.stopped.set()
+        super().on_stop(op, status)
 
 
 @pytest.fixture
@@ -113,18 +113,14 @@ def texts(caplog: pytest.LogCaptureFixture) -> Iterator[Texts]:
     t.check(caplog)
 
 
-def require(name: str) -> tuple[Backend, Any]:
-    backend = BY_NAME[name]
-    backend.require()
+def on(name: str) -> Any:
+    """Parameter ``name``, marked as needing that backend (skipped before ``texts`` exists)."""
+    return pytest.param(name, marks=pytest.mark.backend(name))
+
+
+def backend_and_module(name: str) -> tuple[Backend, Any]:
+    backend = require(name)
     return backend, backend.module()
-
-
-def closed_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
 
 
 def exercise(texts: Texts, backend: Backend, mod: Any, args: tuple[Any, ...],
@@ -188,25 +184,28 @@ def exercise(texts: Texts, backend: Backend, mod: Any, args: tuple[Any, ...],
     assert rec.stopped.wait(BOUND)
 
 
+@pytest.mark.backend("pyodbc-postgresql")
 def test_pyodbc_pwd_in_connection_string(texts: Texts) -> None:
-    backend, mod = require("pyodbc-postgresql")
+    backend, mod = backend_and_module("pyodbc-postgresql")
     exercise(texts, backend, mod, (PG_ODBC.replace("{port}", "5432"),), {})
 
 
+@pytest.mark.backend("psycopg")
 def test_psycopg_password_keyword(texts: Texts) -> None:
-    backend, mod = require("psycopg")
+    backend, mod = backend_and_module("psycopg")
     exercise(texts, backend, mod, (PSYCOPG.format(port=5432),), {"password": SECRET})
 
 
+@pytest.mark.backend("psycopg")
 def test_psycopg_password_in_conninfo(texts: Texts) -> None:
-    backend, mod = require("psycopg")
+    backend, mod = backend_and_module("psycopg")
     exercise(texts, backend, mod, (PSYCOPG.format(port=5432) + f" password={SECRET}",), {})
 
 
-@pytest.mark.parametrize("name", ["pyodbc-postgresql", "psycopg"])
+@pytest.mark.parametrize("name", [on("pyodbc-postgresql"), on("psycopg")])
 def test_failed_connect(texts: Texts, name: str) -> None:
     """A refused connect with the secret: asynchronous, synchronous, with a listener."""
-    _, mod = require(name)
+    _, mod = backend_and_module(name)
     port = closed_port()
     if name == "psycopg":
         args: tuple[Any, ...] = (PSYCOPG.format(port=port),)
@@ -224,11 +223,11 @@ def test_failed_connect(texts: Texts, name: str) -> None:
     texts.add("driver error (synchronous connect)", info.value)
 
 
-@pytest.mark.parametrize("name", ["pyodbc-postgresql", "psycopg"])
+@pytest.mark.parametrize("name", [on("pyodbc-postgresql"), on("psycopg")])
 def test_connect_deadline_to_silent_server(texts: Texts, name: str,
                                            caplog: pytest.LogCaptureFixture) -> None:
     """DeadlineExceeded, the abandoned connect's status text and its late failure log."""
-    _, mod = require(name)
+    _, mod = backend_and_module(name)
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.bind(("127.0.0.1", 0))
     server.listen(4)

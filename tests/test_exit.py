@@ -103,6 +103,7 @@ def test_exit_while_a_sync_query_runs_on_a_daemon_thread(tmp_path: Any) -> None:
     assert "Segmentation" not in proc.stderr and "Fatal Python error" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
     "decided: the exit abort runs from atexit, after Python joined the non-daemon "
     "threads. Aborting when the main thread returns (threading's exit hook) would also "

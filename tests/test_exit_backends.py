@@ -20,12 +20,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from backends import BACKENDS, BY_NAME, required, wait_until
+from plugin import wait_until
 
 import asynchdb
+from benchmarks.backends import BACKENDS, BY_NAME, is_required
 
 ROOT = Path(asynchdb.__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
 #: The whole subprocess, start-up included, must end within this (a hang fails, not hangs).
 PROC_BOUND = 90.0
 #: API.md: the interpreter exits within 2 s with operations pending.
@@ -36,7 +36,7 @@ LONG = 60.0
 PRELUDE = f"""
 import gc, sys, threading, time
 import asynchdb
-import backends
+from benchmarks import backends
 LONG = {LONG!r}
 class Stop:
     def __init__(self, name):
@@ -66,8 +66,7 @@ def run_script(body: str, *args: str) -> tuple[subprocess.CompletedProcess[str],
     """Run PRELUDE + body; return the process and seconds from END to its exit."""
     code = PRELUDE + textwrap.dedent(body) + '\nprint("END", time.monotonic(), flush=True)\n'
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), str(TESTS), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env.pop("PYTHONWARNINGS", None)
     try:
         proc = subprocess.run([sys.executable, *args, "-c", code], capture_output=True,
@@ -89,7 +88,7 @@ def reachable() -> list[str]:
         reason = b.unavailable()
         if reason is None:
             names.append(b.name)
-        elif b.name in required():
+        elif is_required(b.name):
             pytest.fail(f"backend {b.name} is required but unavailable: {reason}")
     if not names:
         pytest.skip("no backend reachable")
@@ -130,9 +129,9 @@ def test_exit_with_long_statements_pending_on_every_backend() -> None:
           f"took {exit_time:.3f} s")
 
 
-@pytest.mark.parametrize("name", [b.name for b in BACKENDS])
+@pytest.mark.parametrize("name", [pytest.param(b.name, marks=pytest.mark.backend(b.name))
+                                  for b in BACKENDS])
 def test_unclosed_connection_warns_and_never_hangs(name: str) -> None:
-    BY_NAME[name].require()
     tag = f"asynchdb_unclosed_{uuid.uuid4().hex[:12]}"
     proc, exit_time = run_script(f"""
         conn, op, stop, spare = open_running({name!r}, {tag!r})

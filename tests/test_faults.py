@@ -6,7 +6,7 @@ connect to a server that never answers) at ``result()``, nothing may hang
 says it is unusable: a further call raises the driver's own error, promptly.
 
 Only addresses on 127.0.0.1 are ever contacted: the servers of
-``tests/backends.py``, a port that was just closed, and a listener of the
+``benchmarks/backends.py``, a port that was just closed, and a listener of the
 test's own that accepts and never answers.
 """
 
@@ -20,10 +20,11 @@ from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
 import pytest
-from backends import BY_NAME, Backend, marker, wait_until
+from plugin import closed_port, require, wait_until
 
 import asynchdb
 from asynchdb import DeadlineExceeded, OperationCanceled, Phase
+from benchmarks.backends import Backend, marker
 
 #: Seconds every wait here is bounded by.
 BOUND = 15.0
@@ -72,10 +73,9 @@ def in_thread(fn: Callable[[], Any],
     return not t.is_alive(), box.get("value"), box.get("exc")
 
 
-def require(name: str) -> Backend:
-    backend = BY_NAME[name]
-    backend.require()
-    return backend
+def on(name: str, connect: bool = True) -> Any:
+    """Parameter ``name``, marked as needing that backend (``connect=False``: its driver)."""
+    return pytest.param(name, marks=pytest.mark.backend(name, connect=connect))
 
 
 # ----------------------------------------------------------------------
@@ -144,7 +144,7 @@ def _check_unusable_or_recovered(backend: Backend, conn: asynchdb.Connection) ->
     return outcome
 
 
-@pytest.mark.parametrize("name", ["psycopg", "pyodbc-postgresql", "pyodbc-mariadb"])
+@pytest.mark.parametrize("name", [on("psycopg"), on("pyodbc-postgresql"), on("pyodbc-mariadb")])
 def test_backend_killed_mid_statement(name: str) -> None:
     """pg_terminate_backend / KILL CONNECTION while the statement runs: a driver error."""
     backend = require(name)
@@ -181,15 +181,6 @@ def test_backend_killed_mid_statement(name: str) -> None:
 # ----------------------------------------------------------------------
 # connects that fail or never get an answer
 # ----------------------------------------------------------------------
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then closed)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
-
-
 class BlackHole:
     """A loopback listener that accepts connections and never says a word."""
 
@@ -238,28 +229,16 @@ def black_hole() -> Iterator[BlackHole]:
 
 
 def _module_for(name: str) -> Any:
-    backend = BY_NAME[name]
-    try:
-        mod = backend.module()
-    except ImportError as exc:
-        if name in _required():
-            pytest.fail(f"{backend.module_name} is required but missing: {exc}")
-        pytest.skip(f"{backend.module_name} not installed")
-    if backend.odbc_driver is not None and backend.odbc_driver not in mod.drivers():
-        if name in _required():
-            pytest.fail(f"ODBC driver {backend.odbc_driver} is required but not registered")
-        pytest.skip(f"ODBC driver {backend.odbc_driver} not registered")
-    return mod
+    """The backend's driver module (no server needed): skip without it, fail if required."""
+    return require(name, connect=False).module()
 
 
-def _required() -> set[str]:
-    import backends
-
-    return backends.required()
+#: The connect faults: no server needed, only each driver.
+DRIVERS = [on(name, connect=False) for name in sorted(CONNECT_TO)]
 
 
 @pytest.mark.parametrize("asynch", [False, True], ids=["sync", "asynch"])
-@pytest.mark.parametrize("name", sorted(CONNECT_TO))
+@pytest.mark.parametrize("name", DRIVERS)
 def test_connect_to_closed_port(name: str, asynch: bool) -> None:
     """Connection refused: the driver's own error, at once, and no thread left behind."""
     mod = _module_for(name)
@@ -284,7 +263,7 @@ def test_connect_to_closed_port(name: str, asynch: bool) -> None:
 
 
 @pytest.mark.parametrize("asynch", [False, True], ids=["sync", "asynch"])
-@pytest.mark.parametrize("name", sorted(CONNECT_TO))
+@pytest.mark.parametrize("name", DRIVERS)
 def test_connect_deadline_to_silent_server(name: str, asynch: bool,
                                            black_hole: BlackHole) -> None:
     """A server that accepts and never answers: ``cancel_after=`` gives DeadlineExceeded."""
@@ -313,6 +292,7 @@ def test_connect_deadline_to_silent_server(name: str, asynch: bool,
     # (the fixture closes the listener; the thread-leak check then waits for it)
 
 
+@pytest.mark.backend("psycopg", connect=False)
 def test_connect_deadline_late_connection_is_closed(black_hole: BlackHole) -> None:
     """An abandoned connect that fails later is logged, never raised, and frees its worker."""
     mod = _module_for("psycopg")

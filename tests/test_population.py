@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from plugin import Recorder, wait_until
 
 import asynchdb
 from asynchdb import Asynch, Phase
@@ -32,45 +32,11 @@ def conn() -> Iterator[asynchdb.Connection]:
 
 def populating(op: asynchdb.Operation[Any]) -> bool:
     """Wait (bounded) until the cursor is readable: the op left INITIALIZATION."""
-    return wait_until(lambda: op.get_status().phase >= Phase.POPULATION)
+    return wait_until(lambda: op.get_status().phase >= Phase.POPULATION, WAIT)
 
 
 def expected(n: int) -> list[tuple[int, int]]:
     return [(i, i * 2) for i in range(n)]
-
-
-def wait_until(pred: Any, timeout: float = WAIT) -> bool:
-    """Bounded poll for a condition that has no Event of its own."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
-    return True
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.progress: list[asynchdb.Status] = []
-        self.stops: list[asynchdb.Status] = []
-        self.low = 0
-        self.low_event = threading.Event()
-        self.stopped = threading.Event()
-
-    def on_progress(self, op: asynchdb.Operation[Any], status: asynchdb.Status) -> None:
-        with self.lock:
-            self.progress.append(status)
-
-    def on_stop(self, op: asynchdb.Operation[Any], status: asynchdb.Status) -> None:
-        with self.lock:
-            self.stops.append(status)
-        self.stopped.set()
-
-    def on_low_resource(self, op: asynchdb.Operation[Any]) -> None:
-        with self.lock:
-            self.low += 1
-        self.low_event.set()
 
 
 @pytest.mark.parametrize("flag", [Asynch.SEQUENTIAL_POPULATION,
@@ -267,7 +233,7 @@ def test_fetch_blocks_only_until_the_next_row(conn: asynchdb.Connection) -> None
         "WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c LIMIT 20) "
         "SELECT slow(x) FROM c", asynch=Asynch.SEQUENTIAL_POPULATION)
     try:
-        assert wait_until(lambda: op.get_status().phase == Phase.POPULATION)
+        assert wait_until(lambda: op.get_status().phase == Phase.POPULATION, WAIT)
         assert cur.fetchone() == (0,)
         assert not op.done()
     finally:

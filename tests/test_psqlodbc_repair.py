@@ -16,22 +16,15 @@ import uuid
 from typing import Any
 
 import pytest
-from backends import BOUND, BY_NAME, marker, wait_until
+from plugin import BOUND, wait_until
 
 import asynchdb
 from asynchdb import Phase
+from benchmarks.backends import BY_NAME, marker
 
 PG = BY_NAME["pyodbc-postgresql"]
-
-
-@pytest.fixture
-def conn() -> Any:
-    PG.require()
-    c = PG.connect()
-    try:
-        yield c
-    finally:
-        c.close()
+#: every test here needs it (the ``conn`` fixture connects to it)
+pytestmark = pytest.mark.backend(PG.name)
 
 
 def _sent(cur: Any) -> str:
@@ -121,7 +114,6 @@ def test_a_failed_transaction_without_its_savepoint_is_rolled_back_with_a_warnin
 
 
 def test_autocommit_connections_are_left_alone(caplog: pytest.LogCaptureFixture) -> None:
-    PG.require()
     with PG.wrapped(autocommit=True) as conn:
         ch = conn._ch  # type: ignore[attr-defined]
         assert ch.view.state.postgres

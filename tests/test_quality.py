@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import ast
 import importlib
-import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from plugin import require_tool as _tool
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _tool(module: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        if os.environ.get("ASYNCHDB_REQUIRE_BACKENDS"):
-            pytest.fail(f"{module} is required in CI but not installed")
-        pytest.skip(f"{module} not installed")
 
 
 def test_ruff_clean() -> None:
@@ -34,6 +26,7 @@ def test_ruff_clean() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_mypy_strict_clean() -> None:
     _tool("mypy")
     proc = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True,

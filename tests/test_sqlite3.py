@@ -19,12 +19,11 @@ from collections import Counter
 from typing import Any, Callable
 
 import pytest
-from backends import asynchdb_threads
+from plugin import Recorder, asynchdb_threads
 from sqlite_helpers import (
     BOUND,
     LONG,
     Gate,
-    Recorder,
     count_sql,
     long_write_sql,
     run_long,
@@ -34,17 +33,6 @@ from sqlite_helpers import (
 
 import asynchdb
 from asynchdb import DeadlineExceeded, OperationCanceled, Phase, ZombieError
-
-
-@pytest.fixture
-def db_path(tmp_path: Any) -> str:
-    return str(tmp_path / "test.db")
-
-
-@pytest.fixture
-def conn(db_path: str) -> Any:
-    with wrapped(db_path) as c:
-        yield c
 
 
 def interrupted(exc: BaseException | None) -> bool:
@@ -697,7 +685,7 @@ def test_abort_while_queued_never_runs(conn: Any) -> None:
 
 def test_listener_false_before_the_start_aborts_without_running(conn: Any) -> None:
     conn.execute("CREATE TABLE t(x)")
-    rec = Recorder(on_progress=lambda op, st: False if st.phase == Phase.INITIALIZATION
+    rec = Recorder(answer=lambda op, st: False if st.phase == Phase.INITIALIZATION
                    else None)
     op = conn.cursor().execute("INSERT INTO t VALUES (1)", asynch=True, listener=rec)
     assert op.wait_for_completion(BOUND)
@@ -1018,7 +1006,7 @@ def test_close_with_much_queued_work_reports_the_running_statement_canceled(
         if st.phase == Phase.CANCELED:
             wait_until(ops[0].done, 0.3)
 
-    op, _cur = run_long(conn, listener=Recorder(on_progress=slow_listener))
+    op, _cur = run_long(conn, listener=Recorder(answer=slow_listener))
     ops.append(op)
     queued = [conn.cursor().execute("SELECT 1", asynch=True) for _ in range(200)]
     t0 = time.monotonic()

@@ -45,12 +45,6 @@ def _spin(seconds: float) -> None:
         time.sleep(seconds)
 
 
-@pytest.fixture
-def conn(tmp_path: Any) -> Any:
-    with wrapped(tmp_path / "races.db") as c:
-        yield c
-
-
 class _Barrier:
     """Run ``fn`` on a helper thread in lock-step with the test, once per ``go()``."""
 

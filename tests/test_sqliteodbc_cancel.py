@@ -14,22 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from backends import BOUND, BY_NAME, marker, wait_until
+from plugin import BOUND, wait_until
 
 import asynchdb
 from asynchdb import Phase
+from benchmarks.backends import BY_NAME, marker
 
 ODBC = BY_NAME["pyodbc-sqlite"]
-
-
-@pytest.fixture
-def conn() -> Any:
-    ODBC.require()
-    c = ODBC.connect()
-    try:
-        yield c
-    finally:
-        c.close()
+#: every test here needs it (the ``conn`` fixture connects to it)
+pytestmark = pytest.mark.backend(ODBC.name)
 
 
 class _Call:

@@ -33,8 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import plugin
 import pytest
-from backends import asynchdb_threads, wait_no_asynchdb_threads
 from hypothesis import HealthCheck, event, settings
 from hypothesis import Phase as HPhase
 from hypothesis import strategies as st
@@ -45,6 +45,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from plugin import asynchdb_threads, wait_no_asynchdb_threads, wait_until
 
 import asynchdb
 from asynchdb import Asynch, OperationCanceled, Phase, Status, ZombieError
@@ -58,17 +59,6 @@ IDX = st.integers(0, 1 << 16)
 #: Hypothesis replays runs: preconditions must not depend on thread timing.
 HAS_OPS = precondition(lambda self: self.attempts > 0)
 HAS_CURSOR = precondition(lambda self: bool(self._live_cursors()))
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Bounded poll."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return predicate()
-        pause.wait(0.005)
-    return True
 
 
 def pick(items: list[Any], i: int) -> Any:
@@ -85,31 +75,10 @@ CANCEL_BOUND = 5.0
 _CI = bool(os.environ.get("CI") or os.environ.get("ASYNCHDB_REQUIRE_BACKENDS"))
 
 
-class Recorder:
-    """A listener recording every notification (any thread)."""
+class Recorder(plugin.Recorder):
+    """The shared recording listener, told whether it was advised after the start."""
 
-    def __init__(self, veto: bool = False) -> None:
-        self.veto = veto
-        self.lock = threading.Lock()
-        self.events: list[tuple[str, Optional[Status]]] = []
-        self.stopped = threading.Event()
-        self.advised_late = False
-
-    def on_progress(self, op: Any, status: Status) -> Optional[bool]:
-        with self.lock:
-            self.events.append(("progress", status))
-        if self.veto and status.phase == Phase.CANCELED:
-            return False
-        return None
-
-    def on_stop(self, op: Any, status: Status) -> None:
-        with self.lock:
-            self.events.append(("stop", status))
-        self.stopped.set()
-
-    def on_low_resource(self, op: Any) -> None:
-        with self.lock:
-            self.events.append(("low", None))
+    advised_late = False
 
 
 @dataclass(eq=False)
@@ -131,7 +100,7 @@ class OpRec:
     cursor: Optional[asynchdb.Cursor]
     op: Optional[asynchdb.Operation[Any]]
     job: Any                       # the internal Job: survives a dropped handle
-    timeout: Optional[float]
+    cancel_after: Optional[float]
     populate: bool
     nrows: int
     listeners: dict[int, Recorder] = field(default_factory=dict)
@@ -260,11 +229,11 @@ class AsynchMachine(RuleBasedStateMachine):
     @HAS_CURSOR
     @rule(i=IDX,
           kind=st.sampled_from(["block", "block", "hang", "noop", "fail", "rows"]),
-          timeout=st.one_of(st.none(), st.sampled_from([0.0, 0.02, 0.1])),
+          cancel_after=st.one_of(st.none(), st.sampled_from([0.0, 0.02, 0.1])),
           populate=st.booleans(),
           nrows=st.integers(0, 12),
           listen=st.sampled_from(["none", "plain", "plain", "veto"]))
-    def execute(self, i: int, kind: str, timeout: Optional[float],
+    def execute(self, i: int, kind: str, cancel_after: Optional[float],
                 populate: bool, nrows: int, listen: str) -> None:
         self.attempts += 1
         c, cur = pick(self._live_cursors(), i)
@@ -281,7 +250,7 @@ class AsynchMachine(RuleBasedStateMachine):
         prev = [r for r in self.recs if r.cursor is cur]
         before = self._status(prev[-1]) if prev else None
         try:
-            op = cur.execute(sql, asynch=asynch, cancel_after=timeout, listener=rec_listener)
+            op = cur.execute(sql, asynch=asynch, cancel_after=cancel_after, listener=rec_listener)
         except ZombieError as exc:
             assert before is not None and before.phase == Phase.INITIALIZATION, before
             assert isinstance(exc.operation, asynchdb.Operation)
@@ -295,11 +264,11 @@ class AsynchMachine(RuleBasedStateMachine):
             # new work on the cursor ends a population (no veto)
             prev[-1].abort_asked = True
         assert isinstance(op, asynchdb.Operation)
-        rec = OpRec(n, kind, sql, gate, c, cur, op, op._job, timeout, populate, nrows,
+        rec = OpRec(n, kind, sql, gate, c, cur, op, op._job, cancel_after, populate, nrows,
                     vetoable=listen == "veto")
         if rec_listener is not None:
             rec.listeners[1] = rec_listener
-        if timeout is not None:
+        if cancel_after is not None:
             rec.abort_asked = True
         self.recs.append(rec)
 
@@ -392,7 +361,7 @@ class AsynchMachine(RuleBasedStateMachine):
             assert rec.op.get_status().phase == Phase.CANCELED
             assert rec.op.exception(0) is exc
             if isinstance(exc, asynchdb.DeadlineExceeded):
-                assert rec.timeout is not None
+                assert rec.cancel_after is not None
         except TimeoutError:
             # the wait ran out (a DeadlineExceeded is an OperationCanceled, caught above)
             assert not before.done, "result() timed out on an ended operation"
@@ -552,12 +521,12 @@ class AsynchMachine(RuleBasedStateMachine):
 
     @HAS_CURSOR
     @rule(i=IDX, kind=st.sampled_from(["noop", "block", "fail"]),
-          timeout=st.sampled_from([None, 0.05]))
-    def sync_execute(self, i: int, kind: str, timeout: Optional[float]) -> None:
+          cancel_after=st.sampled_from([None, 0.05]))
+    def sync_execute(self, i: int, kind: str, cancel_after: Optional[float]) -> None:
         """The drop-in path from a helper thread: it runs in order behind queued work."""
         c, cur = pick(self._live_cursors(), i)
         n = next(self.names)
-        if kind == "block" and timeout is None:
+        if kind == "block" and cancel_after is None:
             kind = "noop"  # a synchronous block with no deadline would need a release
         sql = {"noop": f"noop {n}", "block": f"block s{n}", "fail": f"fail {n}"}[kind]
         mine = [r for r in self.recs if r.cursor is cur]
@@ -568,7 +537,7 @@ class AsynchMachine(RuleBasedStateMachine):
 
         def run() -> None:
             try:
-                assert cur.execute(sql, cancel_after=timeout) is cur
+                assert cur.execute(sql, cancel_after=cancel_after) is cur
                 assert kind == "noop"
             except ZombieError:
                 assert mine, "a cursor with no operation is never a zombie"
@@ -576,7 +545,7 @@ class AsynchMachine(RuleBasedStateMachine):
                 assert kind == "fail" or "closed" in str(exc)
             except asynchdb.DeadlineExceeded:
                 # its own statement blocked, or it waited behind blocked work
-                assert timeout is not None
+                assert cancel_after is not None
             except OperationCanceled:
                 assert c.conn.closed  # the connection was closed under it
 
@@ -773,7 +742,7 @@ class AsynchMachine(RuleBasedStateMachine):
                 assert final.error is None, final
         if rec.fut_calls is not None:
             # the future settled once, with the operation's outcome
-            assert wait_until(lambda: len(rec.fut_calls or ()) == 1), rec.fut_calls
+            assert wait_until(lambda: len(rec.fut_calls or ()) == 1, BOUND), rec.fut_calls
             (fut,) = rec.fut_calls
             exc = fut.exception(0)
             if final.phase == Phase.CANCELED:
@@ -831,4 +800,4 @@ AsynchMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                            HealthCheck.data_too_large],
 )
-TestAsynchMachine = AsynchMachine.TestCase
+TestAsynchMachine = pytest.mark.slow(AsynchMachine.TestCase)

@@ -11,7 +11,6 @@ backend is one test.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +18,10 @@ from typing import Any
 
 import pytest
 
+from benchmarks.backends import is_required
+from benchmarks.stress import ALL_BACKENDS, COUNTERS, RESULT_TAG
+
 ROOT = Path(__file__).resolve().parent.parent
-BACKENDS = ("sqlite3", "fake", "pyodbc-postgresql", "pyodbc-mariadb", "pyodbc-sqlite",
-            "psycopg", "duckdb")
-COUNTERS = ("crashes", "deadlocks", "lost_aborts", "stray_cancels", "broken_transactions",
-            "leaked_threads", "errors")
 #: Seconds the whole short run may take (it normally takes about 20).
 LIMIT = 90
 #: Open driver-level findings (docs/reliability.md), each tied to one backend and one
@@ -31,13 +29,8 @@ LIMIT = 90
 #: None is open: psqlODBC's failed transaction is repaired by the pyodbc adapter, and
 #: SQLite ODBC is cancelled through a sibling cursor (no more double free).
 KNOWN: dict[tuple[str, str], str] = {}
-
-
-def _required(name: str) -> bool:
-    value = os.environ.get("ASYNCHDB_REQUIRE_BACKENDS", "").strip()
-    if not value:
-        return False
-    return value.lower() == "all" or name in {p.strip() for p in value.split(",")}
+#: the short run takes about 20 s (a subprocess per chunk and backend)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -46,20 +39,20 @@ def stress(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.stress", "--short", "--json", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=LIMIT, check=False)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("STRESS-RESULT ")]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
     assert lines, f"no result (status {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    results = json.loads(lines[-1][len("STRESS-RESULT "):])
+    results = json.loads(lines[-1][len(RESULT_TAG):])
     # the files a long run writes are written by the short one too (to a temp dir)
     assert json.loads((out / "stress.json").read_text()) == results
     assert "| backend | operations |" in (out / "stress.md").read_text()
     return {r["backend"]: r for r in results["backends"]}
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", ALL_BACKENDS)
 def test_stress_counters_are_zero(stress: dict[str, dict[str, Any]], name: str) -> None:
     r = stress[name]
     if "unavailable" in r:
-        if _required(name):
+        if is_required(name):
             pytest.fail(f"backend {name} is required but unavailable: {r['unavailable']}")
         pytest.skip(f"backend {name} unavailable: {r['unavailable']}")
     bad = {c: r[c] for c in COUNTERS if r[c]}

@@ -179,7 +179,8 @@ def sqlite3_cases(wrapped: bool) -> list[unittest.TestCase]:
 
 def dbapi20_cases(backend_name: str, wrapped: bool) -> list[unittest.TestCase]:
     import dbapi20
-    from backends import BY_NAME
+
+    from benchmarks.backends import BY_NAME
 
     backend = BY_NAME[backend_name]
     real = backend.module()

@@ -40,10 +40,11 @@ ROOT = os.path.dirname(TESTS)
 CHILD = os.path.join(HERE, "_child.py")
 VENDORED = os.path.join(HERE, "pyodbc_tests")
 
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
+for _path in (ROOT, TESTS):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
-from backends import BY_NAME  # noqa: E402
+from benchmarks.backends import BY_NAME  # noqa: E402
 
 #: Most times a run is restarted after a hung or crashed test.
 MAX_ATTEMPTS = 12

@@ -29,8 +29,9 @@ import sys
 
 import peer_harness
 import pytest
-from backends import BY_NAME, required
 from peer_known import ALLOWED, CAUSES, EXPECTED, TITLES
+
+from benchmarks.backends import BY_NAME, required
 
 SUITE_IDS = [s.id for s in peer_harness.SUITES]
 

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
+import plugin
 import pytest
 
 import asynchdb
@@ -50,50 +51,48 @@ class Monitor:
             self.active -= 1
 
 
-class Recorder:
-    """A listener recording every notification; ``answer`` decides on_progress's return."""
+class Recorder(plugin.Recorder):
+    """The shared recording listener, named, reporting each delivery to a Monitor.
+
+    ``answer`` decides on_progress's return.
+    """
 
     def __init__(self, answer: Optional[Answer] = None, name: str = "rec",
                  monitor: Optional[Monitor] = None) -> None:
-        self.answer = answer
+        super().__init__(answer)
         self.name = name
         self.monitor = monitor
-        self.events: list[tuple[str, Optional[Phase], Optional[Status]]] = []
-        self.threads: set[int] = set()
-        self.stopped = threading.Event()
 
-    def _enter(self, kind: str, phase: Optional[Phase], status: Optional[Status]) -> None:
+    def _enter(self, kind: str, status: Optional[Status]) -> None:
         if self.monitor is not None:
-            self.monitor.enter(self.name, kind, phase)
-        self.threads.add(threading.get_ident())
-        self.events.append((kind, phase, status))
+            self.monitor.enter(self.name, kind, None if status is None else status.phase)
 
     def _leave(self) -> None:
         if self.monitor is not None:
             self.monitor.leave()
 
     def on_progress(self, op: asynchdb.Operation[Any], status: Status) -> Optional[bool]:
-        self._enter("progress", status.phase, status)
+        self._enter("progress", status)
         try:
-            return self.answer(op, status) if self.answer is not None else None
+            answer: Optional[bool] = super().on_progress(op, status)
+            return answer
         finally:
             self._leave()
 
     def on_stop(self, op: asynchdb.Operation[Any], status: Status) -> None:
-        self._enter("stop", status.phase, status)
+        self._enter("stop", status)
+        self._record("stop", status)
         self._leave()
         self.stopped.set()
 
     def on_low_resource(self, op: asynchdb.Operation[Any]) -> None:
-        self._enter("low", None, None)
+        self._enter("low", None)
+        super().on_low_resource(op)
         self._leave()
 
     # -- reading ------------------------------------------------------------
     def wait_stop(self) -> None:
         assert self.stopped.wait(WAIT), f"{self.name}: no on_stop"
-
-    def kinds(self) -> list[tuple[str, Optional[Phase]]]:
-        return [(k, p) for k, p, _ in self.events]
 
     def after_start(self) -> list[tuple[str, Optional[Phase]]]:
         """kinds() without the INITIALIZATION progress heard while the call ran.
@@ -106,12 +105,8 @@ class Recorder:
             kinds.pop(0)
         return kinds
 
-    def count(self, kind: str, phase: Optional[Phase] = None) -> int:
-        return sum(1 for k, p, _ in self.events if k == kind and (phase is None or p == phase))
-
     def stop_status(self) -> Status:
-        (st,) = [s for k, _, s in self.events if k == "stop"]
-        assert st is not None
+        (st,) = self.stops
         return st
 
 
@@ -123,9 +118,10 @@ def check_conformance(rec: Recorder, op: asynchdb.Operation[Any]) -> None:
     stop = rec.stop_status()
     assert stop.phase == final.phase
     assert stop.error is final.error
-    for kind, phase, st in rec.events:
+    for kind, st in rec.events:
         if kind == "progress":
             assert st is not None
+            phase = st.phase
             assert 0 <= st.progress <= st.progress_max
             assert phase is not Phase.POPULATION  # INITIALIZE alone: never POPULATION
             if phase is Phase.COMPLETE:
@@ -258,7 +254,7 @@ def test_abort_gives_one_canceled_notification_per_request(env: Env) -> None:
     rec.wait_stop()
     check_conformance(rec, op)
     assert rec.count("progress", Phase.CANCELED) == 1
-    canceled = next(s for k, p, s in rec.events if p is Phase.CANCELED and k == "progress")
+    canceled = next(s for s in rec.progress if s.phase is Phase.CANCELED)
     assert canceled is not None
     assert isinstance(canceled.error, OperationCanceled)
     stop = rec.stop_status()
@@ -543,7 +539,7 @@ def test_late_advise_gets_the_final_phase_then_stop(env: Env, ending: str) -> No
     late.wait_stop()
     final = op.get_status()
     assert late.kinds() == [("progress", final.phase), ("stop", final.phase)]
-    assert late.events[0][2] == final
+    assert late.events[0][1] == final
     assert late.stop_status() == final
     assert early.events == before  # others get nothing new
     check_conformance(early, op)

@@ -1,10 +1,19 @@
-"""The real database backends the behaviour suites run on, and how to reach them.
+"""The real database backends, and how to reach them: one registry for tests and benchmarks.
 
-One :class:`Backend` record per driver family and server.  Nothing here
-connects at import time: a backend is probed (imported, then connected once)
-the first time a test asks for it, and the answer is cached for the session.
+One :class:`Backend` record per driver family and server: its driver module,
+its connection string (an environment variable, with a default), and the
+statements written in its dialect that the suites and benchmarks need (a long
+statement that only a cancel stops, a series of rows).  Nothing here connects
+at import time: a backend is probed (imported, then connected once) the first
+time someone asks for it, and the answer is cached for the process.
 
-Environment variables (defaults are DRIVERS.md's connection strings):
+This module imports neither pytest nor anything under ``tests/``, so
+``benchmarks/drivers.py`` and ``benchmarks/stress.py`` (and their
+subprocesses) use it as they are; the test suite reaches it through
+``tests/plugin.py``, which adds what needs pytest (skip, or fail when
+required).
+
+Environment variables (the defaults below are docs/drivers.md's connection strings):
 
 ``ASYNCHDB_PG_ODBC``
     pyodbc + psqlODBC connection string.
@@ -19,9 +28,10 @@ Environment variables (defaults are DRIVERS.md's connection strings):
 ``ASYNCHDB_REQUIRE_BACKENDS``
     ``all``, or a comma list of backend names: a required backend whose
     driver or server is missing makes its tests FAIL instead of skip (CI sets
-    ``all``).
+    ``all``), and makes the stress run count it as a failure.
 
-sqlite3 and DuckDB need no server: they use temporary files.
+sqlite3 and DuckDB need no server: they use files in a scratch directory of the
+process (:func:`scratch_path`), removed at exit.
 """
 
 from __future__ import annotations
@@ -33,19 +43,14 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable, Optional
 
-import pytest
-
 import asynchdb
 
-#: Seconds every wait in the backend suites is bounded by.
-BOUND = 15.0
 #: Seconds a probe connection may take before the backend counts as missing.
 PROBE_TIMEOUT = 5
 
@@ -63,7 +68,7 @@ _tmpdir: Optional[str] = None
 _tmplock = threading.Lock()
 
 
-def tmp_path_for(name: str) -> str:
+def scratch_path(name: str) -> str:
     """A file path in this process's scratch directory (removed at exit)."""
     global _tmpdir
     with _tmplock:
@@ -83,18 +88,34 @@ def required() -> set[str]:
     return {part.strip() for part in value.split(",") if part.strip()}
 
 
+def is_required(name: str) -> bool:
+    """Whether ``name`` must be present: ``all`` covers every name, the stress's fake too."""
+    value = os.environ.get("ASYNCHDB_REQUIRE_BACKENDS", "").strip()
+    return value.lower() == "all" or name in required()
+
+
 def marker() -> str:
     """A unique tag to find one statement among the server's running ones."""
     return f"asynchdb_{uuid.uuid4().hex[:16]}"
 
 
-def _count_sql(rows: int, tag: str) -> str:
+def _tagged(tag: Optional[str]) -> str:
+    """The select-list tail naming ``tag`` (nothing without a tag)."""
+    return "" if tag is None else f", '{tag}'"
+
+
+def _count_sql(rows: int, tag: Optional[str] = None) -> str:
     return (f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) "
-            f"SELECT count(*), '{tag}' FROM c")
+            f"SELECT count(*){_tagged(tag)} FROM c")
 
 
-def _range_sql(rows: int, tag: str) -> str:
-    return f"SELECT count(*), '{tag}' FROM range({rows}) t(x) WHERE x % 7 = 3"
+def _range_sql(rows: int, tag: Optional[str] = None) -> str:
+    return f"SELECT count(*){_tagged(tag)} FROM range({rows}) t(x) WHERE x % 7 = 3"
+
+
+def _series_sql(n: int) -> str:
+    return (f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) "
+            f"SELECT x FROM c")
 
 
 @dataclass(frozen=True)
@@ -111,9 +132,12 @@ class Backend:
     default: Optional[str]
     #: "postgresql", "mariadb", or None for an in-process engine.
     server: Optional[str]
-    #: ``long_sql(seconds, tag)``: one statement that runs about ``seconds`` and can be
-    #: cancelled; ``tag`` appears in its text (to find it server-side).
-    long_sql: Callable[[float, str], str]
+    #: ``long_sql(seconds, tag=None)``: one statement that runs about ``seconds`` and can
+    #: be cancelled; a ``tag`` appears in its text (to find it server-side) and as its
+    #: last column.
+    long_sql: Callable[..., str]
+    #: ``rows_sql(n)``: ``n`` rows of one integer column counting 1, 2, ... n.
+    rows_sql: Callable[[int], str] = _series_sql
     #: A batch returning two result sets (``SELECT 1`` then ``SELECT 2, 3``), or None.
     batch_sql: Optional[str] = None
     #: ODBC driver name that must be registered (pyodbc backends).
@@ -134,12 +158,12 @@ class Backend:
     def dsn(self) -> str:
         """The connection string (or database path) in use."""
         if self.name == "sqlite3":
-            return tmp_path_for("sqlite3.db")
+            return scratch_path("sqlite3.db")
         if self.name == "duckdb":
-            return tmp_path_for("duckdb.db")
+            return scratch_path("duckdb.db")
         value = os.environ.get(self.env_var or "", "") or self.default or ""
         if "{path}" in value:
-            value = value.replace("{path}", tmp_path_for(f"{self.name}.db"))
+            value = value.replace("{path}", scratch_path(f"{self.name}.db"))
         return value
 
     def connect_args(self, **overrides: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -174,13 +198,20 @@ class Backend:
                 _probed[self.name] = self._probe()
             return _probed[self.name]
 
-    def _probe(self) -> Optional[str]:
+    def driver_unavailable(self) -> Optional[str]:
+        """Why the driver itself is missing (its module, its ODBC driver), or None."""
         try:
             mod = self.module()
         except ImportError as exc:
             return f"{self.module_name} is not installed ({exc})"
         if self.odbc_driver is not None and self.odbc_driver not in mod.drivers():
             return f"the ODBC driver {{{self.odbc_driver}}} is not registered"
+        return None
+
+    def _probe(self) -> Optional[str]:
+        missing = self.driver_unavailable()
+        if missing is not None:
+            return missing
         try:
             raw = self.connect_raw(**self._probe_kwargs())
         except Exception as exc:
@@ -197,16 +228,6 @@ class Backend:
         if self.module_name == "pyodbc":
             return {"timeout": PROBE_TIMEOUT}
         return {}
-
-    def require(self) -> None:
-        """Skip the calling test when the backend is missing, or fail if it is required."""
-        reason = self.unavailable()
-        if reason is None:
-            return
-        if self.name in required():
-            pytest.fail(f"backend {self.name} is required (ASYNCHDB_REQUIRE_BACKENDS) "
-                        f"but unavailable: {reason}")
-        pytest.skip(f"backend {self.name} unavailable: {reason}")
 
     # -- the server's view ---------------------------------------------------
     @contextlib.contextmanager
@@ -246,70 +267,57 @@ class Backend:
         return self.name
 
 
-def asynchdb_threads() -> list[threading.Thread]:
-    """asynchdb's own threads that are alive (pool, timer, pinned MariaDB threads)."""
-    return [t for t in threading.enumerate() if t.name.startswith("asynchdb-") and t.is_alive()]
-
-
-def wait_no_asynchdb_threads(grace: float) -> list[threading.Thread]:
-    """The asynchdb threads still alive after at most ``grace`` seconds (bounded)."""
-    deadline = time.monotonic() + grace
-    while True:
-        left = asynchdb_threads()
-        if not left or time.monotonic() >= deadline:
-            return left
-        left[0].join(0.05)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = BOUND,
-               interval: float = 0.005) -> bool:
-    """Poll ``predicate`` (bounded) until it is true."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return bool(predicate())
-        pause.wait(interval)
-
-
 _probe_lock = threading.Lock()
 _probed: dict[str, Optional[str]] = {}
+
+def _pg_sleep(seconds: float, tag: Optional[str] = None) -> str:
+    return f"SELECT pg_sleep({seconds}){_tagged(tag)}"
+
+
+def _mariadb_sleep(seconds: float, tag: Optional[str] = None) -> str:
+    return f"SELECT SLEEP({seconds}){_tagged(tag)}"
+
+
+def _sqlite_count(seconds: float, tag: Optional[str] = None) -> str:
+    return _count_sql(max(1, int(seconds * SQLITE_RATE)), tag)
+
+
+def _duckdb_range(seconds: float, tag: Optional[str] = None) -> str:
+    return _range_sql(max(1, int(seconds * DUCKDB_RATE)), tag)
+
 
 BACKENDS: tuple[Backend, ...] = (
     Backend(
         name="sqlite3", module_name="sqlite3", env_var=None, default=None, server=None,
-        long_sql=lambda s, tag: _count_sql(max(1, int(s * SQLITE_RATE)), tag),
-        temp_table="CREATE TEMP TABLE",
+        long_sql=_sqlite_count, temp_table="CREATE TEMP TABLE",
     ),
     Backend(
         name="pyodbc-postgresql", module_name="pyodbc", env_var="ASYNCHDB_PG_ODBC",
-        default=PG_ODBC, server="postgresql",
-        long_sql=lambda s, tag: f"SELECT pg_sleep({s}), '{tag}'",
+        default=PG_ODBC, server="postgresql", long_sql=_pg_sleep,
+        rows_sql=lambda n: f"SELECT generate_series(1, {n})",
         batch_sql="SELECT 1; SELECT 2, 3", odbc_driver="PostgreSQL Unicode",
     ),
     Backend(
         name="pyodbc-mariadb", module_name="pyodbc", env_var="ASYNCHDB_MARIADB_ODBC",
-        default=MARIADB_ODBC, server="mariadb",
-        long_sql=lambda s, tag: f"SELECT SLEEP({s}), '{tag}'",
+        default=MARIADB_ODBC, server="mariadb", long_sql=_mariadb_sleep,
+        # the Sequence engine (a recursive CTE stops at max_recursive_iterations, 1000)
+        rows_sql=lambda n: f"SELECT seq FROM seq_1_to_{n}",
         batch_sql="SELECT 1; SELECT 2, 3", odbc_driver="MariaDB Unicode",
     ),
     Backend(
         name="pyodbc-sqlite", module_name="pyodbc", env_var="ASYNCHDB_SQLITE_ODBC",
-        default=SQLITE_ODBC, server=None,
-        long_sql=lambda s, tag: _count_sql(max(1, int(s * SQLITE_RATE)), tag),
+        default=SQLITE_ODBC, server=None, long_sql=_sqlite_count,
         odbc_driver="SQLite3", temp_table="CREATE TEMP TABLE",
     ),
     Backend(
         name="psycopg", module_name="psycopg", env_var="ASYNCHDB_PSYCOPG_DSN",
-        default=PSYCOPG_DSN, server="postgresql",
-        long_sql=lambda s, tag: f"SELECT pg_sleep({s}), '{tag}'",
+        default=PSYCOPG_DSN, server="postgresql", long_sql=_pg_sleep,
+        rows_sql=lambda n: f"SELECT generate_series(1, {n})",
         batch_sql="SELECT 1; SELECT 2, 3", keeps_transaction=False, param="%s",
     ),
     Backend(
         name="duckdb", module_name="duckdb", env_var=None, default=None, server=None,
-        long_sql=lambda s, tag: _range_sql(max(1, int(s * DUCKDB_RATE)), tag),
+        long_sql=_duckdb_range, rows_sql=lambda n: f"SELECT range + 1 FROM range({n})",
         keeps_transaction=False,
     ),
 )
