@@ -77,26 +77,34 @@ class Running(Task, Protocol):
 
 
 class _View:
-    """The :class:`~asynchdb.adapters.ConnectionView` an adapter gets of a channel."""
+    """The :class:`~asynchdb.adapters.ConnectionView` an adapter gets of a channel.
+
+    It refers to the channel weakly: the channel keeps its view, and a cycle
+    between them would keep every closed connection (and what its adapter
+    keeps, such as the connect arguments) until the collector runs.
+    """
 
     __slots__ = ("_ch", "state")
 
     def __init__(self, channel: Channel) -> None:
-        self._ch = channel
+        self._ch = weakref.ref(channel)
         self.state: Any = None
 
     @property
     def raw(self) -> Any:
-        return self._ch.raw
+        ch = self._ch()
+        return ch.raw if ch is not None else None
 
     @property
     def running(self) -> Optional[CallView]:
-        call = self._ch.running
+        ch = self._ch()
+        call = ch.running if ch is not None else None
         return call.view if call is not None else None
 
     @property
     def closing(self) -> bool:
-        return self._ch.closing
+        ch = self._ch()
+        return ch is None or ch.closing
 
 
 class _Call:

@@ -204,7 +204,7 @@ def _early_abort_driver(backend: Backend) -> Any:
 
     class EarlyAbort(base):  # type: ignore[misc, valid-type]
         def progress_source(self, conn: Any, call: Any) -> Any:
-            job = conn._ch.running  # the engine's job behind the view (a white-box test)
+            job = conn._ch().running  # the engine's job behind the view (a white-box test)
             if job is not None and call.kind == "execute":
                 job.abort()  # worker thread: the cancel goes out now, before the statement
             return super().progress_source(conn, call)
@@ -249,7 +249,7 @@ def _late_abort_driver(backend: Backend) -> Any:
 
     class LateAbort(base):  # type: ignore[misc, valid-type]
         def progress_source(self, conn: Any, call: Any) -> Any:
-            job = conn._ch.running  # the engine's job behind the view (a white-box test)
+            job = conn._ch().running  # the engine's job behind the view (a white-box test)
             if job is not None and call.kind == "execute":
                 original = job.fn
 

@@ -64,4 +64,5 @@ def test_stress_counters_are_zero(stress: dict[str, dict[str, Any]], name: str) 
     # the run did what it claims: most long statements were aborted and confirmed
     assert r["aborts_confirmed"] > r["operations"] // 3
     assert r["followups"] > 0
-    assert set(r["scenarios"]) == {"quick", "abort", "deadline", "populate", "close", "drop"}
+    assert set(r["scenarios"]) == {"quick", "abort", "deadline", "populate", "close", "drop",
+                                   "reentrant"}

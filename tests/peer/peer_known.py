@@ -115,14 +115,6 @@ _S = "test.test_sqlite3."
 
 EXPECTED: dict[str, dict[str, str]] = {
     "test_sqlite3[sqlite3]": {
-        # timeout= is asynchdb's deadline (11)
-        **{_S + "test_transactions.TransactionTests." + name: "timeout" for name in (
-            "test_delete_starts_transaction", "test_dml_does_not_auto_commit_before",
-            "test_insert_starts_transaction", "test_locking",
-            "test_multiple_cursors_and_iternext", "test_raise_timeout",
-            "test_replace_starts_transaction", "test_rollback_cursor_consistency",
-            "test_toggle_auto_commit", "test_update_starts_transaction")},
-        _S + "test_dbapi.MultiprocessTests.test_ctx_mgr_rollback_if_commit_failed": "timeout",
         # backup() with a wrapped target (12)
         **{_S + "test_backup.BackupTests." + name: "backup" for name in (
             "test_bad_source_closed_connection", "test_bad_target_closed_connection",
@@ -136,12 +128,6 @@ EXPECTED: dict[str, dict[str, str]] = {
         _S + "test_regression.RegressionTests.test_large_sql": "call",
         _S + "test_regression.RegressionTests.test_surrogates": "call",
         _S + "test_userfunctions.FunctionTests.test_function_destructor_via_gc": "call",
-        # re-entrant use from a driver callback: 3 hang, 1 swallowed error (4)
-        _S + "test_regression.RecursiveUseOfCursors.test_recursive_cursor_iter": "reentrancy",
-        _S + "test_regression.RegressionTests.test_recursive_cursor_use": "reentrancy",
-        _S + "test_regression.RegressionTests.test_table_lock_cursor_non_readonly_select":
-            "reentrancy",
-        _S + "test_regression.RecursiveUseOfCursors.test_recursive_cursor_close": "reentrancy",
         # __init__ on a wrapper (3)
         _S + "test_dbapi.ConnectionTests.test_connection_reinit": "reinit",
         _S + "test_dbapi.ConnectionTests.test_connection_bad_reinit": "reinit",
@@ -161,7 +147,6 @@ EXPECTED: dict[str, dict[str, str]] = {
         _S + "test_hooks.ProgressTests.test_error_in_progress_handler_result": "progress_name",
     },
     "pyodbc[pyodbc-sqlite]": {
-        "sqlite_test.py::test_connect_dict_only": "driver_kw",
         "sqlite_test.py::test_decimal_mode": "delattr",
     },
     "dbapi20[pyodbc-postgresql]": {"dbapi20.DatabaseAPI20Test.test_non_idempotent_close":

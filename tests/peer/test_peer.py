@@ -30,6 +30,7 @@ import sys
 import peer_harness
 import pytest
 from peer_known import ALLOWED, CAUSES, EXPECTED, TITLES
+from plugin import require
 
 from benchmarks.backends import BY_NAME, required
 
@@ -58,7 +59,7 @@ def require_suite(suite: peer_harness.Suite) -> None:
 
 def comparison(suite_id: str) -> peer_harness.Comparison:
     suite = peer_harness.BY_ID[suite_id]
-    BY_NAME[suite.backend].require()
+    require(BY_NAME[suite.backend])
     require_suite(suite)
     cmp = peer_harness.compare(suite)
     problems = cmp.raw.errors + cmp.wrapped.errors

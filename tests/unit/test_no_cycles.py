@@ -149,3 +149,15 @@ def test_result_raises_the_very_error_and_no_frame_of_ours_keeps_the_handle(
             assert not held, (frame.f_code.co_name, held)
         tb = tb.tb_next
     assert ours, "the traceback passes through asynchdb's frames"
+
+
+def test_a_closed_connection_is_freed_by_reference_counting(no_gc: None) -> None:
+    """Channel and its adapter view must not form a cycle (it kept the connect arguments)."""
+    import sqlite3
+
+    conn = asynchdb.connect(sqlite3, ":memory:")
+    conn.cursor().execute("SELECT 1", asynch=True).result(BOUND)
+    ch_ref = weakref.ref(conn._ch)  # type: ignore[attr-defined]
+    conn.close()
+    del conn
+    assert ch_ref() is None
