@@ -208,6 +208,8 @@ _KNOWN: dict[str, AdapterSpec] = {
     "psycopg": "asynchdb._drivers._psycopg:PsycopgAdapter",
     "duckdb": "asynchdb._drivers._duckdb:DuckDBAdapter",
     "_duckdb": "asynchdb._drivers._duckdb:DuckDBAdapter",
+    # duckdb_engine (SQLAlchemy's DuckDB dialect) wraps a duckdb connection
+    "duckdb_engine": "asynchdb._drivers._duckdb:DuckDBAdapter",
 }
 #: Entry points already looked up (each driver name once).
 _LOOKED_UP: set[str] = set()
