@@ -10,8 +10,9 @@ SQLAlchemy or a dialect sees is replaced).  asynchdb works beside them:
   arguments, such as MariaDB's ``KILL QUERY`` twin, has them), through the
   dialect's own ``connect``; the driver connection goes back to SQLAlchemy and
   an asynchdb wrapper (its *side*) is kept beside it (found again by the
-  driver connection's identity, while the pool holds it).  Connections opened some other way (a ``creator=``, or already
-  pooled before ``instrument``) get their side at their first statement.
+  driver connection's identity, while the pool holds it).  Connections opened
+  some other way (a ``creator=``, or pooled before ``instrument``) get their
+  side at their first statement.
 * **Executing** (dialect events ``do_execute``, ``do_executemany``,
   ``do_execute_no_params``): the dialect's own ``do_execute*`` method runs, on
   the driver cursor SQLAlchemy made, under the side's ownership rule.  Without
@@ -158,7 +159,7 @@ def instrument(engine: Any) -> Any:
 
     if not isinstance(engine, sqlalchemy.engine.Engine):
         raise TypeError(f"instrument() takes a sqlalchemy Engine, not {type(engine).__name__}")
-    dialect = engine.dialect
+    dialect: Any = engine.dialect  # Any: its close methods are replaced below
     with _lock:
         if dialect in _STATES:
             return engine
