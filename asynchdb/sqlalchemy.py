@@ -127,7 +127,11 @@ class _State:
 
     def side_of(self, context: Any) -> Optional[_Side]:
         """The side of the connection ``context`` runs on (made at first use)."""
-        raw = context.root_connection.connection.dbapi_connection
+        try:
+            fairy = context._dbapi_connection  # SQLAlchemy 2.x; 0.3 us less than:
+        except AttributeError:  # pragma: no cover - a layout we do not know
+            fairy = context.root_connection.connection
+        raw = fairy.dbapi_connection
         side = self.sides.get(id(raw))  # a dict read needs no lock
         if side is not None and side.raw is raw:
             return side
