@@ -127,12 +127,14 @@ def run_target(t: Target, sz: Sizes) -> dict[str, Any]:
     out: dict[str, Any] = {"queries": {}}
     try:
         with plain.connect() as pconn, instrumented.connect() as iconn:
-            dconn = iconn.execution_options(asynchdb_cancel_after=30)
             for key, sql in (("select1", "SELECT 1"), ("rows100", t.rows_sql)):
                 stmt = sa.text(sql)
+                # on the statement: Connection.execution_options() would change
+                # the connection itself (SQLAlchemy 2.x), and so the other mode
+                timed = stmt.execution_options(asynchdb_cancel_after=30)
                 series = interleave([Mode("plain", _batch(pconn, stmt, sz)),
                                      Mode("instrumented", _batch(iconn, stmt, sz)),
-                                     Mode("with deadline", _batch(dconn, stmt, sz))], sz.reps)
+                                     Mode("with deadline", _batch(iconn, timed, sz))], sz.reps)
                 target = t.target or None
                 out["queries"][key] = {
                     "sql": sql,
