@@ -64,7 +64,6 @@ from ._connection import Connection, _wrap
 from ._notify import make_sink
 from ._operation import Job
 from .adapters import Adapter, _for_connection, _for_module
-from .errors import OperationCanceled
 
 __all__ = ["CANCEL_AFTER", "LISTENER", "instrument"]
 
@@ -84,15 +83,13 @@ _STATES: weakref.WeakKeyDictionary[Any, _State] = weakref.WeakKeyDictionary()
 class _Side:
     """The asynchdb wrapper kept beside one pooled driver connection."""
 
-    __slots__ = ("abandoned", "ch", "conn", "raw")
+    __slots__ = ("ch", "conn", "raw")
 
     def __init__(self, conn: Connection, raw: Any) -> None:
         self.conn = conn
         self.ch: Channel = conn._ch
         #: The driver connection SQLAlchemy holds (the channel may call a stand-in).
         self.raw = raw
-        #: A statement was abandoned on it (it may still run on a worker).
-        self.abandoned = False
 
     def close(self) -> None:
         """Close through asynchdb, on the owner; never waits for an abandoned call."""
@@ -200,7 +197,7 @@ def instrument(engine: Any) -> Any:
 
     def on_error(ctx: Any) -> None:
         abandoned = getattr(ctx.execution_context, _ABANDONED, None)
-        if abandoned is None or not isinstance(ctx.original_exception, OperationCanceled):
+        if abandoned is None:
             return  # not an abort of ours: SQLAlchemy decides as usual
         # cancelled: the connection is fine (SQLAlchemy rolls back); abandoned:
         # the statement may still run, so this connection (only) goes
@@ -296,22 +293,41 @@ def _run(state: _State, kind: str, method: Callable[..., Any], cursor: Any,
         job.advise(sink)
     if secs is not None:
         job.set_deadline(secs)
-    ch.run_sync(job)
+    try:
+        ch.run_sync(job)
+    except BaseException:
+        # the wait itself was interrupted (Ctrl-C, API.md section 9, aborts
+        # the job before raising): say what became of the statement
+        _mark(context, job, bool(started), ch.adapter.can_cancel)
+        del job
+        raise
     _, value, error = job.outcome()
-    del job
     if error is None:
+        del job
         if value is not _NO_ROWS:
             context.cursor_fetch_strategy = state.buffered(cursor, None, value)
         return True
-    if isinstance(error, OperationCanceled):
-        # abandoned: the driver has no cancel and the call had started (it may
-        # still be running on the worker); otherwise the driver confirmed the
-        # cancel, or the statement never started
-        abandoned = bool(started) and not (ch.adapter.can_cancel)
-        setattr(context, _ABANDONED, abandoned)
-        if abandoned:
-            side.abandoned = True
+    _mark(context, job, bool(started), ch.adapter.can_cancel)
+    del job
     try:
         raise error
     finally:
         error = None  # no reference cycle through the traceback
+
+
+def _mark(context: Any, job: Job, started: bool, can_cancel: bool) -> None:
+    """Tell ``handle_error`` whether the failed statement's connection can stay.
+
+    Only for a statement asynchdb aborted: abandoned (the driver has no
+    cancel and the call had started, or the call is still running) means the
+    connection goes; confirmed by the driver, or stopped before it started,
+    means it stays.  A statement that ended with the driver's own error is
+    SQLAlchemy's to judge.
+    """
+    if not job.done():
+        abandoned = True
+    elif job.canceled():
+        abandoned = started and not can_cancel
+    else:
+        return
+    setattr(context, _ABANDONED, abandoned)
