@@ -523,17 +523,63 @@ def test_pooled_connections_stay_the_drivers(sqlite_engine: Any) -> None:
         assert type(result.cursor) is sqlite3.Cursor
 
 
-def test_ctrl_c_path_is_the_synchronous_one(sqlite_engine: Any) -> None:
-    """Statements run on the caller's thread (the path section 9's Ctrl-C covers)."""
+def test_plain_statements_run_on_the_callers_thread(sqlite_engine: Any) -> None:
+    """No option: the drop-in path, on the caller's thread (no hop; section 9's path)."""
     asa.instrument(sqlite_engine)
     threads: list[int] = []
-    sqlite_engine.dialect.dbapi  # noqa: B018 - loaded
     with sqlite_engine.connect() as conn:
         raw = conn.connection.dbapi_connection
         raw.create_function("tid", 0, lambda: threads.append(threading.get_ident()) or 1)
         conn.execute(sa.text("SELECT tid()")).all()
-        conn.execute(sa.text("SELECT tid()"), execution_options={"asynchdb_cancel_after": 5})
+        conn.execute(sa.text("SELECT tid()")).all()
     assert threads == [threading.get_ident()] * 2
+
+
+def test_dispose_closes_and_reopens(sqlite_engine: Any) -> None:
+    """dispose() closes every pooled connection through asynchdb; the engine then reopens."""
+    asa.instrument(sqlite_engine)
+    state = asa._STATES[sqlite_engine.dialect]
+    with sqlite_engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    assert len(state.sides) == 1
+    side = next(iter(state.sides.values()))
+    sqlite_engine.dispose()
+    assert not state.sides
+    assert side.ch.raw_closed
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT 7"),
+                            execution_options={"asynchdb_cancel_after": 5}).scalar() == 7
+
+
+def test_abandon_invalidates_without_a_server(tmp_path: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """sqlite3 seen through the generic adapter (no cancel): the deadline abandons.
+
+    The connection is invalidated at once (the next checkout opens a new one),
+    and closed by asynchdb once the abandoned statement ends.
+    """
+    import asynchdb.adapters as adapters
+
+    monkeypatch.setitem(adapters._KNOWN, "sqlite3", adapters.Adapter)
+    engine = asa.instrument(sa.create_engine(f"sqlite:///{tmp_path / 'a.db'}",
+                                             pool_size=1, max_overflow=0))
+    try:
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            side = asa._STATES[engine.dialect].sides[id(raw)]
+            assert not side.ch.adapter.can_cancel
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceeded):
+                conn.execute(sa.text(BY_NAME["sqlite3"].long_sql(1.5)),
+                             execution_options={"asynchdb_cancel_after": 0.2}).all()
+            assert time.monotonic() - started < 1.2, "the caller waited for the statement"
+            assert conn.invalidated
+            conn.rollback()
+            assert conn.execute(sa.text("SELECT 8")).scalar() == 8
+            assert conn.connection.dbapi_connection is not raw
+        assert wait_until(lambda: side.ch.raw_closed), "never closed after the statement ended"
+    finally:
+        engine.dispose()
 
 
 def test_import_does_not_import_sqlalchemy() -> None:
