@@ -419,6 +419,54 @@ def test_listener_can_stop_the_statement(cancelling: Setup) -> None:
 
 
 # ---------------------------------------------------------------------------
+# Ctrl-C (API.md section 9; runs once asynchdb has it: the interrupt branch)
+# ---------------------------------------------------------------------------
+_CTRL_C = """
+import json, os, signal, sys, threading, time
+import sqlalchemy as sa
+import asynchdb.sqlalchemy as asa
+url, connect_args, sql, mode = json.loads(sys.argv[1])
+engine = asa.instrument(sa.create_engine(url, connect_args=connect_args))
+out = {}
+with engine.connect() as conn:
+    conn.execute(sa.text("SELECT 1"))
+    opts = {"asynchdb_cancel_after": 120} if mode == "deadline" else {}
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    started = time.monotonic()
+    try:
+        conn.execute(sa.text(sql), execution_options=opts).all()
+        out["outcome"] = "completed"
+    except KeyboardInterrupt:
+        out["outcome"] = "KeyboardInterrupt"
+    out["elapsed"] = time.monotonic() - started
+    conn.rollback()
+    out["next"] = conn.execute(sa.text("SELECT 2")).scalar()
+engine.dispose()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "deadline"])
+@pytest.mark.parametrize("d", _params(tuple(d for d in CANCELLING if d.id != "duckdb")))
+def test_ctrl_c_cancels_the_statement(d: Dialect, mode: str) -> None:
+    pytest.importorskip("asynchdb._interrupt", reason="Ctrl-C support is not merged yet")
+    b = BY_NAME[d.backend]
+    url, connect_args = d.url(b)
+    tag = marker()
+    args = [url, connect_args, b.long_sql(LONG, tag), mode]
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", _CTRL_C, json.dumps(args)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["outcome"] == "KeyboardInterrupt"
+    assert out["elapsed"] < 6, out
+    assert out["next"] == 2
+    gone_from_server(Setup(d, b, None), tag)
+
+
+# ---------------------------------------------------------------------------
 # pandas
 # ---------------------------------------------------------------------------
 def test_pandas_round_trip_and_deadline(setup: Setup) -> None:
