@@ -100,9 +100,7 @@ class _Side:
 class _State:
     """What ``instrument`` installed on one dialect instance."""
 
-    def __init__(self, dialect: Any, buffered: Any, default_fetch: Any,
-                 execute_style: Any) -> None:
-        self.dialect = weakref.ref(dialect)
+    def __init__(self, buffered: Any, default_fetch: Any, execute_style: Any) -> None:
         #: id(driver connection) -> its side, while the pool holds the connection.
         self.sides: dict[int, _Side] = {}
         self.sides_lock = threading.Lock()
@@ -160,12 +158,14 @@ def instrument(engine: Any) -> Any:
     from sqlalchemy.engine.interfaces import ExecuteStyle
 
     if not isinstance(engine, sqlalchemy.engine.Engine):
-        raise TypeError(f"instrument() takes a sqlalchemy Engine, not {type(engine).__name__}")
+        raise TypeError(
+            f"instrument() takes a synchronous sqlalchemy Engine, not {type(engine).__name__} "
+            "(an asyncio engine's statements are cancelled by cancelling their task)")
     dialect: Any = engine.dialect  # Any: its close methods are replaced below
     with _lock:
         if dialect in _STATES:
             return engine
-        state = _State(dialect, sa_cursor.FullyBufferedCursorFetchStrategy,
+        state = _State(sa_cursor.FullyBufferedCursorFetchStrategy,
                        sa_cursor._DEFAULT_FETCH, ExecuteStyle.EXECUTE)
         _STATES[dialect] = state
 
