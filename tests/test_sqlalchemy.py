@@ -11,19 +11,20 @@ wherever the option was given; a connection whose statement was cancelled
 stays in the pool and is usable after the rollback; listeners hear the
 statement; pandas round trips and is cancellable.
 
-Rows whose driver has no adapter yet (``cancels=False``: PyMySQL,
-mysqlclient, MariaDB Connector/Python, pg8000, psycopg2 until their adapters
-are merged) run through the generic path: the
-deadline *abandons* the statement, and the test proves the connection is
-invalidated, never handed out again while the statement may still run, and
-closed once it ends.  When an adapter lands, give the row its own backend name
-and ``cancels=True`` (the pool opens its connections through the adapter's
+Whether a row's driver really cancels is asked of its adapter
+(``Adapter.can_cancel``).  A driver with no adapter (PyMySQL, mysqlclient,
+MariaDB Connector/Python, pg8000, psycopg2 on this branch) runs through the
+generic path: the deadline *abandons* the statement, and the tests prove the
+connection is invalidated, never handed out again while the statement may
+still run, and closed once it ends.  When an adapter lands, the same rows
+expect a real cancel (the pool opens its connections through the adapter's
 ``connect``, so an adapter that needs the connect arguments, for a ``KILL
-QUERY`` twin connection, has them).
+QUERY`` twin connection, has them); give the row its backend's name then.
 """
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import threading
@@ -40,6 +41,7 @@ sa = require_module("sqlalchemy")
 orm = require_module("sqlalchemy.orm")
 
 import asynchdb  # noqa: E402
+import asynchdb.adapters as adapters  # noqa: E402
 import asynchdb.sqlalchemy as asa  # noqa: E402
 from asynchdb import DeadlineExceeded, Phase  # noqa: E402
 from benchmarks.backends import BY_NAME, Backend, marker, scratch_path  # noqa: E402
@@ -63,12 +65,23 @@ class Dialect:
     backend: str
     #: ``url(backend) -> (url, connect_args)``.
     url: Callable[[Backend], tuple[str, dict[str, Any]]]
-    #: The driver has a real cancel through asynchdb (else the deadline abandons).
-    cancels: bool = True
     #: A driver module that is not the backend's own (imported, else the row is skipped).
     module: Optional[str] = None
     #: ``create_engine`` keywords.
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cancels(self) -> bool:
+        """The driver's adapter has a real cancel (else the deadline abandons)."""
+        return _can_cancel(self.module or BY_NAME[self.backend].module_name)
+
+
+def _can_cancel(module_name: str) -> bool:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return False  # the row is skipped anyway
+    return bool(adapters._for_module(module).can_cancel)
 
 
 def _sqlite(b: Backend) -> tuple[str, dict[str, Any]]:
@@ -99,18 +112,17 @@ DIALECTS = (
     Dialect("postgresql+psycopg", "psycopg", _psycopg),
     Dialect("mysql+pyodbc", "pyodbc-mariadb", _mariadb_odbc),
     Dialect("duckdb", "duckdb", _duckdb, module="duckdb_engine"),
-    # the generic path (no adapter on this branch): abandon, then invalidate
+    # no adapter on this branch: the generic path (abandon, then invalidate)
     Dialect("mysql+pymysql", "pyodbc-mariadb", _fixed(MARIADB_URL.format(driver="pymysql")),
-            cancels=False, module="pymysql"),
+            module="pymysql"),
     Dialect("mysql+mysqldb", "pyodbc-mariadb", _fixed(MARIADB_URL.format(driver="mysqldb")),
-            cancels=False, module="MySQLdb"),
+            module="MySQLdb"),
     Dialect("mariadb+mariadbconnector", "pyodbc-mariadb",
-            _fixed("mariadb+mariadbconnector://root@127.0.0.1:3306/test"),
-            cancels=False, module="mariadb"),
+            _fixed("mariadb+mariadbconnector://root@127.0.0.1:3306/test"), module="mariadb"),
     Dialect("postgresql+pg8000", "psycopg", _fixed(PG_URL.format(driver="pg8000")),
-            cancels=False, module="pg8000"),
+            module="pg8000"),
     Dialect("postgresql+psycopg2", "psycopg", _fixed(PG_URL.format(driver="psycopg2")),
-            cancels=False, module="psycopg2"),
+            module="psycopg2"),
 )
 CANCELLING = tuple(d for d in DIALECTS if d.cancels)
 
@@ -619,8 +631,6 @@ def test_abandon_invalidates_without_a_server(tmp_path: Any,
     The connection is invalidated at once (the next checkout opens a new one),
     and closed by asynchdb once the abandoned statement ends.
     """
-    import asynchdb.adapters as adapters
-
     monkeypatch.setitem(adapters._KNOWN, "sqlite3", adapters.Adapter)
     engine = asa.instrument(sa.create_engine(f"sqlite:///{tmp_path / 'a.db'}",
                                              pool_size=1, max_overflow=0))
