@@ -84,7 +84,7 @@ _STATES: weakref.WeakKeyDictionary[Any, _State] = weakref.WeakKeyDictionary()
 class _Side:
     """The asynchdb wrapper kept beside one pooled driver connection."""
 
-    __slots__ = ("ch", "conn", "raw")
+    __slots__ = ("__weakref__", "ch", "conn", "raw")
 
     def __init__(self, conn: Connection, raw: Any) -> None:
         self.conn = conn
@@ -120,6 +120,18 @@ class _State:
                 return None
             del self.sides[id(raw)]
             return side
+
+    def drop(self, raw_id: int, ref: weakref.ref[_Side]) -> None:
+        """The pool entry of a side was collected (any thread): close it if still open."""
+        side = ref()
+        with self.sides_lock:
+            if side is None or self.sides.get(raw_id) is not side:
+                return  # closed already (and maybe the id reused since)
+            del self.sides[raw_id]
+        try:
+            side.close()
+        except Exception:  # noqa: BLE001 - a finalizer never raises
+            pass
 
     def side_of(self, context: Any) -> Optional[_Side]:
         """The side of the connection ``context`` runs on (made at first use)."""
@@ -182,6 +194,12 @@ def instrument(engine: Any) -> Any:
                 pass
             raise
         state.remember(side)
+        if record is not None:
+            # a pool dropped without closing its connections (dispose(close=False))
+            # lets its records go: close the side then, as the driver
+            # connection's own finalizer would have closed it.  Weakly: a side
+            # closed meanwhile (the record reconnects after a recycle) goes.
+            weakref.finalize(record, state.drop, id(raw), weakref.ref(side))
         return raw
 
     sides = state.sides

@@ -638,6 +638,23 @@ def test_dispose_closes_and_reopens(sqlite_engine: Any) -> None:
                             execution_options={"asynchdb_cancel_after": 5}).scalar() == 7
 
 
+def test_a_dropped_pool_closes_its_connections(sqlite_engine: Any) -> None:
+    """dispose(close=False) drops the pool unclosed: asynchdb closes what it kept alive."""
+    import gc
+
+    asa.instrument(sqlite_engine)
+    state = asa._STATES[sqlite_engine.dialect]
+    with sqlite_engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    side = next(iter(state.sides.values()))
+    sqlite_engine.dispose(close=False)
+    gc.collect()
+    assert wait_until(lambda: side.ch.raw_closed)
+    assert not state.sides
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT 9")).scalar() == 9
+
+
 def test_abandon_invalidates_without_a_server(tmp_path: Any,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """sqlite3 seen through the generic adapter (no cancel): the deadline abandons.
