@@ -40,13 +40,31 @@ SQLAlchemy or a dialect sees is replaced).  asynchdb works beside them:
   close over): a connection with a side is closed through asynchdb, on the
   thread that owns it.  An abandoned statement still holds it: the close is
   queued behind it and the pool does not wait (closing a driver connection
-  under a running call can crash C drivers).
+  under a running call can crash C drivers).  A pool dropped without closing
+  its connections (``dispose(close=False)``) has them closed when its entries
+  are collected, as the driver connections' own finalizers would have.
+
+Invariant: a pooled driver connection is called by one thread at a time
+(SQLAlchemy's checkout, plus asynchdb's ownership rule for its worker and its
+cancel), and a connection whose statement may still be running is never
+handed out again.
 
 Threads: everything runs on the thread that runs the statement, as without
 asynchdb, except a statement with a deadline on a driver that cannot cancel:
 it runs on an asynchdb worker so that the deadline can release the caller.
-Ctrl-C (API.md section 9) takes the same synchronous call paths as
-``Cursor.execute`` (``Channel.take``, ``Channel.run_sync``).
+Ctrl-C (API.md section 9) takes asynchdb's ordinary synchronous call paths:
+``Channel.call`` for a plain statement (the call bound to the driver cursor
+and named for its kind, as ``Cursor.execute``'s would be) and
+``Channel.run_sync`` for one with an option.
+
+Measured hazards: MariaDB's ``SLEEP()`` cut short by ``KILL QUERY`` may return
+1 with no error, so such a statement ends normally, stopped but without
+``DeadlineExceeded`` (a scan fails with 1317); SQLAlchemy treats
+``TimeoutError`` and ``KeyboardInterrupt`` as exit exceptions and invalidates
+the connection unless ``handle_error`` says otherwise; duckdb_engine's
+cursors all run on one DuckDB connection and each is new, so the DuckDB
+adapter turns progress reporting on (two ``SET`` statements) for every
+statement run with an option.
 
 SQLAlchemy is imported when :func:`instrument` is first called, never by
 ``import asynchdb`` or ``import asynchdb.sqlalchemy``.
