@@ -122,8 +122,10 @@ def _split(url: str) -> _Url:
         raise TargetError(f"not a URL (scheme://...): {_describe_raw(url)}")
     scheme = scheme.lower()
     rest, _, query_text = rest.partition("?")
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, hostport = netloc.rpartition("@")
+    # the last @ ends the user part, so an unencoded @ or / in a password
+    # stays in the password (and out of the description)
+    userinfo, at, rest = rest.rpartition("@")
+    hostport, slash, path = rest.partition("/")
     user = password = None
     if at:
         user_text, colon, password_text = userinfo.partition(":")
