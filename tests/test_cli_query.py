@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from plugin import BOUND, closed_port, require, wait_until
+from plugin import BOUND, closed_port, require, require_tool, wait_until
 
 from asynchdb import _targets
 from asynchdb.__main__ import main
@@ -437,7 +437,7 @@ def _status_part(output: bytes, message: bytes) -> tuple[bytes, bytes]:
 @pytest.mark.parametrize("style", ["plain", "rich"])
 def test_pty_status_line_on_a_narrow_terminal(style: str) -> None:
     if style == "rich":
-        pytest.importorskip("rich")
+        require_tool("rich")
     cols = 28
     run = PtyRun(["query", "sqlite://", SQLITE_FOREVER, "--cancel-after", "2"],
                  cols=cols, style=style)
@@ -494,7 +494,7 @@ def _pg_running(tag: str) -> bool:
 @pytest.mark.parametrize("style", ["plain", "rich"])
 def test_pty_ctrl_c_stops_the_postgresql_statement(style: str) -> None:
     if style == "rich":
-        pytest.importorskip("rich")
+        require_tool("rich")
     tag = f"cli_{uuid.uuid4().hex[:12]}"
     cols = 60
     run = PtyRun(["query", _pg_url(SECRET_URL), f"SELECT pg_sleep(60), '{tag}'"],

@@ -1,0 +1,148 @@
+"""The performance page's plots: ``python -m benchmarks.plots``.
+
+Reads the recorded results (``benchmarks/results/sqlite3.json`` and
+``drivers.json``), takes every comparison they hold (asynchdb against the raw
+driver or against what a user would write instead, as a ratio of medians, with
+the interquartile range of the per-repetition ratios where recorded) and draws
+one horizontal bar chart per backend into ``docs/img/performance/``, plus the
+population benchmark's ratios.  A ratio below 1 means asynchdb took less time
+than the baseline; the dotted mark is the target the benchmark set itself.
+
+Nothing is measured here: run ``python -m benchmarks`` first to refresh the
+JSON files.  The figures are committed, so building the documentation needs no
+matplotlib.  Needs: ``pip install matplotlib`` (in the ``docs`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+OUT = HERE.parent / "docs" / "img" / "performance"
+
+
+@dataclass
+class Ratio:
+    """One comparison: ``of`` took ``ratio`` times what ``to`` took (medians)."""
+
+    backend: str
+    bench: str      # "P1"
+    label: str      # what was run
+    of: str
+    to: str
+    ratio: float
+    low: Optional[float]
+    high: Optional[float]
+    target: Optional[float]
+
+
+def _comparisons(backend: str, bench: str, block: dict[str, Any], label: str) -> list[Ratio]:
+    out = []
+    for c in block.get("comparisons") or []:
+        if c.get("stat", "median") != "median" or c.get("ratio") is None:
+            continue
+        per = c.get("per_rep") or {}
+        out.append(Ratio(backend, bench, label, c["of"], c["to"], float(c["ratio"]),
+                         per.get("p25"), per.get("p75"), c.get("target")))
+    return out
+
+
+def _from_benchmarks(backend: str, benches: dict[str, Any]) -> list[Ratio]:
+    out: list[Ratio] = []
+    for bench, data in benches.items():
+        if not isinstance(data, dict):
+            continue
+        queries = data.get("queries")
+        if isinstance(queries, dict):
+            for name, q in queries.items():
+                label = q.get("label") or q.get("sql") or name
+                out += _comparisons(backend, bench, q, label)
+        else:
+            title = str(data.get("title") or data.get("sql") or "")
+            out += _comparisons(backend, bench, data, title.partition(": ")[2] or title)
+    return out
+
+
+def load(results: Path = RESULTS) -> list[Ratio]:
+    """Every median comparison in the recorded results."""
+    ratios: list[Ratio] = []
+    sqlite = results / "sqlite3.json"
+    if sqlite.exists():
+        data = json.loads(sqlite.read_text())
+        ratios += _from_benchmarks(data.get("driver", "sqlite3"), data.get("benchmarks", {}))
+    drivers = results / "drivers.json"
+    if drivers.exists():
+        data = json.loads(drivers.read_text())
+        for backend, benches in (data.get("backends") or {}).items():
+            if isinstance(benches, dict):
+                ratios += _from_benchmarks(backend, benches)
+    return ratios
+
+
+def _short(text: str, width: int = 46) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _bar_chart(ratios: list[Ratio], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r.bench} {_short(r.label, 28)}\nvs {_short(r.to)}" for r in ratios]
+    values = [r.ratio for r in ratios]
+    errors = [[max(0.0, r.ratio - r.low) if r.low is not None else 0.0 for r in ratios],
+              [max(0.0, r.high - r.ratio) if r.high is not None else 0.0 for r in ratios]]
+    # green: the benchmark's own target is met; orange: missed; grey: no target
+    colors = ["#9e9e9e" if r.target is None else "#2e7d32" if r.ratio <= r.target
+              else "#ef6c00" for r in ratios]
+    height = 1.0 + 0.62 * len(ratios)
+    fig, ax = plt.subplots(figsize=(9, height))
+    y = list(range(len(ratios)))[::-1]
+    ax.barh(y, values, xerr=errors, color=colors, alpha=0.85, capsize=3, height=0.6)
+    for yi, r in zip(y, ratios):
+        if r.target is not None:
+            ax.plot([r.target, r.target], [yi - 0.38, yi + 0.38], ls=":", color="black", lw=1.4)
+        right = max(r.ratio, r.high or 0.0, r.target or 0.0)
+        ax.text(right, yi, f"  {r.ratio:.2f}x", va="center", fontsize=9, fontweight="bold")
+    ax.axvline(1.0, color="#555", lw=1)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xlabel("time taken by asynchdb / time taken by the baseline (median; lower is better)\n"
+                  "whiskers: interquartile range; dotted: target; green: met, orange: missed",
+                  fontsize=8)
+    ax.set_xlim(0, max([*values, *(r.high or 0 for r in ratios),
+                        *(r.target or 0 for r in ratios), 1.0]) * 1.2)
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.plots", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON results folder")
+    parser.add_argument("--out", type=Path, default=OUT, help="where to write the PNG files")
+    ns = parser.parse_args(argv)
+    ratios = load(ns.results)
+    if not ratios:
+        parser.error(f"no comparisons found in {ns.results}")
+    backends = list(dict.fromkeys(r.backend for r in ratios))
+    for backend in backends:
+        mine = [r for r in ratios if r.backend == backend]
+        path = ns.out / f"{backend}.png"
+        _bar_chart(mine, f"{backend}: asynchdb against each baseline", path)
+        print(f"wrote {path} ({len(mine)} comparisons)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
