@@ -95,34 +95,39 @@ def _bar_chart(ratios: list[Ratio], title: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r.bench} {_short(r.label, 28)}\nvs {_short(r.to)}" for r in ratios]
     values = [r.ratio for r in ratios]
     errors = [[max(0.0, r.ratio - r.low) if r.low is not None else 0.0 for r in ratios],
               [max(0.0, r.high - r.ratio) if r.high is not None else 0.0 for r in ratios]]
     # green: the benchmark's own target is met; orange: missed; grey: no target
     colors = ["#9e9e9e" if r.target is None else "#2e7d32" if r.ratio <= r.target
               else "#ef6c00" for r in ratios]
-    height = 1.0 + 0.62 * len(ratios)
-    fig, ax = plt.subplots(figsize=(9, height))
+    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.62 * len(ratios)))
     y = list(range(len(ratios)))[::-1]
-    ax.barh(y, values, xerr=errors, color=colors, alpha=0.85, capsize=3, height=0.6)
+    ax.barh(y, values, xerr=errors, color=colors, alpha=0.9, capsize=3, height=0.38,
+            error_kw={"lw": 1.2})
     for yi, r in zip(y, ratios):
+        # the label sits above its bar, so the bars get the whole width
+        ax.text(0.01, yi + 0.24, f"{r.bench}  {_short(r.label, 44)}   vs {_short(r.to, 58)}",
+                fontsize=9, va="bottom", transform=ax.get_yaxis_transform())
         if r.target is not None:
-            ax.plot([r.target, r.target], [yi - 0.38, yi + 0.38], ls=":", color="black", lw=1.4)
-        right = max(r.ratio, r.high or 0.0, r.target or 0.0)
-        ax.text(right, yi, f"  {r.ratio:.2f}x", va="center", fontsize=9, fontweight="bold")
-    ax.axvline(1.0, color="#555", lw=1)
-    ax.set_yticks(y)
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.set_xlabel("time taken by asynchdb / time taken by the baseline (median; lower is better)\n"
-                  "whiskers: interquartile range; dotted: target; green: met, orange: missed",
-                  fontsize=8)
-    ax.set_xlim(0, max([*values, *(r.high or 0 for r in ratios),
-                        *(r.target or 0 for r in ratios), 1.0]) * 1.2)
-    ax.set_title(title, fontsize=11)
+            ax.plot([r.target, r.target], [yi - 0.25, yi + 0.22], ls=":", color="black",
+                    lw=1.5)
+        right = max(r.ratio, r.high or 0.0)
+        ax.text(right, yi, f"  {r.ratio:.2f}x", va="center", fontsize=10, fontweight="bold")
+    ax.axvline(1.0, color="#444", lw=1)
+    ax.set_yticks([])
+    ax.set_ylim(-0.6, len(ratios) - 0.15)
+    top = max([*values, *(r.high or 0 for r in ratios), *(r.target or 0 for r in ratios), 1.0])
+    ax.set_xlim(0, top * 1.18)
+    ax.set_xlabel("asynchdb's time / the baseline's time (median; lower is better; 1 = same)\n"
+                  "whiskers: interquartile range; dotted: target; green: met, orange: missed, "
+                  "grey: no target", fontsize=9)
+    ax.set_title(title, fontsize=12)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
+    fig.savefig(path, dpi=130, metadata={"Software": None})
     plt.close(fig)
 
 
