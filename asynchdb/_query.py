@@ -394,7 +394,14 @@ class _Run:
     def interrupted(self) -> int:
         """Ctrl-C: abort the running operation and wait (bounded) for it to end."""
         op = self.op
+        was = self.phase
         self.phase = "cancelling"
+        if was == "connecting":
+            # no driver can cancel a connect: asynchdb abandons it (closed when it ends)
+            if op is not None and not op.done():
+                op.abort()
+            self.say(f"interrupted while connecting to {self.target.description}")
+            return EXIT_INTERRUPTED
         if op is None or op.done():
             self.say("interrupted")
             return EXIT_INTERRUPTED
@@ -405,11 +412,11 @@ class _Run:
                 self.draw(op.get_status())
         except KeyboardInterrupt:
             pass  # a second Ctrl-C: stop waiting; closing the connection aborts again
-        self.say("interrupted: " + _what_happened(op, self.phase))
+        self.say("interrupted: " + _what_happened(op))
         return EXIT_INTERRUPTED
 
 
-def _what_happened(op: Operation[Any], doing: str) -> str:
+def _what_happened(op: Operation[Any]) -> str:
     status = op.get_status()
     if status.phase == Phase.CANCELED:
         if (status.status_text or "").startswith("abandoned"):
@@ -459,8 +466,12 @@ def run(ns: argparse.Namespace, *, stdin: Optional[TextIO] = None,
         except DeadlineExceeded:
             seconds = ns.cancel_after
             op = job.op
-            what = (_what_happened(op, job.phase) if op is not None
-                    else "the statement was cancelled in the database")
+            if job.phase == "connecting":
+                what = f"gave up connecting to {target.description}"
+            elif op is not None:
+                what = _what_happened(op)
+            else:
+                what = "the statement was cancelled in the database"
             job.say(f"cancelled: --cancel-after {seconds:g} s passed; {what}")
             return EXIT_CANCEL_AFTER
         except OperationCanceled:
@@ -475,9 +486,11 @@ def run(ns: argparse.Namespace, *, stdin: Optional[TextIO] = None,
                 pass
             return EXIT_OK
         except Exception as exc:  # noqa: BLE001 - the driver's error, reported as is
-            where = "connecting to " if conn is None else ""
-            job.say(f"error: {where}{target.description if conn is None else ''}"
-                    f"{': ' if conn is None else ''}{type(exc).__name__}: {exc}")
+            cls = type(exc)
+            name = cls.__qualname__ if cls.__module__ == "builtins" else (
+                f"{cls.__module__}.{cls.__qualname__}")
+            where = f"connecting to {target.description}: " if conn is None else ""
+            job.say(f"error: {where}{name}: {exc}")
             return EXIT_DB_ERROR
     finally:
         if line is not None:

@@ -270,6 +270,34 @@ def test_exit_124_when_cancel_after_passes() -> None:
     assert "cancelled" in proc.stderr and "--cancel-after 0.5 s" in proc.stderr
 
 
+def test_cancel_after_zero_gives_up_before_connecting() -> None:
+    proc = run_cli("query", "sqlite://", "SELECT 1", "--cancel-after", "0")
+    assert proc.returncode == 124
+    assert proc.stdout == ""
+    assert "gave up connecting to sqlite:// (in memory)" in proc.stderr
+
+
+def test_rows_stream_to_a_pipe_that_closes_early() -> None:
+    # `| head -3`: the reader goes away; the command stops quietly
+    many = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) "
+            "SELECT x FROM c")
+    proc = subprocess.Popen([sys.executable, "-m", "asynchdb", "query", "sqlite://", many,
+                             "--format", "csv"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT, env=_env())
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert [proc.stdout.readline() for _ in range(3)] == [b"x\n", b"1\n", b"2\n"]
+        proc.stdout.close()
+        assert proc.wait(BOUND) == 0
+        err = proc.stderr.read().decode()
+        assert "Traceback" not in err and "BrokenPipe" not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
 def test_progress_on_a_pipe_shows_sqlite_steps() -> None:
     proc = run_cli("query", "sqlite://", SQLITE_FOREVER, "--cancel-after", "1.5", "--progress")
     assert proc.returncode == 124
@@ -456,6 +484,22 @@ def test_pty_status_line_on_a_narrow_terminal(style: str) -> None:
     # redrawn at least twice a second over the 2 s it ran
     assert status.count(b"running") >= 4
     assert run.stdout == ""
+
+
+@pytest.mark.parametrize("style", ["plain", "rich"])
+def test_pty_ctrl_c_stops_a_sqlite_statement(style: str) -> None:
+    if style == "rich":
+        require_tool("rich")
+    run = PtyRun(["query", "sqlite://", SQLITE_FOREVER], cols=80, style=style)
+    try:
+        assert run.read_until(lambda out: b"virtual-machine steps" in out), run.output
+        os.write(run.master, b"\x03")
+        assert run.finish() == 130
+    finally:
+        run.close()
+    status, message = _status_part(run.output, b"interrupted")
+    assert Screen(80).feed(status).text() in ([], ["^C"])
+    assert message.decode().strip() == "interrupted: the statement was cancelled in the database"
 
 
 def test_pty_no_progress_shows_no_status_line() -> None:
