@@ -95,25 +95,35 @@ def fit(state: LineState, width: int, tick: int = 0) -> Layout:
     """Lay out ``state`` in at most ``width`` columns (``width`` >= 1).
 
     What goes first when the line is narrow: the status text, then the bar,
-    then the percentage; the phase and the elapsed time stay while they fit.
+    then the phase's words (cut, then dropped); the elapsed time and the
+    percentage stay while they fit at all.
     """
     spinner = _SPINNER[tick % len(_SPINNER)]
-    head = _cut(f"{spinner} {state.phase} {_elapsed(state.elapsed)}", width)
-    room = width - text_width(head)
+    elapsed = _elapsed(state.elapsed)
     fraction: Optional[float] = None
     percent = ""
-    bar = 0
     if state.total is not None and state.total > 0:
         fraction = max(0.0, min(1.0, state.done / state.total))
         percent = f" {fraction * 100:3.0f}%"
-        if room >= len(percent):
-            room -= len(percent)
-            if room >= _BAR_MIN + 1:  # the bar and the space before it
-                bar = min(_BAR_MAX, max(_BAR_MIN, room // 3))
-                room -= bar + 1
+    head = f"{spinner} {state.phase} {elapsed}"
+    if text_width(head) + len(percent) > width:
+        # narrow: cut the phase's words first, keep the clock and the percentage
+        room_for_phase = width - len(f"{spinner}  {elapsed}") - len(percent)
+        if room_for_phase >= 3:
+            head = f"{spinner} {_cut(state.phase, room_for_phase)} {elapsed}"
         else:
-            percent = ""
-    text = _cut(" " + state.text, room) if state.text and room > 2 else ""
+            head = _cut(f"{spinner} {elapsed.strip()}", width)
+            if text_width(head) + len(percent) > width:
+                percent = " " + percent.strip()  # " 42%", not "  42%"
+            if text_width(head) + len(percent) > width:
+                percent = ""
+    room = width - text_width(head) - len(percent)
+    bar = 0
+    if percent and room >= _BAR_MIN + 1:  # the bar and the space before it
+        bar = min(_BAR_MAX, max(_BAR_MIN, room // 3))
+        room -= bar + 1
+    dropped = fraction is not None and not percent  # no room even for the percentage
+    text = _cut(" " + state.text, room) if state.text and room > 2 and not dropped else ""
     return Layout(head, bar, fraction, percent, text)
 
 
