@@ -51,10 +51,14 @@ def _env(**extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, stdin: Optional[str] = None, timeout: float = 60,
             cwd: Optional[Path] = None) -> subprocess.CompletedProcess[str]:
-    """``python -m asynchdb ARGS`` with pipes for stdin, stdout and stderr."""
+    """``python -m asynchdb ARGS`` with pipes for stdin, stdout and stderr.
+
+    ``COLUMNS`` is fixed: on a pipe, the status line (``--progress``) takes
+    its width from it.
+    """
     return subprocess.run([sys.executable, "-m", "asynchdb", *args], input=stdin,
                           capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd or ROOT, env=_env())
+                          cwd=cwd or ROOT, env=_env(COLUMNS="160"))
 
 
 # ---------------------------------------------------------------------------
