@@ -416,10 +416,18 @@ class _Run:
         return EXIT_INTERRUPTED
 
 
+def _abandoned(op: Optional[Operation[Any]]) -> bool:
+    """Whether ``op`` was given up on because its driver has no cancel."""
+    if op is None:
+        return False
+    status = op.get_status()
+    return status.phase == Phase.CANCELED and (status.status_text or "").startswith("abandoned")
+
+
 def _what_happened(op: Operation[Any]) -> str:
     status = op.get_status()
     if status.phase == Phase.CANCELED:
-        if (status.status_text or "").startswith("abandoned"):
+        if _abandoned(op):
             return ("this driver cannot cancel: the statement was abandoned and may still "
                     "be running in the database")
         return "the statement was cancelled in the database"
@@ -495,7 +503,9 @@ def run(ns: argparse.Namespace, *, stdin: Optional[TextIO] = None,
     finally:
         if line is not None:
             line.close()
-        if conn is not None:
+        if conn is not None and not _abandoned(job.op):
+            # (an abandoned call still holds the connection's worker: closing would
+            # wait for it, bounded, for nothing; the process exit closes the socket)
             try:
                 conn.close()  # aborts anything still pending, bounded
             except KeyboardInterrupt:

@@ -302,6 +302,42 @@ def test_rows_stream_to_a_pipe_that_closes_early() -> None:
         proc.stderr.close()  # type: ignore[union-attr]
 
 
+NO_CANCEL_DRIVER = """\
+from asynchdb import testing
+from asynchdb.testing import (DatabaseError, Error, InterfaceError, OperationalError,
+                              ProgrammingError, Warning)
+
+apilevel, threadsafety, paramstyle = "2.0", 1, "qmark"
+__asynchdb_adapter__ = testing.FakeAdapter
+
+
+def connect(target):
+    return testing.connect(can_cancel=False)
+"""
+
+
+def test_a_driver_that_cannot_cancel_is_reported_honestly(tmp_path: Path) -> None:
+    # the fake driver's statement blocks for up to 30 s and nothing can stop it:
+    # the command says so, and exits promptly all the same
+    (tmp_path / "nocancel_driver.py").write_text(NO_CANCEL_DRIVER)
+    env = _env()
+    env["PYTHONPATH"] = str(tmp_path) + os.pathsep + env["PYTHONPATH"]
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "asynchdb", "query", "--driver",
+                           "nocancel_driver", "x", "block g1", "--cancel-after", "0.5"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert proc.returncode == 124, proc.stderr
+    assert time.monotonic() - start < 10
+    assert "cannot cancel: the statement was abandoned and may still be running" in proc.stderr
+
+
+def test_a_fake_statement_is_cancelled_through_the_driver() -> None:
+    proc = run_cli("query", "--driver", "asynchdb.testing", "x", "block g1",
+                   "--cancel-after", "0.5")
+    assert proc.returncode == 124, proc.stderr
+    assert "the statement was cancelled in the database" in proc.stderr
+
+
 def test_progress_on_a_pipe_shows_sqlite_steps() -> None:
     proc = run_cli("query", "sqlite://", SQLITE_FOREVER, "--cancel-after", "1.5", "--progress")
     assert proc.returncode == 124
