@@ -259,6 +259,9 @@ def make_status_line(stream: TextIO, *, tty: bool, style: str = "auto") -> Statu
     ``style`` is ``"auto"``, ``"rich"`` or ``"plain"`` (the environment variable
     ``ASYNCHDB_STATUS_STYLE`` sets it for the command line).
     """
+    if os.environ.get("TERM") == "dumb":
+        # a terminal with no cursor control (an editor's shell): spaces, no escapes
+        return PlainLine(stream, tty=False)
     if style in ("auto", "rich") and tty:
         try:
             import rich  # noqa: F401

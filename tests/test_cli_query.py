@@ -11,6 +11,7 @@ is gone.  Every subprocess runs under a timeout, every wait is bounded.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import io
 import os
 import pty
@@ -182,6 +183,23 @@ def test_the_line_fits_every_width(state: LineState) -> None:
         assert f"{100 * state.done // state.total:.0f}%" in wide and "#" in wide
     if state.text:
         assert state.text[:10] in wide
+
+
+def test_the_renderer_chosen_for_each_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asynchdb._statusline import RichLine, make_status_line
+
+    monkeypatch.setenv("TERM", "xterm")
+    buf = io.StringIO()
+    assert isinstance(make_status_line(buf, tty=False), PlainLine)
+    assert isinstance(make_status_line(buf, tty=True, style="plain"), PlainLine)
+    if importlib.util.find_spec("rich") is not None:
+        assert isinstance(make_status_line(buf, tty=True), RichLine)
+    monkeypatch.setenv("TERM", "dumb")
+    line = make_status_line(buf, tty=True)
+    assert isinstance(line, PlainLine)
+    line.show(LineState("running", 1.0))
+    line.close()
+    assert "\x1b" not in buf.getvalue() and "running" in buf.getvalue()
 
 
 # ---------------------------------------------------------------------------
