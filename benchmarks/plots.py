@@ -1,7 +1,7 @@
 """The performance page's plots: ``python -m benchmarks.plots``.
 
-Reads the recorded results (``benchmarks/results/sqlite3.json`` and
-``drivers.json``), takes every comparison they hold (asynchdb against the raw
+Reads the recorded results (``benchmarks/results/sqlite3.json``,
+``population.json`` and ``drivers.json``), takes every comparison they hold (asynchdb against the raw
 driver or against what a user would write instead, as a ratio of medians, with
 the interquartile range of the per-repetition ratios where recorded) and draws
 one horizontal bar chart per backend into ``docs/img/performance/``, plus the
@@ -75,12 +75,35 @@ def load(results: Path = RESULTS) -> list[Ratio]:
     if sqlite.exists():
         data = json.loads(sqlite.read_text())
         ratios += _from_benchmarks(data.get("driver", "sqlite3"), data.get("benchmarks", {}))
+    population = results / "population.json"
+    if population.exists():
+        data = json.loads(population.read_text())
+        rows = data.get("rows")
+        if data.get("raw_fetchmany_s") and data.get("population_fetchmany_s"):
+            ratios.append(Ratio("sqlite3", "P5", f"read {rows:,} rows while they are fetched",
+                                "asynchdb", "raw fetchmany on the same thread",
+                                data["population_fetchmany_s"] / data["raw_fetchmany_s"],
+                                None, None, None))
+        if data.get("first_row_ms") and data.get("raw_execute_fetchone_ms"):
+            ratios.append(Ratio("sqlite3", "P5", "time to the first row",
+                                "asynchdb", "raw execute + fetchone",
+                                data["first_row_ms"] / data["raw_execute_fetchone_ms"],
+                                None, None, None))
     drivers = results / "drivers.json"
     if drivers.exists():
         data = json.loads(drivers.read_text())
         for backend, benches in (data.get("backends") or {}).items():
             if isinstance(benches, dict):
                 ratios += _from_benchmarks(backend, benches)
+        p6b = data.get("P6b")
+        if isinstance(p6b, dict) and p6b.get("throughput_ratio"):
+            # statements per second, higher is better: plotted as time per statement
+            target = p6b.get("target")
+            ratios.append(Ratio(
+                "psycopg", "P6b",
+                f"{p6b.get('statements_at_once', '')} statements at once, time per statement",
+                "asynchdb", "one raw thread per connection", 1 / p6b["throughput_ratio"],
+                None, None, 1 / target if target else None))
     return ratios
 
 
@@ -112,13 +135,14 @@ def _bar_chart(ratios: list[Ratio], title: str, path: Path) -> None:
         if r.target is not None:
             ax.plot([r.target, r.target], [yi - 0.25, yi + 0.22], ls=":", color="black",
                     lw=1.5)
-        right = max(r.ratio, r.high or 0.0)
-        ax.text(right, yi, f"  {r.ratio:.2f}x", va="center", fontsize=10, fontweight="bold")
+        # the value in a column of its own at the right edge: never on a whisker or a target
+        ax.text(1.0, yi, f"{r.ratio:.2f}x", va="center", ha="right", fontsize=10,
+                fontweight="bold", transform=ax.get_yaxis_transform())
     ax.axvline(1.0, color="#444", lw=1)
     ax.set_yticks([])
     ax.set_ylim(-0.6, len(ratios) - 0.15)
     top = max([*values, *(r.high or 0 for r in ratios), *(r.target or 0 for r in ratios), 1.0])
-    ax.set_xlim(0, top * 1.18)
+    ax.set_xlim(0, top * 1.3)
     ax.set_xlabel("asynchdb's time / the baseline's time (median; lower is better; 1 = same)\n"
                   "whiskers: interquartile range; dotted: target; green: met, orange: missed, "
                   "grey: no target", fontsize=9)
