@@ -1,9 +1,10 @@
 """The performance page's plots: ``python -m benchmarks.plots``.
 
 Reads the recorded results (``benchmarks/results/sqlite3.json``,
-``population.json`` and ``drivers.json``), takes every comparison they hold (asynchdb against the raw
-driver or against what a user would write instead, as a ratio of medians, with
-the interquartile range of the per-repetition ratios where recorded) and draws
+``population.json`` and ``drivers.json``), takes every comparison they hold
+(asynchdb against the raw driver or against what a user would write instead,
+as a ratio of medians, with the interquartile range of the per-repetition
+ratios where recorded) and draws
 one horizontal bar chart per backend into ``docs/img/performance/``, plus the
 population benchmark's ratios.  A ratio below 1 means asynchdb took less time
 than the baseline; the dotted mark is the target the benchmark set itself.
