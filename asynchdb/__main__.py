@@ -1,4 +1,10 @@
-"""Command line: ``python -m asynchdb demo`` (also installed as ``asynchdb-demo``)."""
+"""Command line: ``python -m asynchdb demo | query | check``.
+
+``demo`` is also installed as ``asynchdb-demo``.  ``query`` lives in
+``asynchdb._query``.  ``check`` (API.md section 11) is built in its own module:
+this file registers it through :func:`_add_check`, the one hook to adjust
+when that module lands.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Optional
+from typing import Any, Optional
 
 from ._version import __version__
 
@@ -45,7 +51,30 @@ def _parser() -> argparse.ArgumentParser:
                            f"at least {MIN_ROWS:,})")
     size.add_argument("--quick", action="store_true",
                       help=f"a tiny run of a few seconds ({QUICK_ROWS:,} orders, short waits)")
+    from ._query import add_parser
+
+    add_parser(commands)
+    _add_check(commands)
     return parser
+
+
+def _add_check(commands: Any) -> None:
+    """Register ``check``: the module that implements it, or a placeholder.
+
+    The hook for the ``check`` command: a module ``asynchdb._check`` with
+    ``add_parser(commands)`` and ``run(ns) -> int`` is used when present.
+    """
+    try:
+        from . import _check  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:
+        check = commands.add_parser(
+            "check", help="run the cancel-safety checks on a live database",
+            description="Run the cancel-safety checks on a live database "
+                        "(not available in this build of asynchdb).")
+        check.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        check.set_defaults(run=None)
+    else:
+        _check.add_parser(commands)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -63,6 +92,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = list(argv)
     parser = _parser()
     ns = parser.parse_args(args)
+    if ns.command == "query":
+        from ._query import run
+
+        return run(ns)
+    if ns.command == "check":
+        runner = getattr(ns, "run", None)
+        if runner is None:
+            print("python -m asynchdb check: not available in this build", file=sys.stderr)
+            return 2
+        return int(runner(ns))
     if ns.command != "demo":
         parser.print_help()
         return 2
