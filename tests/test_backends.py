@@ -115,8 +115,8 @@ def test_executemany_asynch_inserts_every_row(backend: Backend,
     cur = conn.cursor()
     cur.execute(f"{backend.temp_table} {table} (x INTEGER, y VARCHAR(20))")
     params = [(i, f"row {i}") for i in range(200)]
-    p = backend.param
-    op = cur.executemany(f"INSERT INTO {table} VALUES ({p}, {p})", params, asynch=True)
+    op = cur.executemany(f"INSERT INTO {table} VALUES ({backend.params(2)})", params,
+                         asynch=True)
     assert op.result(BOUND) is cur
     st = op.get_status()
     assert st.phase is Phase.COMPLETE and st.progress == st.progress_max
