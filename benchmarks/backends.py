@@ -156,6 +156,8 @@ class Backend:
     to_args: Optional[Callable[[str], tuple[tuple[Any, ...], dict[str, Any]]]] = None
     #: The driver takes ``autocommit=`` at connect; otherwise it is set as an attribute.
     autocommit_kwarg: bool = True
+    #: The driver has a cancel (False: an abort abandons the call, API.md section 5).
+    can_cancel: bool = True
 
     # -- reaching it ---------------------------------------------------------
     def module(self) -> ModuleType:
@@ -384,6 +386,8 @@ BACKENDS += (
     Backend(
         name="adbc-sqlite", module_name="adbc_driver_sqlite.dbapi", env_var=None,
         default=None, server=None, long_sql=_sqlite_count, temp_table="CREATE TEMP TABLE",
+        # adbc-driver-sqlite 1.13 answers adbc_cancel() with NOT_IMPLEMENTED
+        can_cancel=False,
     ),
     Backend(
         name="apsw", module_name="apsw", env_var=None, default=None, server=None,

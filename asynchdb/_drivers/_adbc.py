@@ -29,6 +29,12 @@ the server went on running the query, and the executing thread later failed
 with a bogus "out of memory" from freed state; with SQLite it blocked until the
 statement ended.  asynchdb aborts first and closes on the owner thread.
 
+A late cancel (PostgreSQL): ``execute()`` of a query returns normally when it
+is canceled, and the cancel's error waits in its result for the first fetch
+(the driver runs a query as ``COPY ... TO STDOUT``).  A query whose cancel was
+sent and that returned a result set ends CANCELED
+(:meth:`AdbcAdapter.result_lost`); DML and DDL end COMPLETE (they ran).
+
 State after an abort (PostgreSQL): ADBC connections are not in autocommit by
 default, and a canceled statement fails the transaction ("the connection is in
 an error state; first rollback").  :meth:`AdbcAdapter.after_abort` rolls it
@@ -43,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import weakref
 from typing import Any, Optional
 
 from ..adapters import Adapter, CallView, ConnectionView
@@ -55,6 +62,17 @@ _CANCELLED = 11
 _NOT_IMPLEMENTED = 2
 #: SQLSTATE query_canceled.
 _QUERY_CANCELED = "57014"
+_STATEMENT_CALLS = frozenset({"execute", "executemany"})
+
+
+class _State:
+    """Per-connection adapter state."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        #: The call the last cancel was sent for.
+        self.sent: Optional[weakref.ref[CallView]] = None
 
 
 def _manager() -> Any:
@@ -73,6 +91,7 @@ class AdbcAdapter(Adapter):
 
     def prepare(self, conn: ConnectionView) -> None:
         # owner thread: ask once whether this ADBC driver implements the cancel
+        conn.state = _State()
         if not self._cancel_implemented(conn.raw):
             self.can_cancel = False
 
@@ -94,6 +113,9 @@ class AdbcAdapter(Adapter):
 
     def cancel(self, conn: ConnectionView, call: CallView) -> None:
         # aborting thread, under the channel's cancel lock, while the call runs
+        state = conn.state
+        if isinstance(state, _State):
+            state.sent = weakref.ref(call)
         cursor = call.cursor
         if cursor is not None:
             cursor.adbc_cancel()
@@ -107,6 +129,33 @@ class AdbcAdapter(Adapter):
             return False
         return (getattr(exc, "status_code", None) == _CANCELLED
                 or getattr(exc, "sqlstate", None) == _QUERY_CANCELED)
+
+    def result_lost(self, conn: ConnectionView, call: CallView) -> bool:
+        """A canceled query's ``execute()`` returns normally: the error waits in its result.
+
+        ADBC's PostgreSQL driver runs a query as ``COPY (...) TO STDOUT`` and
+        ``execute()`` returns as soon as the copy ended, canceled or not; the
+        cancel's error (CANCELLED, 57014) is raised by the first fetch
+        (measured: ``execute`` of ``pg_sleep(5)`` returned 0.5 s after a
+        cancel at 0.5 s).  A call that returned a result set although its
+        cancel was sent therefore ends CANCELED, and the transaction the
+        cancel failed is rolled back here, as :meth:`after_abort` would.
+        """
+        # owner thread, after every call that returned normally
+        state = conn.state
+        if not isinstance(state, _State) or state.sent is None or state.sent() is not call:
+            return False
+        state.sent = None
+        cursor = call.cursor
+        if call.kind not in _STATEMENT_CALLS or cursor is None:
+            return False
+        try:
+            if cursor.description is None:
+                return False  # DML, DDL: it ran, and its row count was read
+        except Exception:  # noqa: BLE001 - a cursor that cannot say has lost it
+            pass
+        self.after_abort(conn)
+        return True
 
     def after_abort(self, conn: ConnectionView) -> None:
         # owner thread: PostgreSQL failed the transaction; a rollback with none
