@@ -150,8 +150,8 @@ class AdbcAdapter(Adapter):
         if call.kind not in _STATEMENT_CALLS or cursor is None:
             return False
         try:
-            if cursor.description is None:
-                return False  # DML, DDL: it ran, and its row count was read
+            if not cursor.description:
+                return False  # DML, DDL (no columns): it ran, and its row count was read
         except Exception:  # noqa: BLE001 - a cursor that cannot say has lost it
             pass
         self.after_abort(conn)
