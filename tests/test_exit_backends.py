@@ -107,7 +107,10 @@ def assert_gone_on_servers(names: list[str], tag: str) -> None:
 
 
 def test_exit_with_long_statements_pending_on_every_backend() -> None:
-    names = reachable()
+    # A driver with no cancel (adbc-sqlite) keeps its worker busy with the
+    # abandoned statement, and exit waits asynchdb's grace second for it: it
+    # is checked on its own (test_unclosed_connection_warns_and_never_hangs).
+    names = [name for name in reachable() if BY_NAME[name].can_cancel]
     tag = f"asynchdb_exit_{uuid.uuid4().hex[:12]}"
     proc, exit_time = run_script(f"""
         names = {names!r}
