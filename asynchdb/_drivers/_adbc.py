@@ -103,7 +103,7 @@ class AdbcAdapter(Adapter):
         probe = raw.cursor()
         try:
             probe.adbc_cancel()  # nothing runs: a no-op where it is implemented
-        except Exception as exc:  # noqa: BLE001 - only NOT_IMPLEMENTED means "none"
+        except Exception as exc:  # only NOT_IMPLEMENTED means "none"
             if getattr(exc, "status_code", None) == _NOT_IMPLEMENTED:
                 return False
             log.debug("asynchdb: probing adbc_cancel failed", exc_info=True)
