@@ -26,13 +26,6 @@ def series_sql(backend: Backend, n: int) -> str:
             f"LIMIT {n}) SELECT x, x * 2 FROM c")
 
 
-@pytest.fixture(autouse=True)
-def _fetchmany(backend: Backend, request: pytest.FixtureRequest) -> None:
-    """Population fetches with ``fetchmany``, which apsw's cursors lack."""
-    if backend.name == "apsw" and "listener" not in request.node.name:
-        pytest.skip("apsw cursors have no fetchmany: no background population")
-
-
 def ints(rows: list[Any]) -> list[tuple[int, ...]]:
     return [tuple(int(v) for v in r) for r in rows]
 
