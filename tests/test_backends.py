@@ -712,3 +712,31 @@ def test_adapters_import_without_their_drivers() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.backend(n)) for n in
+                                  ("psycopg2", "pg8000", "adbc-postgresql", "adbc-sqlite",
+                                   "apsw")])
+def test_wrap_finds_the_drivers_adapter(name: str) -> None:
+    """``asynchdb.wrap()`` of an open connection gets the same cancel as ``connect``.
+
+    The adapter is found from the connection's class (ADBC's PostgreSQL
+    connection is an ``adbc_driver_manager.dbapi.Connection``; apsw's has no
+    ``commit``).
+    """
+    backend = backends.BY_NAME[name]
+    conn = asynchdb.wrap(backend.connect_raw())
+    try:
+        assert conn.statistics()["can_cancel"] is backend.can_cancel
+        if not backend.can_cancel:
+            return
+        with backend.monitor() as running:
+            op, cur, tag = start_long(backend, conn, running)
+            op.abort()
+            assert op.wait_for_completion(BOUND)
+            assert op.get_status().phase is Phase.CANCELED
+            assert_gone(backend, running, tag)
+        cur.execute("SELECT 1")
+        assert [tuple(r) for r in cur.fetchall()] == [(1,)]
+    finally:
+        conn.close()
