@@ -740,3 +740,49 @@ def test_wrap_finds_the_drivers_adapter(name: str) -> None:
         assert [tuple(r) for r in cur.fetchall()] == [(1,)]
     finally:
         conn.close()
+
+
+@pytest.mark.backend("apsw")
+def test_apsw_keeps_the_users_progress_handler() -> None:
+    """apsw keeps several progress handlers by ``id``: the user's lives beside asynchdb's.
+
+    The user's handler is called while a statement runs, and an abort still
+    stops the statement (and only it) while the user's handler says go on.
+    """
+    backend = require("apsw")
+    with backend.wrapped() as conn:
+        calls = []
+        conn.set_progress_handler(lambda: calls.append(1) or False, 100)
+        cur, other = conn.cursor(), conn.cursor()
+        other.execute(backend.rows_sql(3))
+        assert other.fetchone() is not None  # a pending statement: interrupt() would stop it
+        op = cur.execute(backend.long_sql(LONG, marker()), asynch=True)
+        assert wait_until(lambda: bool(calls) or op.done())
+        op.abort()
+        assert op.wait_for_completion(BOUND)
+        assert op.get_status().phase is Phase.CANCELED
+        assert isinstance(op.get_status().error.__cause__, backend.module().InterruptError)
+        assert [tuple(r) for r in other.fetchall()] == [(2,), (3,)]  # untouched
+        cur.execute("SELECT 1")
+        assert rows(cur) == [(1,)]
+
+
+@pytest.mark.backend("pg8000")
+def test_pg8000_cancel_request_reaches_only_its_own_backend() -> None:
+    """asynchdb sends pg8000's cancel request itself, with that connection's key.
+
+    Two connections run the same long statement; aborting one stops it on the
+    server while the other goes on.
+    """
+    backend = require("pg8000")
+    with backend.wrapped() as one, backend.wrapped() as two, backend.monitor() as running:
+        op1, _c1, tag1 = start_long(backend, one, running)
+        op2, _c2, tag2 = start_long(backend, two, running)
+        op1.abort()
+        assert op1.wait_for_completion(BOUND)
+        assert op1.get_status().phase is Phase.CANCELED
+        assert_gone(backend, running, tag1)
+        assert running(tag2) and not op2.done()
+        op2.abort()
+        assert op2.wait_for_completion(BOUND)
+        assert_gone(backend, running, tag2)
