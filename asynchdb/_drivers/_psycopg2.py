@@ -1,10 +1,14 @@
 """psycopg2: abort with ``connection.cancel()`` (libpq's ``PQcancel``).
 
 ``connection.cancel()`` is psycopg2's primitive meant to be called from
-another thread while a statement runs: it does not take the connection's lock,
-releases the GIL, opens a separate connection to the server and asks it to
-cancel whatever the connection's backend runs; it returns once the server has
-closed that request (the backend has been signalled by then).  The executing
+another thread while a statement runs: it does not take the connection's lock
+(the executing thread holds it for the whole call), and calls libpq's
+``PQcancel``, which opens a separate connection to the server, asks it to
+cancel whatever the connection's backend runs, and returns once the server has
+closed that request (the backend has been signalled by then).  psycopg2 keeps
+the GIL during that round trip (its source has no ``Py_BEGIN_ALLOW_THREADS``
+there): other Python threads pause for about a millisecond; the executing
+thread is in libpq with the GIL released and is not held up.  The executing
 thread gets ``psycopg2.errors.QueryCanceled`` (a
 ``psycopg2.extensions.QueryCanceledError``, SQLSTATE 57014).  Measured here
 (docs/drivers.md): 1.7 ms median from the call to the executing thread
@@ -58,7 +62,7 @@ class Psycopg2Adapter(Adapter):
 
     def cancel(self, conn: ConnectionView, call: CallView) -> None:
         # aborting thread, under the channel's cancel lock, while the call runs;
-        # psycopg2 releases the GIL and does not take the connection's lock here
+        # psycopg2 does not take the connection's lock here (it keeps the GIL)
         conn.raw.cancel()
 
     def is_cancel_error(self, exc: BaseException) -> bool:
