@@ -786,3 +786,24 @@ def test_pg8000_cancel_request_reaches_only_its_own_backend() -> None:
         op2.abort()
         assert op2.wait_for_completion(BOUND)
         assert_gone(backend, running, tag2)
+
+
+@pytest.mark.backend("adbc-postgresql", connect=False)
+def test_adbc_recognises_a_cancel_that_landed_on_its_begin() -> None:
+    """The three forms ADBC's PostgreSQL driver reports a cancel in (stress run, 1 in 5000).
+
+    Not in autocommit the driver sends BEGIN before a statement; a cancel that
+    lands there is status IO with no SQLSTATE.  A syntax error is not a cancel.
+    """
+    manager = pytest.importorskip("adbc_driver_manager")
+    adapter = for_module(require("adbc-postgresql", connect=False).module())
+    code = manager.AdbcStatusCode
+    on_begin = manager.OperationalError(
+        "IO: [libpq] Failed to begin transaction: ERROR: canceling statement due to user "
+        "request\n", status_code=code.IO)
+    in_query = manager.OperationalError("CANCELLED: [libpq] ...", status_code=code.CANCELLED,
+                                        sqlstate="57014")
+    syntax = manager.ProgrammingError("INVALID_ARGUMENT: syntax error",
+                                      status_code=code.INVALID_ARGUMENT, sqlstate="42601")
+    assert adapter.is_cancel_error(on_begin) and adapter.is_cancel_error(in_query)
+    assert not adapter.is_cancel_error(syntax)
