@@ -299,12 +299,16 @@ def wrap(dbapi_connection: Any) -> Connection:
     """
     if isinstance(dbapi_connection, Connection):
         return dbapi_connection
-    for name in ("cursor", "commit", "close"):
+    adapter = _for_connection(dbapi_connection)
+    # a driver with an adapter of its own may lack commit() (apsw: SQL transactions)
+    needed = ("cursor", "close") if type(adapter) is not Adapter else ("cursor", "commit",
+                                                                        "close")
+    for name in needed:
         if not callable(getattr(dbapi_connection, name, None)):
             raise TypeError(
                 f"wrap() needs an open DB-API connection (with cursor, commit and close); "
                 f"{type(dbapi_connection).__name__} has no {name}()")
-    return _wrap(_for_connection(dbapi_connection), dbapi_connection)
+    return _wrap(adapter, dbapi_connection)
 
 
 def _wrap(adapter: Adapter, raw: Any) -> Connection:

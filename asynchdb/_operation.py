@@ -43,6 +43,7 @@ import _thread
 import concurrent.futures
 import copy
 import enum
+import functools
 import logging
 import threading
 import weakref
@@ -110,6 +111,17 @@ def _per_call_hooks(adapter: Any) -> tuple[bool, bool]:
             or getattr(cls, "progress_source", None) is not Adapter.progress_source,
             getattr(cls, "result_lost", None) is not Adapter.result_lost)
     return known
+
+
+def _fetch_by_one(raw: Any, n: int) -> list[Any]:
+    """Up to ``n`` rows from a cursor that has ``fetchone`` but no ``fetchmany`` (apsw)."""
+    rows = []
+    for _ in range(n):
+        row = raw.fetchone()
+        if row is None:
+            break
+        rows.append(row)
+    return rows
 
 
 def fresh_error(error: BaseException | None, *, cause: bool) -> OperationCanceled:
@@ -505,6 +517,9 @@ class Job:
             return
         ch = self.channel
         raw = self.raw_cursor
+        fetchmany = getattr(raw, "fetchmany", None)
+        if fetchmany is None:  # apsw's cursors have only fetchone
+            fetchmany = functools.partial(_fetch_by_one, raw)
         size = FIRST_BATCH if buf.fetched == 0 else BATCH
         error: BaseException | None = None
         ended = False
@@ -523,7 +538,7 @@ class Job:
                         self.low_resource()
                         return
                     continue
-                rows = raw.fetchmany(min(size, space))
+                rows = fetchmany(min(size, space))
                 size = min(size * 16, BATCH)
                 if not rows:
                     ended = True

@@ -210,11 +210,19 @@ _KNOWN: dict[str, AdapterSpec] = {
     "_duckdb": "asynchdb._drivers._duckdb:DuckDBAdapter",
     # duckdb_engine (SQLAlchemy's DuckDB dialect) wraps a duckdb connection
     "duckdb_engine": "asynchdb._drivers._duckdb:DuckDBAdapter",
+    "psycopg2": "asynchdb._drivers._psycopg2:Psycopg2Adapter",
+    "pg8000": "asynchdb._drivers._pg8000:Pg8000Adapter",
+    "adbc_driver_postgresql": "asynchdb._drivers._adbc:AdbcAdapter",
+    "adbc_driver_sqlite": "asynchdb._drivers._adbc:AdbcAdapter",
+    "adbc_driver_manager": "asynchdb._drivers._adbc:AdbcAdapter",
+    "apsw": "asynchdb._drivers._apsw:ApswAdapter",
 }
 #: Entry points already looked up (each driver name once).
 _LOOKED_UP: set[str] = set()
 #: The module whose exceptions a wrapped connection's class belongs to.
-_MODULE_OF = {"_sqlite3": "sqlite3", "_duckdb": "duckdb"}
+_MODULE_OF = {"_sqlite3": "sqlite3", "_duckdb": "duckdb",
+              "adbc_driver_manager": "adbc_driver_manager.dbapi",
+              "adbc_driver_sqlite": "adbc_driver_sqlite.dbapi"}
 
 
 def register(module_name: str, adapter: AdapterSpec) -> None:

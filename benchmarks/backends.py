@@ -148,19 +148,36 @@ class Backend:
     keeps_transaction: bool = True
     #: A temporary table's DDL prefix (``CREATE TEMPORARY TABLE`` where it exists).
     temp_table: str = "CREATE TEMPORARY TABLE"
-    #: The parameter marker (``paramstyle`` qmark or format).
+    #: The parameter marker (``paramstyle`` qmark, format or numeric).
     param: str = "?"
+    #: The module's connect callable (apsw, not a PEP 249 module, has ``Connection``).
+    connect_attr: str = "connect"
+    #: ``to_args(dsn) -> (args, kwargs)`` for a driver that takes no connection string.
+    to_args: Optional[Callable[[str], tuple[tuple[Any, ...], dict[str, Any]]]] = None
+    #: The driver takes ``autocommit=`` at connect; otherwise it is set as an attribute.
+    autocommit_kwarg: bool = True
+    #: The driver has a cancel (False: an abort abandons the call, API.md section 5).
+    can_cancel: bool = True
 
     # -- reaching it ---------------------------------------------------------
     def module(self) -> ModuleType:
         return importlib.import_module(self.module_name)
 
+    def params(self, n: int) -> str:
+        """``n`` parameter markers, comma separated (``$1, $2`` for numeric ``$1``)."""
+        if self.param == "$1":
+            return ", ".join(f"${i}" for i in range(1, n + 1))
+        return ", ".join([self.param] * n)
+
+    def driver(self) -> Any:
+        """What to give ``asynchdb.connect``: the module, or its connect callable (apsw)."""
+        mod = self.module()
+        return mod if self.connect_attr == "connect" else getattr(mod, self.connect_attr)
+
     def dsn(self) -> str:
         """The connection string (or database path) in use."""
-        if self.name == "sqlite3":
-            return scratch_path("sqlite3.db")
-        if self.name == "duckdb":
-            return scratch_path("duckdb.db")
+        if self.env_var is None and self.default is None:
+            return scratch_path(f"{self.name}.db")  # an in-process engine's file
         value = os.environ.get(self.env_var or "", "") or self.default or ""
         if "{path}" in value:
             value = value.replace("{path}", scratch_path(f"{self.name}.db"))
@@ -168,18 +185,25 @@ class Backend:
 
     def connect_args(self, **overrides: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """``(args, kwargs)`` for ``module.connect`` (and ``asynchdb.connect``)."""
+        if self.to_args is not None:
+            args, parsed = self.to_args(self.dsn())
+            return args, {**parsed, **self.connect_kwargs, **overrides}
         kwargs = {**self.connect_kwargs, **overrides}
         return (self.dsn(),), kwargs
 
     def connect_raw(self, **overrides: Any) -> Any:
         """A plain driver connection (no wrapper)."""
+        autocommit = overrides.pop("autocommit", None) if not self.autocommit_kwarg else None
         args, kwargs = self.connect_args(**overrides)
-        return self.module().connect(*args, **kwargs)
+        raw = getattr(self.module(), self.connect_attr)(*args, **kwargs)
+        if autocommit is not None:
+            raw.autocommit = autocommit
+        return raw
 
     def connect(self, **overrides: Any) -> asynchdb.Connection:
         """A wrapped connection; close it."""
         args, kwargs = self.connect_args(**overrides)
-        conn: asynchdb.Connection = asynchdb.connect(self.module(), *args, **kwargs)
+        conn: asynchdb.Connection = asynchdb.connect(self.driver(), *args, **kwargs)
         return conn
 
     @contextlib.contextmanager
@@ -249,7 +273,7 @@ class Backend:
             else:
                 sql = ("SELECT info FROM information_schema.processlist "
                        "WHERE id <> CONNECTION_ID() AND info LIKE {p}")
-            sql = sql.format(p="%s" if self.module_name == "psycopg" else "?")
+            sql = sql.format(p=self.param)
 
             def running(tag: str) -> Optional[list[str]]:
                 cur = raw.cursor()
@@ -319,6 +343,55 @@ BACKENDS: tuple[Backend, ...] = (
         name="duckdb", module_name="duckdb", env_var=None, default=None, server=None,
         long_sql=_duckdb_range, rows_sql=lambda n: f"SELECT range + 1 FROM range({n})",
         keeps_transaction=False,
+    ),
+)
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _pg8000_args(url: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """pg8000 takes keywords, not a connection string: split a ``postgresql://`` URL."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    kwargs: dict[str, Any] = {"user": unquote(parts.username or "postgres"),
+                              "host": parts.hostname or "127.0.0.1",
+                              "port": parts.port or 5432,
+                              "database": parts.path.lstrip("/") or None,
+                              "timeout": 30}
+    if parts.password is not None:
+        kwargs["password"] = unquote(parts.password)
+    return (), kwargs
+
+
+BACKENDS += (
+    Backend(
+        name="psycopg2", module_name="psycopg2", env_var="ASYNCHDB_PSYCOPG2_DSN",
+        default=PSYCOPG_DSN, server="postgresql", long_sql=_pg_sleep,
+        rows_sql=lambda n: f"SELECT generate_series(1, {n})",
+        batch_sql=None, keeps_transaction=False, param="%s", autocommit_kwarg=False,
+    ),
+    Backend(
+        name="pg8000", module_name="pg8000", env_var="ASYNCHDB_PG8000_URL",
+        default=PG_URL, server="postgresql", long_sql=_pg_sleep,
+        rows_sql=lambda n: f"SELECT generate_series(1, {n})",
+        keeps_transaction=False, param="%s", to_args=_pg8000_args, autocommit_kwarg=False,
+    ),
+    Backend(
+        name="adbc-postgresql", module_name="adbc_driver_postgresql.dbapi",
+        env_var="ASYNCHDB_ADBC_PG_URL", default=PG_URL, server="postgresql",
+        long_sql=_pg_sleep, rows_sql=lambda n: f"SELECT generate_series(1, {n})",
+        keeps_transaction=False, param="$1",
+    ),
+    Backend(
+        name="adbc-sqlite", module_name="adbc_driver_sqlite.dbapi", env_var=None,
+        default=None, server=None, long_sql=_sqlite_count, temp_table="CREATE TEMP TABLE",
+        # adbc-driver-sqlite 1.13 answers adbc_cancel() with NOT_IMPLEMENTED
+        can_cancel=False,
+    ),
+    Backend(
+        name="apsw", module_name="apsw", env_var=None, default=None, server=None,
+        long_sql=_sqlite_count, temp_table="CREATE TEMP TABLE", connect_attr="Connection",
     ),
 )
 

@@ -122,9 +122,13 @@ class Target:
         return self.backend.module()
 
     def connect_raw(self, **kw: Any) -> Any:
+        if self.dsn_override is None:
+            return self.backend.connect_raw(**kw)
         return self.mod().connect(self.dsn(), **kw)
 
     def connect(self, **kw: Any) -> asynchdb.Connection:
+        if self.dsn_override is None:
+            return self.backend.connect(**kw)
         conn: asynchdb.Connection = asynchdb.connect(self.mod(), self.dsn(), **kw)
         return conn
 
@@ -134,6 +138,19 @@ class Target:
             conn.cancel_safe()
         elif self.module == "duckdb":
             cur.interrupt()
+        elif self.module == "psycopg2":
+            conn.cancel()
+        elif self.module == "pg8000":
+            # pg8000 has none: the cancel request a user would send (what the adapter sends)
+            from asynchdb._drivers._pg8000 import _target_of, send_cancel_request
+
+            target = _target_of(conn)
+            assert target is not None
+            send_cancel_request(target)
+        elif self.module.startswith("adbc_driver_"):
+            cur.adbc_cancel()
+        elif self.module == "apsw":
+            conn.interrupt()
         else:
             cur.cancel()
 
@@ -149,6 +166,13 @@ TARGETS = (
     # DUCKDB_RATE rows a second: range(10**11)
     Target(BY_NAME["duckdb"], "SELECT range, 'row' FROM range(100)", 10**11 / DUCKDB_RATE,
            dsn_override=":memory:"),
+    Target(BY_NAME["psycopg2"], "SELECT g, 'row' FROM generate_series(1, 100) g", 30),
+    Target(BY_NAME["pg8000"], "SELECT g, 'row' FROM generate_series(1, 100) g", 30),
+    Target(BY_NAME["adbc-postgresql"], "SELECT g, 'row' FROM generate_series(1, 100) g", 30),
+    # adbc-sqlite has no cancel (P3 would measure an abandon): not benchmarked
+    Target(BY_NAME["apsw"],
+           "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100) "
+           "SELECT x, 'row' FROM c", 10**10 / SQLITE_RATE),
 )
 
 
@@ -380,7 +404,7 @@ def run_p3(t: Target, sz: Sizes) -> dict[str, Any]:
             res.append(pc() - t0)
             if runner.error is None:
                 problems["raw_not_stopped"] += 1
-            if t.module == "psycopg":
+            if t.module in ("psycopg", "psycopg2", "pg8000", "adbc_driver_postgresql.dbapi"):
                 runner.conn.rollback()
         return res
 

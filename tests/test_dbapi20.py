@@ -26,13 +26,17 @@ from benchmarks.backends import Backend
 dbapi20 = require_module("dbapi20")
 
 #: Backends the compliance suite runs on.
-SUITE_BACKENDS = ("sqlite3", "pyodbc-postgresql", "psycopg")
+SUITE_BACKENDS = ("sqlite3", "pyodbc-postgresql", "psycopg", "psycopg2", "pg8000",
+                  "adbc-postgresql")
 TESTS = sorted(name for name in dir(dbapi20.DatabaseAPI20Test) if name.startswith("test_"))
 #: Where the wrapper differs from the raw driver on purpose: (backend, test) -> why.
 DIVERGENCES = {
     ("pyodbc-postgresql", "test_non_idempotent_close"):
         "asynchdb's Connection.close() is idempotent by design (closing twice is "
         "harmless, connection.py), while pyodbc raises on a second close",
+    ("pg8000", "test_non_idempotent_close"):
+        "asynchdb's Connection.close() is idempotent by design, while pg8000 raises "
+        "InterfaceError('connection is closed') on a second close",
 }
 
 

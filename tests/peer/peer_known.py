@@ -155,6 +155,8 @@ EXPECTED: dict[str, dict[str, str]] = {
                                 "double_close"},
     "dbapi20[pyodbc-sqlite]": {"dbapi20.DatabaseAPI20Test.test_non_idempotent_close":
                                "double_close"},
+    "dbapi20[pg8000]": {"dbapi20.DatabaseAPI20Test.test_non_idempotent_close":
+                        "double_close"},
 }
 
 ALLOWED: dict[str, dict[str, str]] = {
