@@ -25,6 +25,10 @@ Environment variables (the defaults below are docs/drivers.md's connection strin
     temporary database file.
 ``ASYNCHDB_PSYCOPG_DSN``
     psycopg conninfo string.
+``ASYNCHDB_PYMYSQL_URL``, ``ASYNCHDB_MYSQLCLIENT_URL``, ``ASYNCHDB_MARIADB_URL``
+    PyMySQL, mysqlclient and MariaDB Connector/Python: a URL in the command
+    line's spelling (``mysql+pymysql://root@127.0.0.1:3306/test``), turned into
+    ``connect`` keywords by ``asynchdb._targets.parse_target``.
 ``ASYNCHDB_REQUIRE_BACKENDS``
     ``all``, or a comma list of backend names: a required backend whose
     driver or server is missing makes its tests FAIL instead of skip (CI sets
@@ -59,6 +63,10 @@ MARIADB_ODBC = ("DRIVER={MariaDB Unicode};SERVER=127.0.0.1;PORT=3306;DATABASE=te
                 "PWD=;OPTION=67108864")
 SQLITE_ODBC = "DRIVER={SQLite3};Database={path};BigInt=1"
 PSYCOPG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
+#: client_flag=65536 (CLIENT.MULTI_STATEMENTS): multi-statement batches, for ``nextset()``
+PYMYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test?client_flag=65536"
+MYSQLCLIENT_URL = "mysql+mysqldb://root@127.0.0.1:3306/test?client_flag=65536"
+MARIADB_URL = "mysql+mariadbconnector://root@127.0.0.1:3306/test"
 
 #: Rows a second the in-process engines count through (order of magnitude, 2 vCPU).
 SQLITE_RATE = 4_000_000
@@ -150,6 +158,9 @@ class Backend:
     temp_table: str = "CREATE TEMPORARY TABLE"
     #: The parameter marker (``paramstyle`` qmark or format).
     param: str = "?"
+    #: The connection string is a URL for ``asynchdb._targets.parse_target``
+    #: (drivers whose ``connect`` takes keywords only).
+    url: bool = False
 
     # -- reaching it ---------------------------------------------------------
     def module(self) -> ModuleType:
@@ -169,6 +180,11 @@ class Backend:
     def connect_args(self, **overrides: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """``(args, kwargs)`` for ``module.connect`` (and ``asynchdb.connect``)."""
         kwargs = {**self.connect_kwargs, **overrides}
+        if self.url:
+            from asynchdb._targets import parse_target
+
+            _, args, from_url = parse_target(self.dsn())
+            return args, {**from_url, **kwargs}
         return (self.dsn(),), kwargs
 
     def connect_raw(self, **overrides: Any) -> Any:
@@ -227,6 +243,8 @@ class Backend:
     def _probe_kwargs(self) -> dict[str, Any]:
         if self.module_name == "pyodbc":
             return {"timeout": PROBE_TIMEOUT}
+        if self.url and self.server == "mariadb":
+            return {"connect_timeout": PROBE_TIMEOUT}
         return {}
 
     # -- the server's view ---------------------------------------------------
@@ -249,7 +267,7 @@ class Backend:
             else:
                 sql = ("SELECT info FROM information_schema.processlist "
                        "WHERE id <> CONNECTION_ID() AND info LIKE {p}")
-            sql = sql.format(p="%s" if self.module_name == "psycopg" else "?")
+            sql = sql.format(p=self.param)
 
             def running(tag: str) -> Optional[list[str]]:
                 cur = raw.cursor()
@@ -319,6 +337,24 @@ BACKENDS: tuple[Backend, ...] = (
         name="duckdb", module_name="duckdb", env_var=None, default=None, server=None,
         long_sql=_duckdb_range, rows_sql=lambda n: f"SELECT range + 1 FROM range({n})",
         keeps_transaction=False,
+    ),
+    # MySQL-family drivers on MariaDB: KILL QUERY from a twin connection
+    Backend(
+        name="pymysql", module_name="pymysql", env_var="ASYNCHDB_PYMYSQL_URL",
+        default=PYMYSQL_URL, server="mariadb", long_sql=_mariadb_sleep,
+        rows_sql=lambda n: f"SELECT seq FROM seq_1_to_{n}",
+        batch_sql="SELECT 1; SELECT 2, 3", param="%s", url=True,
+    ),
+    Backend(
+        name="mysqlclient", module_name="MySQLdb", env_var="ASYNCHDB_MYSQLCLIENT_URL",
+        default=MYSQLCLIENT_URL, server="mariadb", long_sql=_mariadb_sleep,
+        rows_sql=lambda n: f"SELECT seq FROM seq_1_to_{n}",
+        batch_sql="SELECT 1; SELECT 2, 3", param="%s", url=True,
+    ),
+    Backend(
+        name="mariadb", module_name="mariadb", env_var="ASYNCHDB_MARIADB_URL",
+        default=MARIADB_URL, server="mariadb", long_sql=_mariadb_sleep,
+        rows_sql=lambda n: f"SELECT seq FROM seq_1_to_{n}", url=True,
     ),
 )
 
