@@ -486,6 +486,7 @@ def _spawn(spec: Spec, check: str, tag: str = "") -> subprocess.Popen[str]:
     assert proc.stdin is not None
     proc.stdin.write(json.dumps({"spec": asdict(spec), "check": check, "tag": tag}) + "\n")
     proc.stdin.close()
+    proc.stdin = None  # communicate() must not flush it again
     return proc
 
 
