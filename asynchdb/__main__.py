@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Optional
+from typing import Any, Optional
 
 from ._version import __version__
 
@@ -78,13 +78,22 @@ def _check(ns: argparse.Namespace) -> int:
     """``check``: exit 0 when nothing failed, 1 when a check failed, 2 for bad usage."""
     import importlib
 
-    from ._check import CHECKS, SLOW_SQL, Spec, describe_driver, family_of, render_json, \
-        render_table, run_checks
+    from ._check import (
+        CHECKS,
+        SLOW_SQL,
+        Spec,
+        describe_driver,
+        family_of,
+        render_json,
+        render_table,
+        run_checks,
+    )
     from ._targets import UnknownTarget, describe_target, package_for, parse_target
 
     shown = describe_target(ns.target)
     if ns.driver:
-        module, args, kwargs = ns.driver, (ns.target,), {}
+        module, args = ns.driver, (ns.target,)
+        kwargs: dict[str, Any] = {}
     else:
         try:
             module, args, kwargs = parse_target(ns.target)
@@ -106,7 +115,7 @@ def _check(ns: argparse.Namespace) -> int:
     if family is None and module.split(".")[0] == "pyodbc":
         try:
             raw = mod.connect(*args, **kwargs)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any driver's connect error, reported
             print(f"asynchdb check: cannot connect to {shown}: {type(exc).__name__}",
                   file=sys.stderr)
             return 1
@@ -127,7 +136,7 @@ def _check(ns: argparse.Namespace) -> int:
     try:
         results = run_checks(spec, only, progress=lambda r: print(
             f"  {r.verdict:4} {r.title}", file=sys.stderr, flush=True))
-    except Exception as exc:  # the monitor connection failed: the database is unreachable
+    except Exception as exc:  # noqa: BLE001 - the monitor's connect failed: unreachable
         print(f"asynchdb check: cannot use {shown}: {type(exc).__name__}: "
               f"{describe_target(str(exc))}", file=sys.stderr)
         return 1

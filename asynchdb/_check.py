@@ -111,7 +111,7 @@ def _set_autocommit(raw: Any) -> None:
 
 def family_of(module: str, raw: Any = None) -> Optional[str]:
     """The database family behind a driver (None: unknown)."""
-    root = module.split(".")[0]
+    root = module.split(".", maxsplit=1)[0]
     if root in _FAMILY_OF_MODULE:
         return _FAMILY_OF_MODULE[root]
     if root == "pyodbc" and raw is not None:
@@ -539,11 +539,10 @@ def _run_ctrl_c(spec: Spec, monitor: Monitor) -> Outcome:
             proc.kill()
             _, err = proc.communicate()
             return Outcome("ctrl-c", "fail", _died(proc, err))
-        if monitor.server:
-            if not monitor.wait(tag, True):
-                proc.kill()
-                proc.communicate()
-                return Outcome("ctrl-c", "fail", "the statement never showed on the server")
+        if monitor.server and not monitor.wait(tag, True):
+            proc.kill()
+            proc.communicate()
+            return Outcome("ctrl-c", "fail", "the statement never showed on the server")
         threading.Event().wait(0.5)
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)

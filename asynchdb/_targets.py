@@ -71,7 +71,7 @@ class UnknownTarget(ValueError):
 
 def _installed(module: str) -> bool:
     try:
-        return importlib.util.find_spec(module.split(".")[0]) is not None
+        return importlib.util.find_spec(module.split(".", maxsplit=1)[0]) is not None
     except (ImportError, ValueError):
         return False
 
@@ -83,7 +83,7 @@ def _first_installed(choices: tuple[str, ...]) -> str:
 
 def package_for(module: str) -> str:
     """The package to install for driver ``module`` (for error messages)."""
-    return _PACKAGES.get(module, module.split(".")[0])
+    return _PACKAGES.get(module, module.split(".", maxsplit=1)[0])
 
 
 def _value(text: str) -> Any:
