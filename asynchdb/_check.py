@@ -70,6 +70,8 @@ CHILD_LIMIT = 120.0
 EXIT_WITHIN = 2.0
 CTRL_C_WITHIN = 2.0
 RESULT = "ASYNCHDB-CHECK "
+#: Checks about what a cancel does: n/a for a driver without one.
+_NEED_CANCEL = frozenset({"abort-before-start", "next-statement"})
 
 
 @dataclass
@@ -216,10 +218,23 @@ class _Child:
         threading.Event().wait(0.05)  # well inside the statement
         return op, cur, tag
 
-    def gone(self, tag: str) -> Optional[str]:
-        """None when the statement left the server, else what is still there."""
-        if self.monitor.server and not self.monitor.wait(tag, False):
-            return f"still running on the server {BOUND:g} s later"
+    def gone(self, tag: str, conn: Any = None) -> Optional[str]:
+        """None when the statement stopped, else what is still there.
+
+        On a server: it left the server's list.  In-process: the connection's
+        worker is no longer inside the driver call (a closed connection: its
+        call had to end for the close to happen).
+        """
+        if self.monitor.server:
+            if not self.monitor.wait(tag, False):
+                return f"it still runs on the server {BOUND:g} s later"
+            return None
+        if conn is not None and not conn.closed:
+            deadline = time.monotonic() + BOUND
+            while conn.statistics()["running"]:
+                if time.monotonic() >= deadline:
+                    return f"the driver call still runs {BOUND:g} s later"
+                threading.Event().wait(0.01)
         return None
 
     @staticmethod
@@ -249,7 +264,7 @@ class _Child:
                                f"ended {st.phase.name}: the driver did not confirm a cancel")
             if st.status_text and st.status_text.startswith("abandoned"):
                 return Outcome("abort-stops", "fail", st.status_text)
-            still = self.gone(tag)
+            still = self.gone(tag, conn)
             if still:
                 return Outcome("abort-stops", "fail", still)
             cause = st.error.__cause__ if st.error is not None else None
@@ -289,7 +304,7 @@ class _Child:
                 st = op.get_status()
                 if st.status_text and st.status_text.startswith("abandoned"):
                     return Outcome("abort-before-start", "fail", st.status_text)
-                if self.gone(tag):
+                if self.gone(tag, conn):
                     lost += 1
                 cur.close()
         finally:
@@ -361,6 +376,9 @@ class _Child:
             return Outcome("close-during-call", "fail", f"close() raised {box['error']!r}")
         if not op.wait_for_completion(BOUND):
             return Outcome("close-during-call", "fail", "the operation did not end")
+        st = op.get_status()
+        if st.status_text and st.status_text.startswith("abandoned"):
+            return Outcome("close-during-call", "fail", st.status_text)
         still = self.gone(tag)
         if still:
             return Outcome("close-during-call", "fail", still)
@@ -383,11 +401,10 @@ class _Child:
                 return Outcome("cancel-after", "fail", "the statement completed")
             if took > BOUND:
                 return Outcome("cancel-after", "fail", f"raised only after {took:.1f} s")
-            still = self.gone(tag)
+            still = self.gone(tag, conn)
             if still:
                 return Outcome("cancel-after", "fail",
-                               f"DeadlineExceeded after {took:.2f} s, but the statement is "
-                               f"{still}")
+                               f"DeadlineExceeded after {took:.2f} s, but {still}")
             return Outcome("cancel-after", "pass",
                            f"cancel_after=0.5 raised DeadlineExceeded after {took:.2f} s"
                            + ("; gone from the server" if self.monitor.server else ""))
@@ -471,7 +488,9 @@ def _child_main() -> int:
         out = Outcome(check, "fail", f"raised {exc!r}")
     child.monitor.close()
     print(RESULT + json.dumps(asdict(out)), flush=True)
-    return 0
+    sys.stderr.flush()
+    # no waiting at exit for a statement a driver without cancel left running
+    os._exit(0)
 
 
 # ---------------------------------------------------------------------------
@@ -611,11 +630,15 @@ def run_checks(spec: Spec, only: Optional[list[str]] = None,
     """Run the checks (all, or ``only``), each in a subprocess; their outcomes in order."""
     monitor = Monitor(spec)
     results: list[Outcome] = []
+    no_cancel = not describe_driver(spec)["can_cancel"]
     try:
         for check in CHECKS:
             if only and check not in only:
                 continue
-            if check == "ctrl-c":
+            if no_cancel and check in _NEED_CANCEL:
+                out = Outcome(check, "n/a", "the driver has no cancel: every abort abandons "
+                                            "the call (see the first row)")
+            elif check == "ctrl-c":
                 out = _run_ctrl_c(spec, monitor)
             elif check == "exit-pending":
                 out = _run_exit(spec, monitor)

@@ -22,13 +22,20 @@ from benchmarks.backends import is_required
 from benchmarks.stress import ALL_BACKENDS, COUNTERS, RESULT_TAG
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Seconds the whole short run may take (it normally takes about 20).
-LIMIT = 90
+#: Seconds the whole short run may take (about 20 for the first seven backends; the
+#: MySQL family adds about a minute, most of it MariaDB Connector/Python's lost drops).
+LIMIT = 240
 #: Open driver-level findings (docs/reliability.md), each tied to one backend and one
 #: counter: seen alone, they make the test xfail with the reason; anything else fails.
 #: None is open: psqlODBC's failed transaction is repaired by the pyodbc adapter, and
 #: SQLite ODBC is cancelled through a sibling cursor (no more double free).
-KNOWN: dict[tuple[str, str], str] = {}
+KNOWN: dict[tuple[str, str], str] = {
+    ("mariadb", "lost_aborts"):
+        "MariaDB Connector/Python 1.1.14 keeps a reference to every exception it raises "
+        "(a leak in its C code); the exception's traceback keeps the frames of the call "
+        "that raised it, and so the cursor, alive: releasing that cursor later cannot "
+        "abort its statement (the drop scenario; docs/drivers.md)",
+}
 #: the short run takes about 20 s (a subprocess per chunk and backend)
 pytestmark = pytest.mark.slow
 
