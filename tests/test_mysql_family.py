@@ -105,3 +105,31 @@ def test_a_transaction_survives_an_abort(name: str) -> None:
             conn.commit()
         finally:
             cur.execute(f"DROP TABLE {table}")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.backend(n)) for n in NAMES])
+def test_a_broken_twin_connection_is_replaced(name: str) -> None:
+    """The KILL QUERY twin dies (server restart, wait_timeout): the next abort opens another."""
+    backend = _family(name)
+    with backend.wrapped() as conn, backend.monitor() as running:
+        for round_ in range(2):
+            tag = marker()
+            cur = conn.cursor()
+            op = cur.execute(backend.long_sql(60, tag), asynch=True)
+            assert wait_until(lambda: bool(running(tag)) or op.done())
+            op.abort()
+            assert op.wait_for_completion(BOUND)
+            assert op.get_status().phase is Phase.CANCELED, round_
+            assert wait_until(lambda: running(tag) == [])
+            if round_ == 0:
+                # white box: the adapter's twin, killed from outside
+                twin = conn._ch.view.state.killer._twin
+                assert twin is not None
+                twin_id = twin.thread_id if name == "mariadb" else twin.thread_id()
+                raw = backend.connect_raw(autocommit=True)
+                try:
+                    raw.cursor().execute(f"KILL CONNECTION {int(twin_id)}")
+                finally:
+                    raw.close()
+        cur.execute("SELECT 1")
+        assert [tuple(r) for r in cur.fetchall()] == [(1,)]
