@@ -116,11 +116,11 @@ def test_a_broken_twin_connection_is_replaced(name: str) -> None:
             tag = marker()
             cur = conn.cursor()
             op = cur.execute(backend.long_sql(60, tag), asynch=True)
-            assert wait_until(lambda: bool(running(tag)) or op.done())
+            assert wait_until(lambda tag=tag, op=op: bool(running(tag)) or op.done())
             op.abort()
             assert op.wait_for_completion(BOUND)
             assert op.get_status().phase is Phase.CANCELED, round_
-            assert wait_until(lambda: running(tag) == [])
+            assert wait_until(lambda tag=tag: running(tag) == [])
             if round_ == 0:
                 # white box: the adapter's twin, killed from outside
                 twin = conn._ch.view.state.killer._twin
