@@ -24,6 +24,7 @@ from plugin import closed_port, require, wait_until
 
 import asynchdb
 from asynchdb import DeadlineExceeded, OperationCanceled, Phase
+from asynchdb._targets import parse_target
 from benchmarks.backends import Backend, marker
 
 #: Seconds every wait here is bounded by.
@@ -48,11 +49,20 @@ def psycopg_dsn(port: int) -> str:
     return f"host=127.0.0.1 port={port} dbname=test user=postgres connect_timeout=60"
 
 
+def mysql_url(url: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The connect arguments of a MySQL-family URL (``asynchdb._targets``), 60 s timeout."""
+    _, args, kwargs = parse_target(url)
+    return args, {**kwargs, "connect_timeout": 60}
+
+
 #: backend name -> (connect args for a given port) for the connect faults
 CONNECT_TO: dict[str, Callable[[int], tuple[tuple[Any, ...], dict[str, Any]]]] = {
     "psycopg": lambda port: ((psycopg_dsn(port),), {}),
     "pyodbc-postgresql": lambda port: ((pg_odbc(port),), {}),
     "pyodbc-mariadb": lambda port: ((mariadb_odbc(port),), {}),
+    "pymysql": lambda port: mysql_url(f"mysql+pymysql://root@127.0.0.1:{port}/test"),
+    "mysqlclient": lambda port: mysql_url(f"mysql+mysqldb://root@127.0.0.1:{port}/test"),
+    "mariadb": lambda port: mysql_url(f"mysql+mariadbconnector://root@127.0.0.1:{port}/test"),
 }
 
 
@@ -89,7 +99,7 @@ def _server_id(backend: Backend, admin: Any, tag: str) -> Optional[int]:
     else:
         sql = ("SELECT id FROM information_schema.processlist "
                "WHERE id <> CONNECTION_ID() AND info LIKE {p}")
-    sql = sql.format(p="%s" if backend.module_name == "psycopg" else "?")
+    sql = sql.format(p=backend.param)
     cur = admin.cursor()
     try:
         cur.execute(sql, (f"%{tag}%",))
@@ -103,8 +113,7 @@ def _kill(backend: Backend, admin: Any, session: int) -> None:
     cur = admin.cursor()
     try:
         if backend.server == "postgresql":
-            placeholder = "%s" if backend.module_name == "psycopg" else "?"
-            cur.execute(f"SELECT pg_terminate_backend({placeholder})", (session,))
+            cur.execute(f"SELECT pg_terminate_backend({backend.param})", (session,))
             assert cur.fetchone()[0] in (True, "1", 1)
         else:
             cur.execute(f"KILL CONNECTION {int(session)}")
@@ -144,7 +153,8 @@ def _check_unusable_or_recovered(backend: Backend, conn: asynchdb.Connection) ->
     return outcome
 
 
-@pytest.mark.parametrize("name", [on("psycopg"), on("pyodbc-postgresql"), on("pyodbc-mariadb")])
+@pytest.mark.parametrize("name", [on("psycopg"), on("pyodbc-postgresql"), on("pyodbc-mariadb"),
+                                  on("pymysql"), on("mysqlclient"), on("mariadb")])
 def test_backend_killed_mid_statement(name: str) -> None:
     """pg_terminate_backend / KILL CONNECTION while the statement runs: a driver error."""
     backend = require(name)
