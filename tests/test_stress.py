@@ -35,6 +35,13 @@ KNOWN: dict[tuple[str, str], str] = {
         "(a leak in its C code); the exception's traceback keeps the frames of the call "
         "that raised it, and so the cursor, alive: releasing that cursor later cannot "
         "abort its statement (the drop scenario; docs/drivers.md)",
+    ("mariadb", "crashes"):
+        "MariaDB Connector/Python 1.1.14: a segmentation fault about once in 3,000 "
+        "stress operations, on the main thread inside garbage collection (the drop "
+        "scenario's gc.collect()) while the worker had just ended a call on the same "
+        "connection; the driver's cursor deallocation closes the cursor and reads the "
+        "connection's pending results; the exact object is not yet identified "
+        "(docs/reliability.md). Open: not explained, not worked around",
 }
 #: the short run takes about 20 s (a subprocess per chunk and backend)
 pytestmark = pytest.mark.slow
