@@ -36,7 +36,7 @@ KNOWN: dict[tuple[str, str], str] = {
         "that raised it, and so the cursor, alive: releasing that cursor later cannot "
         "abort its statement (the drop scenario; docs/drivers.md)",
     ("mariadb", "crashes"):
-        "MariaDB Connector/Python 1.1.14: a segmentation fault about once in 3,000 "
+        "MariaDB Connector/Python 1.1.14: a segmentation fault about once in 4,000 "
         "stress operations, on the main thread inside garbage collection (the drop "
         "scenario's gc.collect()) while the worker had just ended a call on the same "
         "connection; the driver's cursor deallocation closes the cursor and reads the "
