@@ -1,5 +1,10 @@
-"""Command line: ``python -m asynchdb demo`` (also installed as ``asynchdb-demo``) and
-``python -m asynchdb check`` (the cancel-safety checks, API.md section 11)."""
+"""Command line: ``python -m asynchdb demo | query | check``.
+
+``demo`` is also installed as ``asynchdb-demo``.  ``query`` lives in
+``asynchdb._query``.  ``check`` (API.md section 11) is built in its own module:
+this file registers it through :func:`_add_check`, the one hook to adjust
+when that module lands.
+"""
 
 from __future__ import annotations
 
@@ -46,103 +51,30 @@ def _parser() -> argparse.ArgumentParser:
                            f"at least {MIN_ROWS:,})")
     size.add_argument("--quick", action="store_true",
                       help=f"a tiny run of a few seconds ({QUICK_ROWS:,} orders, short waits)")
-    check = commands.add_parser(
-        "check", help="run the cancel-safety checks against a live database",
-        description="Run asynchdb's cancel-safety checks with any DB-API driver against a "
-                    "live database and print one row a check: pass, fail (with what was "
-                    "seen) or n/a. Exit status 0 only when nothing failed.",
-        epilog="TARGET: sqlite:///rel.db, sqlite:////abs.db, duckdb:///path, "
-               "postgresql://user@host:port/db (psycopg, else psycopg2; "
-               "postgresql+psycopg2:// or +pg8000:// to choose), mysql:// or mariadb://"
-               "user@host/db (PyMySQL, else mysqlclient, else mariadb; mysql+mysqldb://, "
-               "mysql+mariadbconnector://), odbc:<connection string>; with --driver "
-               "MODULE, TARGET is passed as is to MODULE.connect(TARGET).")
-    check.add_argument("target", metavar="TARGET", help="database URL (see below)")
-    check.add_argument("--driver", metavar="MODULE",
-                       help="DB-API module to use; TARGET goes to its connect() unchanged")
-    check.add_argument("--slow-sql", metavar="SQL",
-                       help="a statement that runs for at least 10 s (default for SQLite, "
-                            "PostgreSQL, MariaDB/MySQL and DuckDB)")
-    check.add_argument("--format", choices=("table", "json"), default="table",
-                       help="table (Markdown, to paste into an issue) or json")
-    check.add_argument("--tries", type=int, default=30, metavar="N",
-                       help="tries of the 'never the next statement' check (default 30)")
-    check.add_argument("--only", metavar="CHECK,...",
-                       help="run only these checks (ids: abort-stops, abort-before-start, "
-                            "next-statement, close-during-call, cancel-after, "
-                            "usable-after-abort, ctrl-c, exit-pending)")
+    from ._query import add_parser
+
+    add_parser(commands)
+    _add_check(commands)
     return parser
 
 
-def _check(ns: argparse.Namespace) -> int:
-    """``check``: exit 0 when nothing failed, 1 when a check failed, 2 for bad usage."""
-    import importlib
+def _add_check(commands: Any) -> None:
+    """Register ``check``: the module that implements it, or a placeholder.
 
-    from ._check import (
-        CHECKS,
-        SLOW_SQL,
-        Spec,
-        describe_driver,
-        family_of,
-        render_json,
-        render_table,
-        run_checks,
-    )
-    from ._targets import UnknownTarget, describe_target, package_for, parse_target
-
-    shown = describe_target(ns.target)
-    if ns.driver:
-        module, args = ns.driver, (ns.target,)
-        kwargs: dict[str, Any] = {}
+    The hook for the ``check`` command: a module ``asynchdb._check`` with
+    ``add_parser(commands)`` and ``run(ns) -> int`` is used when present.
+    """
+    try:
+        from . import _check  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:
+        check = commands.add_parser(
+            "check", help="run the cancel-safety checks on a live database",
+            description="Run the cancel-safety checks on a live database "
+                        "(not available in this build of asynchdb).")
+        check.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        check.set_defaults(run=None)
     else:
-        try:
-            module, args, kwargs = parse_target(ns.target)
-        except UnknownTarget as exc:
-            print(f"asynchdb check: {exc}", file=sys.stderr)
-            return 2
-    only = [c.strip() for c in ns.only.split(",")] if ns.only else None
-    if only and any(c not in CHECKS for c in only):
-        print(f"asynchdb check: unknown check in --only; known: {', '.join(CHECKS)}",
-              file=sys.stderr)
-        return 2
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        print(f"asynchdb check: the driver {module} is not installed ({exc}); "
-              f"install {package_for(module)}", file=sys.stderr)
-        return 2
-    family = family_of(module)
-    if family is None and module.split(".")[0] == "pyodbc":
-        try:
-            raw = mod.connect(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - any driver's connect error, reported
-            print(f"asynchdb check: cannot connect to {shown}: {type(exc).__name__}",
-                  file=sys.stderr)
-            return 1
-        try:
-            family = family_of(module, raw)
-        finally:
-            raw.close()
-    slow = ns.slow_sql or SLOW_SQL.get(family or "")
-    if slow is None:
-        print("asynchdb check: --slow-sql is required for this database (a statement that "
-              "runs for at least 10 s)", file=sys.stderr)
-        return 2
-    spec = Spec(module, list(args), dict(kwargs), slow, family, max(1, ns.tries))
-    header = {**describe_driver(spec), "target": shown, "family": family,
-              "slow_sql": slow}
-    if ns.format == "table":
-        print(f"checking {module} on {shown} ...", file=sys.stderr, flush=True)
-    try:
-        results = run_checks(spec, only, progress=lambda r: print(
-            f"  {r.verdict:4} {r.title}", file=sys.stderr, flush=True))
-    except Exception as exc:  # noqa: BLE001 - the monitor's connect failed: unreachable
-        print(f"asynchdb check: cannot use {shown}: {type(exc).__name__}: "
-              f"{describe_target(str(exc))}", file=sys.stderr)
-        return 1
-    out = render_json(header, results) if ns.format == "json" else render_table(header, results)
-    sys.stdout.write(out)
-    return 1 if any(r.verdict == "fail" for r in results) else 0
+        _check.add_parser(commands)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -160,8 +92,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = list(argv)
     parser = _parser()
     ns = parser.parse_args(args)
+    if ns.command == "query":
+        from ._query import run
+
+        return run(ns)
     if ns.command == "check":
-        return _check(ns)
+        runner = getattr(ns, "run", None)
+        if runner is None:
+            print("python -m asynchdb check: not available in this build", file=sys.stderr)
+            return 2
+        return int(runner(ns))
     if ns.command != "demo":
         parser.print_help()
         return 2

@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional
 from . import DeadlineExceeded, Phase
 from . import connect as asynchdb_connect
 
-__all__ = ["CHECKS", "Outcome", "run_checks"]
+__all__ = ["CHECKS", "Outcome", "add_parser", "run", "run_checks"]
 
 #: check id -> the row's text (API.md section 11's list, in its order)
 CHECKS: dict[str, str] = {
@@ -684,3 +684,94 @@ def describe_driver(spec: Spec) -> dict[str, Any]:
     version = getattr(mod, "__version__", None) or getattr(mod, "version", None)
     return {"driver": spec.module, "driver_version": str(version) if version else None,
             "adapter": adapter.name, "can_cancel": bool(adapter.can_cancel)}
+
+
+# ---------------------------------------------------------------------------
+# the command line (registered by asynchdb.__main__ through add_parser)
+# ---------------------------------------------------------------------------
+def add_parser(commands: Any) -> None:
+    """Register ``check`` on the command line's subparsers; ``ns.run`` runs it."""
+    import argparse
+
+    check = commands.add_parser(
+        "check", help="run the cancel-safety checks against a live database",
+        description="Run asynchdb's cancel-safety checks with any DB-API driver against a "
+                    "live database and print one row a check: pass, fail (with what was "
+                    "seen) or n/a. Exit status 0 only when nothing failed.",
+        epilog="TARGET: sqlite:///rel.db, sqlite:////abs.db, duckdb:///path, "
+               "postgresql://user@host:port/db (psycopg, else psycopg2; "
+               "postgresql+psycopg2:// or +pg8000:// to choose), mysql:// or mariadb://"
+               "user@host/db (PyMySQL, else mysqlclient, else mariadb; mysql+mysqldb://, "
+               "mysql+mariadbconnector://), odbc:<connection string>; with --driver "
+               "MODULE, TARGET is passed as is to MODULE.connect(TARGET).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    check.add_argument("target", metavar="TARGET", help="database URL (see below)")
+    check.add_argument("--driver", metavar="MODULE",
+                       help="DB-API module to use; TARGET goes to its connect() unchanged")
+    check.add_argument("--slow-sql", metavar="SQL",
+                       help="a statement that runs for at least 10 s (default for SQLite, "
+                            "PostgreSQL, MariaDB/MySQL and DuckDB)")
+    check.add_argument("--format", choices=("table", "json"), default="table",
+                       help="table (Markdown, to paste into an issue) or json")
+    check.add_argument("--tries", type=int, default=30, metavar="N",
+                       help="tries of the 'never the next statement' check")
+    check.add_argument("--only", metavar="CHECK,...",
+                       help="run only these checks: " + ", ".join(CHECKS))
+    check.set_defaults(run=run)
+
+
+def run(ns: Any) -> int:
+    """``check``: exit 0 when nothing failed, 1 when a check failed, 2 for bad usage."""
+    from ._targets import TargetError, driver_target, parse_target
+
+    try:
+        target = driver_target(ns.driver, ns.target) if ns.driver else parse_target(ns.target)
+    except TargetError as exc:
+        print(f"asynchdb check: {exc}", file=sys.stderr)
+        return 2
+    shown = target.description
+    module, args, kwargs = target.module, target.args, dict(target.kwargs)
+    only = [c.strip() for c in ns.only.split(",")] if ns.only else None
+    if only and any(c not in CHECKS for c in only):
+        print(f"asynchdb check: unknown check in --only; known: {', '.join(CHECKS)}",
+              file=sys.stderr)
+        return 2
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        print(f"asynchdb check: the driver {module} cannot be imported "
+              f"({target.scrub(str(exc))})", file=sys.stderr)
+        return 2
+    family = family_of(module)
+    if family is None and module.split(".")[0] == "pyodbc":
+        try:
+            raw = mod.connect(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any driver's connect error, reported
+            print(f"asynchdb check: cannot connect to {shown}: {type(exc).__name__}: "
+                  f"{target.scrub(str(exc))}", file=sys.stderr)
+            return 1
+        try:
+            family = family_of(module, raw)
+        finally:
+            raw.close()
+    slow = ns.slow_sql or SLOW_SQL.get(family or "")
+    if slow is None:
+        print("asynchdb check: --slow-sql is required for this database (a statement that "
+              "runs for at least 10 s)", file=sys.stderr)
+        return 2
+    spec = Spec(module, list(args), kwargs, slow, family, max(1, ns.tries))
+    header = {**describe_driver(spec), "target": shown, "family": family, "slow_sql": slow}
+    if ns.format == "table":
+        print(f"checking {module} on {shown} ...", file=sys.stderr, flush=True)
+    try:
+        results = run_checks(spec, only, progress=lambda r: print(
+            f"  {r.verdict:4} {r.title}", file=sys.stderr, flush=True))
+    except Exception as exc:  # noqa: BLE001 - the monitor's connect failed: unreachable
+        print(f"asynchdb check: cannot use {shown}: {type(exc).__name__}: "
+              f"{target.scrub(str(exc))}", file=sys.stderr)
+        return 1
+    for r in results:
+        r.detail = target.scrub(r.detail)
+    out = render_json(header, results) if ns.format == "json" else render_table(header, results)
+    sys.stdout.write(out)
+    return 1 if any(r.verdict == "fail" for r in results) else 0

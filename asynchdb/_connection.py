@@ -230,8 +230,8 @@ def connect(driver: Any, /, *args: Any, asynch: Union[bool, int] = False,
         listener: advised before the work starts.
 
     Returns:
-        A :class:`Connection`, or with ``asynch`` an :class:`Operation` whose
-        result is the Connection.
+        The ``Connection``; with ``asynch``, an ``Operation`` whose result is
+        the Connection.
     """
     flags = parse_asynch(asynch)
     if flags & ~(Asynch.INITIALIZE | Asynch.POPULATE_ON_DEMAND):

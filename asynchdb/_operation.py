@@ -913,7 +913,7 @@ class Operation(Generic[T]):
         """Return the call's value once it ended.
 
         Raises:
-            the driver's exception, unchanged, if the call failed.
+            Exception: the driver's exception, unchanged, if the call failed.
             OperationCanceled: the operation was aborted (DeadlineExceeded for a deadline).
             TimeoutError: ``timeout`` seconds passed; the operation keeps running.
         """

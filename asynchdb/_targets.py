@@ -1,177 +1,366 @@
-"""Database URLs for the command line (API.md section 13): which driver, which arguments.
+"""Database targets for the command line: SQLAlchemy-style URLs and ``--driver``.
 
-:func:`parse_target` turns a TARGET in SQLAlchemy's spelling into the driver's
-module name and the arguments for its ``connect``; :func:`describe_target`
-gives the same TARGET with any password masked, for messages.  Both are pure
-(no driver is imported; :func:`parse_target` only asks which drivers are
-installed, to pick one where a scheme allows several).
+``parse_target(url)`` turns ``postgresql://user:secret@host:5432/db`` into the
+driver module to import, the arguments for its ``connect`` and a description
+with no password in it.  The scheme picks the driver; where several drivers
+serve one scheme (``postgresql://``: psycopg 3, else psycopg2) the first one
+installed wins, found with ``importlib.util.find_spec`` so that nothing is
+imported here.  ``driver_target(module, text)`` is the ``--driver MODULE``
+form: the text goes unchanged to ``MODULE.connect``.
 
-================================  ===========================================
-TARGET                            driver, ``connect`` arguments
-================================  ===========================================
-``sqlite:///rel.db``              ``sqlite3``, ``("rel.db",)``
-``sqlite:////abs/path.db``        ``sqlite3``, ``("/abs/path.db",)``
-``sqlite://``                     ``sqlite3``, ``(":memory:",)``
-``duckdb:///path``, ``duckdb://``  ``duckdb``, ``("path",)`` / ``(":memory:",)``
-``postgresql://u@h:p/db``         psycopg 3, else psycopg2 (the URL itself,
-                                  which both take as a conninfo)
-``postgresql+psycopg2://...``     ``psycopg2``; ``+psycopg``: ``psycopg``
-``postgresql+pg8000://...``       ``pg8000``, keywords (user, password, host,
-                                  port, database)
-``mysql://`` or ``mariadb://``    PyMySQL, else mysqlclient, else mariadb;
-                                  keywords (host, port, user, password,
-                                  database)
-``mysql+pymysql://``,             that driver
-``mysql+mysqldb://``,
-``mysql+mariadbconnector://``
-``clickhouse://host:port/db``     ``clickhouse_driver.dbapi``, ``dsn=URL``
-``odbc:<connection string>``      ``pyodbc``, ``("<connection string>",)``
-================================  ===========================================
-
-Query parameters (``?charset=utf8mb4&connect_timeout=5``) become keyword
-arguments for the keyword drivers (whole numbers as ``int``); the conninfo
-drivers get them inside the URL, as they expect.  ``%xx`` escapes in the user,
-password and database are decoded.
+Invariants: this module imports nothing from asynchdb and no driver; a
+password never reaches ``Target.description`` nor ``repr(Target)``; every
+secret found in the target is listed in ``Target.secrets`` so that messages
+coming back from a driver can be scrubbed with :func:`redact` before they are
+printed.  Problems with the target raise :class:`TargetError`, whose message
+names the package to install when a driver is missing (the CLI exits 2).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+from urllib.parse import parse_qsl, quote, unquote
 
-__all__ = ["UnknownTarget", "describe_target", "package_for", "parse_target"]
+__all__ = ["Target", "TargetError", "driver_target", "parse_target", "redact"]
 
-#: pip package that provides each driver module (for "not installed" messages).
-_PACKAGES = {
-    "sqlite3": "Python's own sqlite3 module", "duckdb": "duckdb", "psycopg": "psycopg[binary]",
-    "psycopg2": "psycopg2-binary", "pg8000": "pg8000", "pymysql": "PyMySQL",
-    "MySQLdb": "mysqlclient", "mariadb": "mariadb", "pyodbc": "pyodbc",
-    "clickhouse_driver.dbapi": "clickhouse-driver",
+
+class TargetError(ValueError):
+    """The target cannot be used: unknown scheme, bad URL, or no driver installed."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to connect to: ``import_module(module).connect(*args, **kwargs)``."""
+
+    #: The DB-API module to import (``psycopg``, ``clickhouse_driver.dbapi``...).
+    module: str
+    #: Positional arguments for its ``connect``.
+    args: tuple[Any, ...] = field(default=(), repr=False)
+    #: Keyword arguments for its ``connect``.
+    kwargs: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The target with any password replaced by ``***``: safe to print.
+    description: str = ""
+    #: Strings that must never be printed (passwords), for :func:`redact`.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret of this target replaced by ``***``."""
+        return redact(text, self.secrets)
+
+
+# One scheme: the candidate drivers in order of preference, each as
+# (module to import, top-level module to look for, package to install).
+_Candidate = tuple[str, str, str]
+_PG: list[_Candidate] = [("psycopg", "psycopg", "psycopg[binary]"),
+                         ("psycopg2", "psycopg2", "psycopg2-binary")]
+_MY: list[_Candidate] = [("pymysql", "pymysql", "PyMySQL"),
+                         ("MySQLdb", "MySQLdb", "mysqlclient"),
+                         ("mariadb", "mariadb", "mariadb")]
+_SCHEMES: dict[str, list[_Candidate]] = {
+    "sqlite": [("sqlite3", "sqlite3", "Python built with sqlite3")],
+    "sqlite+pysqlite": [("sqlite3", "sqlite3", "Python built with sqlite3")],
+    "duckdb": [("duckdb", "duckdb", "duckdb")],
+    "postgresql": _PG,
+    "postgres": _PG,
+    "postgresql+psycopg": _PG[:1],
+    "postgresql+psycopg2": _PG[1:],
+    "postgresql+pg8000": [("pg8000.dbapi", "pg8000", "pg8000")],
+    "mysql": _MY,
+    "mariadb": _MY,
+    "mysql+pymysql": _MY[:1],
+    "mariadb+pymysql": _MY[:1],
+    "mysql+mysqldb": _MY[1:2],
+    "mariadb+mysqldb": _MY[1:2],
+    "mysql+mariadbconnector": _MY[2:],
+    "mariadb+mariadbconnector": _MY[2:],
+    "clickhouse": [("clickhouse_driver.dbapi", "clickhouse_driver", "clickhouse-driver")],
+    "clickhouse+native": [("clickhouse_driver.dbapi", "clickhouse_driver",
+                           "clickhouse-driver")],
+    "odbc": [("pyodbc", "pyodbc", "pyodbc")],
 }
-#: driver choices of a scheme, in order of preference
-_POSTGRES = ("psycopg", "psycopg2")
-_MYSQL = ("pymysql", "MySQLdb", "mariadb")
-#: ``scheme+dialect`` -> driver module
-_DIALECTS = {
-    "postgresql+psycopg": "psycopg", "postgresql+psycopg2": "psycopg2",
-    "postgresql+pg8000": "pg8000",
-    "mysql+pymysql": "pymysql", "mysql+mysqldb": "MySQLdb",
-    "mysql+mariadbconnector": "mariadb", "mysql+mariadb": "mariadb",
-    "mariadb+pymysql": "pymysql", "mariadb+mysqldb": "MySQLdb",
-    "mariadb+mariadbconnector": "mariadb", "mariadb+mariadb": "mariadb",
-}
-_ODBC_SECRET = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(\{[^}]*\}|[^;]*)")
+
+#: The schemes, for help texts.
+SCHEMES = tuple(_SCHEMES)
 
 
-class UnknownTarget(ValueError):
-    """TARGET is not a URL any known driver takes."""
-
-
-def _installed(module: str) -> bool:
+def _installed(top: str) -> bool:
     try:
-        return importlib.util.find_spec(module.split(".", maxsplit=1)[0]) is not None
+        return importlib.util.find_spec(top) is not None
     except (ImportError, ValueError):
         return False
 
 
-def _first_installed(choices: tuple[str, ...]) -> str:
-    """The first installed driver of ``choices`` (the first one when none is)."""
-    return next((m for m in choices if _installed(m)), choices[0])
+def _pick(scheme: str) -> str:
+    candidates = _SCHEMES[scheme]
+    for module, top, _package in candidates:
+        if _installed(top):
+            return module
+    names = " or ".join(f"'{package}'" for _m, _t, package in candidates)
+    if candidates[0][0] == "sqlite3":
+        raise TargetError("this Python has no sqlite3 module: use a Python built with SQLite")
+    raise TargetError(f"{scheme}:// needs a driver that is not installed: "
+                      f"pip install {names}")
 
 
-def package_for(module: str) -> str:
-    """The package to install for driver ``module`` (for error messages)."""
-    return _PACKAGES.get(module, module.split(".", maxsplit=1)[0])
+@dataclass
+class _Url:
+    scheme: str
+    user: Optional[str]
+    password: Optional[str]
+    host: Optional[str]
+    port: Optional[int]
+    database: str
+    query: dict[str, str]
 
 
-def _value(text: str) -> Any:
-    return int(text) if text.isdigit() else text
+def _split(url: str) -> _Url:
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme:
+        raise TargetError(f"not a URL (scheme://...): {_describe_raw(url)}")
+    scheme = scheme.lower()
+    rest, _, query_text = rest.partition("?")
+    # the last @ ends the user part, so an unencoded @ or / in a password
+    # stays in the password (and out of the description)
+    userinfo, at, rest = rest.rpartition("@")
+    hostport, slash, path = rest.partition("/")
+    user = password = None
+    if at:
+        user_text, colon, password_text = userinfo.partition(":")
+        user = unquote(user_text) or None
+        password = unquote(password_text) if colon else None
+    host: Optional[str] = hostport
+    port: Optional[int] = None
+    if hostport.startswith("["):  # [::1]:5432
+        inside, _, after = hostport[1:].partition("]")
+        host = inside
+        port_text = after[1:] if after.startswith(":") else ""
+    else:
+        host, _, port_text = hostport.partition(":")
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            where = _describe(scheme, user, host, None, path)
+            raise TargetError(f"bad port {port_text!r} in {where}")
+        port = int(port_text)
+    query = dict(parse_qsl(query_text, keep_blank_values=True))
+    return _Url(scheme, user, password, unquote(host or "") or None, port,
+                unquote(path) if slash else "", query)
 
 
-def _keywords(url: str, db_key: str = "database") -> dict[str, Any]:
-    parts = urlsplit(url)
+def _describe(scheme: str, user: Optional[str], host: Optional[str],
+              port: Optional[int], database: str, password: bool = False,
+              query: Optional[dict[str, str]] = None) -> str:
+    auth = ""
+    if user is not None or password:
+        auth = quote(user or "", safe="") + (":***" if password else "") + "@"
+    hostport = host or ""
+    if hostport and ":" in hostport:
+        hostport = f"[{hostport}]"
+    if port is not None:
+        hostport += f":{port}"
+    text = f"{scheme}://{auth}{hostport}/{database}"
+    if query:
+        text += "?" + "&".join(f"{k}={'***' if _secret_key(k) else v}"
+                               for k, v in query.items())
+    return text
+
+
+def _secret_key(key: str) -> bool:
+    return key.lower() in {"password", "passwd", "pwd", "pass", "secret", "token"}
+
+
+def _secrets(url: _Url) -> tuple[str, ...]:
+    found = [url.password] if url.password else []
+    found += [v for k, v in url.query.items() if _secret_key(k) and v]
+    return tuple(found)
+
+
+def _file_target(url: _Url) -> tuple[str, bool]:
+    if url.host or url.user or url.port:
+        raise TargetError(f"{url.scheme}: a file URL has no host: "
+                          f"{url.scheme}:///relative.db or {url.scheme}:////absolute.db")
+    memory = url.database in ("", ":memory:")
+    return (":memory:" if memory else url.database), memory
+
+
+def _sqlite(url: _Url, module: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    path, _memory = _file_target(url)
     kwargs: dict[str, Any] = {}
-    if parts.hostname:
-        kwargs["host"] = parts.hostname
-    if parts.port is not None:
-        kwargs["port"] = parts.port
-    if parts.username:
-        kwargs["user"] = unquote(parts.username)
-    if parts.password is not None:
-        kwargs["password"] = unquote(parts.password)
-    database = unquote(parts.path.lstrip("/"))
-    if database:
-        kwargs[db_key] = database
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        kwargs[key] = _value(value)
-    return kwargs
+    options = dict(url.query)
+    if "timeout" in options:
+        try:
+            kwargs["timeout"] = float(options.pop("timeout"))
+        except ValueError:
+            raise TargetError("sqlite: timeout must be a number of seconds") from None
+    if options:  # mode=ro, cache=shared...: SQLite's own URI parameters
+        uri = "file:" + quote(path) + "?" + "&".join(f"{k}={v}" for k, v in options.items())
+        return (uri,), {**kwargs, "uri": True}
+    return (path,), kwargs
 
 
-def _file_path(rest: str) -> str:
-    # rest is what follows "scheme:": "" or "//" (memory), "///rel", "////abs"
-    if rest in ("", "//"):
-        return ":memory:"
-    if not rest.startswith("///"):
-        raise UnknownTarget(f"a file URL is scheme:///relative/path or scheme:////absolute/path, "
-                            f"not {rest!r}")
-    path = unquote(rest[3:].split("?", 1)[0])
-    return path or ":memory:"
+def _bool(key: str, text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise TargetError(f"{key} must be true or false, not {text!r}")
 
 
-def parse_target(url: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
-    """``(driver module name, args, kwargs)`` for ``module.connect(*args, **kwargs)``.
+def _duckdb(url: _Url, module: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    path, _memory = _file_target(url)
+    options = dict(url.query)
+    kwargs: dict[str, Any] = {}
+    if "read_only" in options:
+        kwargs["read_only"] = _bool("read_only", options.pop("read_only"))
+    if options:
+        kwargs["config"] = options
+    return (path,), kwargs
+
+
+def _postgresql(url: _Url, module: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    kwargs: dict[str, Any] = {}
+    if module == "pg8000.dbapi":
+        kwargs["user"] = url.user or "postgres"
+        names = {"host": "host", "port": "port", "password": "password",
+                 "database": "database"}
+    else:
+        names = {"host": "host", "port": "port", "password": "password",
+                 "database": "dbname", "user": "user"}
+        if url.user:
+            kwargs["user"] = url.user
+    if url.host:
+        kwargs[names["host"]] = url.host
+    if url.port is not None:
+        kwargs[names["port"]] = url.port
+    if url.password is not None:
+        kwargs[names["password"]] = url.password
+    if url.database:
+        kwargs[names["database"]] = url.database
+    kwargs.update(url.query)
+    return (), kwargs
+
+
+def _mysql(url: _Url, module: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    kwargs: dict[str, Any] = {}
+    if url.host:
+        kwargs["host"] = url.host
+    if url.port is not None:
+        kwargs["port"] = url.port
+    if url.user:
+        kwargs["user"] = url.user
+    if url.password is not None:
+        kwargs["password"] = url.password
+    if url.database:
+        kwargs["database"] = url.database
+    kwargs.update(url.query)
+    return (), kwargs
+
+
+def _clickhouse(url: _Url, module: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    kwargs: dict[str, Any] = {"host": url.host or "localhost"}
+    if url.port is not None:
+        kwargs["port"] = url.port
+    if url.user:
+        kwargs["user"] = url.user
+    if url.password is not None:
+        kwargs["password"] = url.password
+    if url.database:
+        kwargs["database"] = url.database
+    kwargs.update(url.query)
+    return (), kwargs
+
+
+_Builder = Callable[[_Url, str], tuple[tuple[Any, ...], dict[str, Any]]]
+_BUILDERS: dict[str, _Builder] = {
+    "sqlite3": _sqlite,
+    "duckdb": _duckdb,
+    "psycopg": _postgresql,
+    "psycopg2": _postgresql,
+    "pg8000.dbapi": _postgresql,
+    "pymysql": _mysql,
+    "MySQLdb": _mysql,
+    "mariadb": _mysql,
+    "clickhouse_driver.dbapi": _clickhouse,
+}
+
+
+def parse_target(url: str) -> Target:
+    """The driver module, connect arguments and description for a target URL.
 
     Raises:
-        UnknownTarget: the scheme is not one of the table in the module docstring.
+        TargetError: unknown scheme, malformed URL, or no driver for the scheme
+            installed (the message names the package to install).
     """
-    if not isinstance(url, str) or ":" not in url:
-        raise UnknownTarget(f"not a database URL: {describe_target(str(url))!r}")
-    scheme, rest = url.split(":", 1)
-    scheme = scheme.lower()
-    if scheme == "odbc":
-        return "pyodbc", (rest,), {}
-    if scheme == "sqlite":
-        return "sqlite3", (_file_path(rest),), {}
-    if scheme == "duckdb":
-        return "duckdb", (_file_path(rest),), {}
-    base = scheme.split("+", 1)[0]
-    if base in ("postgresql", "postgres"):
-        module = _DIALECTS.get(f"postgresql{scheme[len(base):]}") if "+" in scheme \
-            else _first_installed(_POSTGRES)
-        if module is None:
-            raise UnknownTarget(f"unknown PostgreSQL driver in {scheme!r}")
-        if module == "pg8000":
-            return module, (), _keywords(url)
-        return module, ("postgresql:" + rest,), {}
-    if base in ("mysql", "mariadb"):
-        module = _DIALECTS.get(scheme) if "+" in scheme else _first_installed(_MYSQL)
-        if module is None:
-            raise UnknownTarget(f"unknown MySQL/MariaDB driver in {scheme!r}")
-        return module, (), _keywords(url)
-    if scheme == "clickhouse":
-        return "clickhouse_driver.dbapi", (), {"dsn": url}
-    raise UnknownTarget(f"unknown scheme {scheme!r}: use sqlite:, duckdb:, postgresql:, "
-                        f"mysql:, mariadb:, clickhouse:, odbc:, or --driver MODULE")
-
-
-def describe_target(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe for messages and logs)."""
+    if not isinstance(url, str) or not url:
+        raise TargetError("the target is empty")
     if url[:5].lower() == "odbc:":
-        return _ODBC_SECRET.sub(lambda m: f"{m.group(1)}=***", url)
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
-    if password is None:
-        masked = url
-    else:
-        netloc = parts.netloc
-        at = netloc.rfind("@")
-        userinfo, host = netloc[:at], netloc[at + 1:]
-        user = userinfo.split(":", 1)[0]
-        masked = parts._replace(netloc=f"{user}:***@{host}").geturl()
-    # a password given as a query parameter (?password=...)
-    return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&]*", r"\1***", masked)
+        module = _pick("odbc")
+        connstr = url[5:]
+        if connstr.startswith("//"):
+            connstr = connstr[2:]
+        if not connstr:
+            raise TargetError("odbc: needs a connection string: odbc:DRIVER={...};SERVER=...")
+        secrets = odbc_secrets(connstr)
+        return Target(module, (connstr,), {}, "odbc:" + redact(connstr, secrets), secrets)
+    parts = _split(url)
+    if parts.scheme not in _SCHEMES:
+        raise TargetError(f"unknown scheme {parts.scheme}://; known: "
+                          + ", ".join(s + "://" for s in _SCHEMES if "+" not in s and s != "odbc")
+                          + ", odbc:, or --driver MODULE")
+    module = _pick(parts.scheme)
+    args, kwargs = _BUILDERS[module](parts, module)
+    description = _describe(parts.scheme, parts.user, parts.host, parts.port, parts.database,
+                            password=parts.password is not None, query=parts.query)
+    if module in ("sqlite3", "duckdb") and args[0] == ":memory:":
+        description = f"{parts.scheme}:// (in memory)"
+    return Target(module, args, kwargs, description, _secrets(parts))
+
+
+_KEYVALUE_SECRET = re.compile(
+    r"""(?ix)(?P<key>\b(?:password|passwd|pwd|pass|secret|token)\s*=\s*)
+        (?P<value>\{[^}]*\}|'[^']*'|"[^"]*"|[^;\s&]*)""")
+_URL_PASSWORD = re.compile(r"(?P<key>://[^:/@\s]*:)(?P<value>[^@\s]*)(?=@)")
+
+
+def odbc_secrets(text: str) -> tuple[str, ...]:
+    """The passwords in a connection string or URL (``PWD={x}``, ``password=x``, ``//u:x@``)."""
+    found: list[str] = []
+    for pattern in (_KEYVALUE_SECRET, _URL_PASSWORD):
+        for m in pattern.finditer(text):
+            value = m.group("value")
+            if len(value) >= 2 and value[0] + value[-1] in ("{}", "''", '""'):
+                value = value[1:-1]
+            if value:
+                found.append(value)
+                if pattern is _URL_PASSWORD and unquote(value) != value:
+                    found.append(unquote(value))
+    return tuple(found)
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with ``secrets`` and anything that looks like a password hidden."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    text = _KEYVALUE_SECRET.sub(lambda m: m.group("key") + ("***" if m.group("value") else ""),
+                                text)
+    return _URL_PASSWORD.sub(lambda m: m.group("key") + "***", text)
+
+
+def _describe_raw(text: str) -> str:
+    return redact(text, odbc_secrets(text))
+
+
+def driver_target(module: str, text: str) -> Target:
+    """``--driver MODULE TARGET``: ``TARGET`` goes unchanged to ``MODULE.connect``.
+
+    Raises:
+        TargetError: the module cannot be found (the message says to install it).
+    """
+    top = module.split(".", maxsplit=1)[0]
+    if not module or not _installed(top):
+        raise TargetError(f"no module named {module!r}: install the package that provides it")
+    secrets = odbc_secrets(text)
+    return Target(module, (text,), {}, f"{module}: {redact(text, secrets)}", secrets)

@@ -28,7 +28,8 @@ Environment variables (the defaults below are docs/drivers.md's connection strin
 ``ASYNCHDB_PYMYSQL_URL``, ``ASYNCHDB_MYSQLCLIENT_URL``, ``ASYNCHDB_MARIADB_URL``
     PyMySQL, mysqlclient and MariaDB Connector/Python: a URL in the command
     line's spelling (``mysql+pymysql://root@127.0.0.1:3306/test``), turned into
-    ``connect`` keywords by ``asynchdb._targets.parse_target``.
+    ``connect`` keywords by ``asynchdb._targets.parse_target`` (plus the record's
+    ``connect_kwargs``: multi-statement batches for PyMySQL and mysqlclient).
 ``ASYNCHDB_REQUIRE_BACKENDS``
     ``all``, or a comma list of backend names: a required backend whose
     driver or server is missing makes its tests FAIL instead of skip (CI sets
@@ -63,9 +64,10 @@ MARIADB_ODBC = ("DRIVER={MariaDB Unicode};SERVER=127.0.0.1;PORT=3306;DATABASE=te
                 "PWD=;OPTION=67108864")
 SQLITE_ODBC = "DRIVER={SQLite3};Database={path};BigInt=1"
 PSYCOPG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
-#: client_flag=65536 (CLIENT.MULTI_STATEMENTS): multi-statement batches, for ``nextset()``
-PYMYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test?client_flag=65536"
-MYSQLCLIENT_URL = "mysql+mysqldb://root@127.0.0.1:3306/test?client_flag=65536"
+PYMYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
+MYSQLCLIENT_URL = "mysql+mysqldb://root@127.0.0.1:3306/test"
+#: CLIENT.MULTI_STATEMENTS: multi-statement batches, for ``nextset()``
+MULTI_STATEMENTS = {"client_flag": 65536}
 MARIADB_URL = "mysql+mariadbconnector://root@127.0.0.1:3306/test"
 
 #: Rows a second the in-process engines count through (order of magnitude, 2 vCPU).
@@ -183,8 +185,8 @@ class Backend:
         if self.url:
             from asynchdb._targets import parse_target
 
-            _, args, from_url = parse_target(self.dsn())
-            return args, {**from_url, **kwargs}
+            target = parse_target(self.dsn())
+            return target.args, {**target.kwargs, **kwargs}
         return (self.dsn(),), kwargs
 
     def connect_raw(self, **overrides: Any) -> Any:
@@ -344,12 +346,14 @@ BACKENDS: tuple[Backend, ...] = (
         default=PYMYSQL_URL, server="mariadb", long_sql=_mariadb_sleep,
         rows_sql=lambda n: f"SELECT seq FROM seq_1_to_{n}",
         batch_sql="SELECT 1; SELECT 2, 3", param="%s", url=True,
+        connect_kwargs=MULTI_STATEMENTS,
     ),
     Backend(
         name="mysqlclient", module_name="MySQLdb", env_var="ASYNCHDB_MYSQLCLIENT_URL",
         default=MYSQLCLIENT_URL, server="mariadb", long_sql=_mariadb_sleep,
         rows_sql=lambda n: f"SELECT seq FROM seq_1_to_{n}",
         batch_sql="SELECT 1; SELECT 2, 3", param="%s", url=True,
+        connect_kwargs=MULTI_STATEMENTS,
     ),
     Backend(
         name="mariadb", module_name="mariadb", env_var="ASYNCHDB_MARIADB_URL",

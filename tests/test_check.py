@@ -1,4 +1,4 @@
-"""``python -m asynchdb check`` (API.md section 11) and its TARGET URLs (section 13).
+"""``python -m asynchdb check`` (API.md section 11); its TARGET URLs are section 13's.
 
 The command runs in a subprocess against the real backends: every check must
 pass on every backend with a real cancel, except Ctrl-C, which is reported
@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from plugin import closed_port
 
-from asynchdb._targets import UnknownTarget, describe_target, parse_target
 from benchmarks.backends import BACKENDS, Backend
 from benchmarks.check_matrix import target_of
 
@@ -31,55 +30,6 @@ def run_check(*args: str, env: Any = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "asynchdb", "check", *args],
                           capture_output=True, text=True, timeout=LIMIT, cwd=ROOT,
                           env=env, check=False)
-
-
-# ---------------------------------------------------------------------------
-# TARGET URLs (no server)
-# ---------------------------------------------------------------------------
-@pytest.mark.parametrize(("url", "module", "args", "kwargs"), [
-    ("sqlite:///rel.db", "sqlite3", ("rel.db",), {}),
-    ("sqlite:////abs/path.db", "sqlite3", ("/abs/path.db",), {}),
-    ("sqlite://", "sqlite3", (":memory:",), {}),
-    ("duckdb://", "duckdb", (":memory:",), {}),
-    ("duckdb:///data/x.duckdb", "duckdb", ("data/x.duckdb",), {}),
-    ("postgresql+psycopg2://u@h:5/db", "psycopg2", ("postgresql://u@h:5/db",), {}),
-    ("postgresql+pg8000://u:p%40w@h:5/db", "pg8000", (),
-     {"host": "h", "port": 5, "user": "u", "password": "p@w", "database": "db"}),
-    ("mysql+pymysql://root@127.0.0.1:3306/test?client_flag=65536", "pymysql", (),
-     {"host": "127.0.0.1", "port": 3306, "user": "root", "database": "test",
-      "client_flag": 65536}),
-    ("mysql+mysqldb://root:pw@h/test", "MySQLdb", (),
-     {"host": "h", "user": "root", "password": "pw", "database": "test"}),
-    ("mariadb+mariadbconnector://root@h/test", "mariadb", (),
-     {"host": "h", "user": "root", "database": "test"}),
-    ("odbc:DRIVER={SQLite3};Database=x.db", "pyodbc", ("DRIVER={SQLite3};Database=x.db",), {}),
-])
-def test_parse_target(url: str, module: str, args: tuple[Any, ...],
-                      kwargs: dict[str, Any]) -> None:
-    assert parse_target(url) == (module, args, kwargs)
-
-
-def test_plain_schemes_pick_an_installed_driver() -> None:
-    module, _, _ = parse_target("mysql://root@h/test")
-    assert module in ("pymysql", "MySQLdb", "mariadb")
-    module, args, _ = parse_target("postgresql://postgres@h/test")
-    assert module in ("psycopg", "psycopg2") and args == ("postgresql://postgres@h/test",)
-
-
-@pytest.mark.parametrize("url", ["oracle://scott@h/x", "nothing", "sqlite:rel.db"])
-def test_unknown_targets_are_refused(url: str) -> None:
-    with pytest.raises(UnknownTarget):
-        parse_target(url)
-
-
-@pytest.mark.parametrize("url", [
-    "mysql://root:s3cr%40t@127.0.0.1/test", "postgresql://u:s3cr%40t@h/db",
-    "odbc:DRIVER={x};UID=u;PWD=s3cr%40t;", "odbc:DRIVER={x};password={s3cr%40t}",
-    "mysql://root@h/test?password=s3cr%40t",
-])
-def test_descriptions_never_show_a_password(url: str) -> None:
-    text = describe_target(url)
-    assert "s3cr" not in text and "***" in text
 
 
 # ---------------------------------------------------------------------------
@@ -95,7 +45,9 @@ def test_bad_usage_exits_2_and_names_the_package() -> None:
     proc = run_check("oracle://scott@nowhere/x")
     assert proc.returncode == 2 and "unknown scheme" in proc.stderr
     proc = run_check("--driver", "asynchdb_no_such_driver", "x")
-    assert proc.returncode == 2 and "not installed" in proc.stderr
+    assert proc.returncode == 2 and "install" in proc.stderr
+    proc = run_check("sqlite:///x.db", "--only", "no-such-check")
+    assert proc.returncode == 2 and "unknown check" in proc.stderr
     proc = run_check("--driver", "json", "x")  # importable, unknown family: needs --slow-sql
     assert proc.returncode == 2 and "--slow-sql" in proc.stderr
 

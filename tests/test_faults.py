@@ -51,8 +51,8 @@ def psycopg_dsn(port: int) -> str:
 
 def mysql_url(url: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The connect arguments of a MySQL-family URL (``asynchdb._targets``), 60 s timeout."""
-    _, args, kwargs = parse_target(url)
-    return args, {**kwargs, "connect_timeout": 60}
+    target = parse_target(url)
+    return target.args, {**target.kwargs, "connect_timeout": 60}
 
 
 #: backend name -> (connect args for a given port) for the connect faults

@@ -43,10 +43,13 @@ class Differs(AssertionError):
 
 def require_suite(suite: peer_harness.Suite) -> None:
     """Skip (or fail, when backends are required) where the suite cannot run as listed."""
-    if suite.kind != "test_sqlite3":
-        return
     why = None
-    if sys.version_info[:2] != (3, 11):
+    if suite.kind == "dbapi20":
+        if importlib.util.find_spec("dbapi20") is None:
+            why = "dbapi20 is not installed (the test extra's dbapi-compliance)"
+    elif suite.kind != "test_sqlite3":
+        return
+    elif sys.version_info[:2] != (3, 11):
         why = "the lists in peer_known.py are for Python 3.11's test.test_sqlite3"
     elif importlib.util.find_spec("test.test_sqlite3") is None:
         why = "this Python has no test.test_sqlite3 (CPython's test package)"

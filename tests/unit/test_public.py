@@ -344,7 +344,7 @@ import asynchdb._drivers._mysql
 import asynchdb._targets
 
 # the command line's URL parsing needs no driver either
-assert asynchdb._targets.parse_target("mysql+pymysql://root@h/test")[0] == "pymysql"
+assert asynchdb._targets.parse_target("mysql+pymysql://root@h/test").module == "pymysql"
 
 for name in asynchdb.__all__:
     getattr(asynchdb, name)
