@@ -343,8 +343,9 @@ import asynchdb.testing
 import asynchdb._drivers._mysql
 import asynchdb._targets
 
-# the command line's URL parsing needs no driver either
-assert asynchdb._targets.parse_target("mysql+pymysql://root@h/test").module == "pymysql"
+# the command line's URL parsing and the check command import no driver either
+import asynchdb._check
+assert asynchdb._targets.parse_target("sqlite://").module == "sqlite3"
 
 for name in asynchdb.__all__:
     getattr(asynchdb, name)
