@@ -80,7 +80,7 @@ SUITES: tuple[Suite, ...] = (
     Suite("pyodbc", "pyodbc-sqlite", 30, 300, os.path.join(VENDORED, "sqlite_test.py")),
     *(Suite("dbapi20", name, 30, 240)
       for name in ("sqlite3", "pyodbc-postgresql", "pyodbc-mariadb", "pyodbc-sqlite",
-                   "psycopg", "duckdb")),
+                   "psycopg", "duckdb", "pymysql", "mysqlclient", "mariadb")),
 )
 BY_ID = {s.id: s for s in SUITES}
 
