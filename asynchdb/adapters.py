@@ -213,6 +213,8 @@ _KNOWN: dict[str, AdapterSpec] = {
     "psycopg": "asynchdb._drivers._psycopg:PsycopgAdapter",
     "duckdb": "asynchdb._drivers._duckdb:DuckDBAdapter",
     "_duckdb": "asynchdb._drivers._duckdb:DuckDBAdapter",
+    # duckdb_engine (SQLAlchemy's DuckDB dialect) wraps a duckdb connection
+    "duckdb_engine": "asynchdb._drivers._duckdb:DuckDBAdapter",
     "pymysql": "asynchdb._drivers._mysql:PyMySQLAdapter",
     "MySQLdb": "asynchdb._drivers._mysql:MySQLdbAdapter",
     "mariadb": "asynchdb._drivers._mysql:MariaDBAdapter",
