@@ -751,8 +751,9 @@ class Job:
                 final = True
             elif state == RUNNING and not (self.cancellable and self.channel.adapter.can_cancel):
                 # no cancel primitive: abandon the call; the worker stays busy
-                self.text = ("abandoned: the driver has no cancel; the statement may "
-                             "still be running")
+                reason = (self.channel.adapter.no_cancel_reason if self.cancellable
+                          else "the driver has no cancel")
+                self.text = f"abandoned: {reason}; the statement may still be running"
                 self._end(CANCELED)
                 final = True
             else:

@@ -102,6 +102,11 @@ class Adapter:
     #: True when :meth:`cancel` really stops a running statement.  False: an
     #: abort abandons the call (CANCELED at once, the late result discarded).
     can_cancel = False
+    #: Why an abort abandons the call when :attr:`can_cancel` is False, for its
+    #: status text ("abandoned: <reason>; the statement may still be running").
+    #: An adapter that can cancel only some connections (those it opened itself)
+    #: says here what to do instead.
+    no_cancel_reason = "the driver has no cancel"
     #: Seconds between re-sent cancels while an aborted call still runs, or
     #: None when one is enough.  Needed where a cancel that lands before the
     #: statement reached the server is lost.
@@ -216,6 +221,9 @@ _KNOWN: dict[str, AdapterSpec] = {
     "adbc_driver_sqlite": "asynchdb._drivers._adbc:AdbcAdapter",
     "adbc_driver_manager": "asynchdb._drivers._adbc:AdbcAdapter",
     "apsw": "asynchdb._drivers._apsw:ApswAdapter",
+    "pymysql": "asynchdb._drivers._mysql:PyMySQLAdapter",
+    "MySQLdb": "asynchdb._drivers._mysql:MySQLdbAdapter",
+    "mariadb": "asynchdb._drivers._mysql:MariaDBAdapter",
 }
 #: Entry points already looked up (each driver name once).
 _LOOKED_UP: set[str] = set()

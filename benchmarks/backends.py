@@ -25,6 +25,11 @@ Environment variables (the defaults below are docs/drivers.md's connection strin
     temporary database file.
 ``ASYNCHDB_PSYCOPG_DSN``
     psycopg conninfo string.
+``ASYNCHDB_PYMYSQL_URL``, ``ASYNCHDB_MYSQLCLIENT_URL``, ``ASYNCHDB_MARIADB_URL``
+    PyMySQL, mysqlclient and MariaDB Connector/Python: a URL in the command
+    line's spelling (``mysql+pymysql://root@127.0.0.1:3306/test``), turned into
+    ``connect`` keywords by ``asynchdb._targets.parse_target`` (plus the record's
+    ``connect_kwargs``: multi-statement batches for PyMySQL and mysqlclient).
 ``ASYNCHDB_REQUIRE_BACKENDS``
     ``all``, or a comma list of backend names: a required backend whose
     driver or server is missing makes its tests FAIL instead of skip (CI sets
@@ -59,6 +64,11 @@ MARIADB_ODBC = ("DRIVER={MariaDB Unicode};SERVER=127.0.0.1;PORT=3306;DATABASE=te
                 "PWD=;OPTION=67108864")
 SQLITE_ODBC = "DRIVER={SQLite3};Database={path};BigInt=1"
 PSYCOPG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
+PYMYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
+MYSQLCLIENT_URL = "mysql+mysqldb://root@127.0.0.1:3306/test"
+#: CLIENT.MULTI_STATEMENTS: multi-statement batches, for ``nextset()``
+MULTI_STATEMENTS = {"client_flag": 65536}
+MARIADB_URL = "mysql+mariadbconnector://root@127.0.0.1:3306/test"
 
 #: Rows a second the in-process engines count through (order of magnitude, 2 vCPU).
 SQLITE_RATE = 4_000_000
@@ -158,6 +168,9 @@ class Backend:
     autocommit_kwarg: bool = True
     #: The driver has a cancel (False: an abort abandons the call, API.md section 5).
     can_cancel: bool = True
+    #: The connection string is a URL for ``asynchdb._targets.parse_target``
+    #: (drivers whose ``connect`` takes keywords only).
+    url: bool = False
 
     # -- reaching it ---------------------------------------------------------
     def module(self) -> ModuleType:
@@ -189,6 +202,11 @@ class Backend:
             args, parsed = self.to_args(self.dsn())
             return args, {**parsed, **self.connect_kwargs, **overrides}
         kwargs = {**self.connect_kwargs, **overrides}
+        if self.url:
+            from asynchdb._targets import parse_target
+
+            target = parse_target(self.dsn())
+            return target.args, {**target.kwargs, **kwargs}
         return (self.dsn(),), kwargs
 
     def connect_raw(self, **overrides: Any) -> Any:
@@ -251,6 +269,8 @@ class Backend:
     def _probe_kwargs(self) -> dict[str, Any]:
         if self.module_name == "pyodbc":
             return {"timeout": PROBE_TIMEOUT}
+        if self.url and self.server == "mariadb":
+            return {"connect_timeout": PROBE_TIMEOUT}
         return {}
 
     # -- the server's view ---------------------------------------------------
@@ -343,6 +363,26 @@ BACKENDS: tuple[Backend, ...] = (
         name="duckdb", module_name="duckdb", env_var=None, default=None, server=None,
         long_sql=_duckdb_range, rows_sql=lambda n: f"SELECT range + 1 FROM range({n})",
         keeps_transaction=False,
+    ),
+    # MySQL-family drivers on MariaDB: KILL QUERY from a twin connection
+    Backend(
+        name="pymysql", module_name="pymysql", env_var="ASYNCHDB_PYMYSQL_URL",
+        default=PYMYSQL_URL, server="mariadb", long_sql=_mariadb_sleep,
+        rows_sql=lambda n: f"SELECT seq FROM seq_1_to_{n}",
+        batch_sql="SELECT 1; SELECT 2, 3", param="%s", url=True,
+        connect_kwargs=MULTI_STATEMENTS,
+    ),
+    Backend(
+        name="mysqlclient", module_name="MySQLdb", env_var="ASYNCHDB_MYSQLCLIENT_URL",
+        default=MYSQLCLIENT_URL, server="mariadb", long_sql=_mariadb_sleep,
+        rows_sql=lambda n: f"SELECT seq FROM seq_1_to_{n}",
+        batch_sql="SELECT 1; SELECT 2, 3", param="%s", url=True,
+        connect_kwargs=MULTI_STATEMENTS,
+    ),
+    Backend(
+        name="mariadb", module_name="mariadb", env_var="ASYNCHDB_MARIADB_URL",
+        default=MARIADB_URL, server="mariadb", long_sql=_mariadb_sleep,
+        rows_sql=lambda n: f"SELECT seq FROM seq_1_to_{n}", url=True,
     ),
 )
 

@@ -133,7 +133,11 @@ class Target:
         return conn
 
     def raw_cancel(self, conn: Any, cur: Any) -> None:
-        """The driver's own cancel primitive, as a user of the raw driver calls it."""
+        """The driver's own cancel primitive, as a user of the raw driver calls it.
+
+        The MySQL-family drivers have none: a user sends ``KILL QUERY <id>`` on a
+        second connection, kept open (opened outside the timed part).
+        """
         if self.module == "psycopg":
             conn.cancel_safe()
         elif self.module == "duckdb":
@@ -151,8 +155,17 @@ class Target:
             cur.adbc_cancel()
         elif self.module == "apsw":
             conn.interrupt()
+        elif self.backend.server == "mariadb" and self.module != "pyodbc":
+            killer, thread_id = _KILLERS[id(conn)]
+            kc = killer.cursor()
+            kc.execute(f"KILL QUERY {thread_id}")
+            kc.close()
         else:
             cur.cancel()
+
+
+#: raw MySQL-family connection id -> (its KILL QUERY connection, its server thread id)
+_KILLERS: dict[int, tuple[Any, int]] = {}
 
 
 TARGETS = (
@@ -173,6 +186,9 @@ TARGETS = (
     Target(BY_NAME["apsw"],
            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100) "
            "SELECT x, 'row' FROM c", 10**10 / SQLITE_RATE),
+    Target(BY_NAME["pymysql"], "SELECT seq, 'row' FROM seq_1_to_100", 30),
+    Target(BY_NAME["mysqlclient"], "SELECT seq, 'row' FROM seq_1_to_100", 30),
+    Target(BY_NAME["mariadb"], "SELECT seq, 'row' FROM seq_1_to_100", 30),
 )
 
 
@@ -334,6 +350,10 @@ class _RawRunner:
         self.t = t
         self.conn = t.connect_raw()
         self.cur = self.conn.cursor()
+        if t.backend.server == "mariadb" and t.module != "pyodbc":
+            self.cur.execute("SELECT CONNECTION_ID()")
+            _KILLERS[id(self.conn)] = (t.connect_raw(autocommit=True),
+                                       int(self.cur.fetchone()[0]))
         self.go = threading.Event()
         self.done = threading.Event()
         self.sql = ""
@@ -365,6 +385,9 @@ class _RawRunner:
         self.go.set()
         self.thread.join(5)
         self.cur.close()
+        killer = _KILLERS.pop(id(self.conn), None)
+        if killer is not None:
+            killer[0].close()
         self.conn.close()
 
 
@@ -575,7 +598,8 @@ def run_p6_concurrent(sz: Sizes) -> dict[str, Any]:
 def _versions() -> dict[str, Any]:
     out: dict[str, Any] = {"python": platform.python_version(), "asynchdb": asynchdb.__version__,
                            "sqlite": sqlite3.sqlite_version}
-    for name in ("pyodbc", "psycopg", "duckdb", "aioodbc", "aiosqlite"):
+    for name in ("pyodbc", "psycopg", "duckdb", "aioodbc", "aiosqlite", "pymysql", "MySQLdb",
+                 "mariadb"):
         try:
             mod = importlib.import_module(name)
             out[name] = getattr(mod, "__version__", None) or getattr(mod, "version", None)
@@ -716,10 +740,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     md = render(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "-quick" if args.quick else ""
+    if only:
+        suffix += "-" + "-".join(sorted(only))
     (RESULTS / f"drivers{suffix}.json").write_text(json.dumps(results, indent=1) + "\n",
                                                    encoding="utf-8")
     (RESULTS / f"drivers{suffix}.md").write_text(md, encoding="utf-8")
-    if not args.quick:
+    if not args.quick and not only:
         DOCS.parent.mkdir(parents=True, exist_ok=True)
         DOCS.write_text(md.replace("# Driver benchmarks", "# Driver benchmarks (measured)", 1)
                         + "\nHow to re-run: `python -m benchmarks.drivers` "

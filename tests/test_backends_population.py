@@ -18,7 +18,7 @@ def series_sql(backend: Backend, n: int) -> str:
     """``n`` rows ``(i, 2*i)`` in order, in the backend's own dialect."""
     if backend.server == "postgresql":
         return f"SELECT g, g * 2 FROM generate_series(0, {n - 1}) AS g ORDER BY g"
-    if backend.name == "pyodbc-mariadb":
+    if backend.server == "mariadb":
         return f"SELECT seq, seq * 2 FROM seq_0_to_{n - 1} ORDER BY seq"
     if backend.name == "duckdb":
         return f"SELECT range, range * 2 FROM range({n}) ORDER BY range"

@@ -298,3 +298,45 @@ def test_generic_adapter_password_keyword(texts: Texts) -> None:
         texts.add("driver error", late.exception(0))
     finally:
         conn.close()
+
+
+#: A MariaDB account whose password is the secret (created, then dropped, by the test).
+MYSQL_USER = "asynchdb_cred"
+
+
+@pytest.mark.parametrize("name", [on("pymysql"), on("mysqlclient"), on("mariadb")])
+def test_mysql_family_password_keyword(texts: Texts, name: str) -> None:
+    """PyMySQL, mysqlclient, Connector/Python: the password also opens the KILL QUERY twin.
+
+    MariaDB checks passwords, so the test makes an account whose password is
+    the secret; aborts then go through the twin opened with it, and a wrapped
+    PyMySQL connection (whose twin is opened from the connection's own
+    attributes) is exercised too.
+    """
+    backend, mod = backend_and_module(name)
+    admin = backend.connect_raw(autocommit=True)
+    try:
+        cur = admin.cursor()
+        cur.execute(f"CREATE USER IF NOT EXISTS '{MYSQL_USER}'@'%' IDENTIFIED BY '{SECRET}'")
+        cur.execute(f"GRANT ALL ON test.* TO '{MYSQL_USER}'@'%'")
+        args, kwargs = backend.connect_args()
+        kwargs = {**kwargs, "user": MYSQL_USER, "password": SECRET}
+        exercise(texts, backend, mod, args, kwargs)
+        if name == "pymysql":
+            conn = asynchdb.wrap(mod.connect(*args, **kwargs))
+            texts.add("wrapped connection", conn)
+            try:
+                run = conn.cursor().execute(backend.long_sql(LONG, "wrapped"), asynch=True,
+                                            listener=Recorder(texts))
+                run.abort()
+                assert run.wait_for_completion(BOUND)
+                texts.op("wrapped aborted op", run)
+            finally:
+                conn.close()
+        # and a refused login with it
+        with pytest.raises(mod.Error) as info:
+            asynchdb.connect(mod, *args, **{**kwargs, "password": SECRET + "-wrong"})
+        texts.add("driver error (refused login)", info.value)
+    finally:
+        admin.cursor().execute(f"DROP USER IF EXISTS '{MYSQL_USER}'@'%'")
+        admin.close()

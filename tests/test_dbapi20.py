@@ -1,6 +1,7 @@
 """Drop-in proof: the DB-API 2.0 compliance suite (``dbapi20``) through the wrapper.
 
-For sqlite3, pyodbc + PostgreSQL and psycopg, every test of Stuart Bishop's
+For sqlite3, pyodbc + PostgreSQL, psycopg, PyMySQL, mysqlclient and MariaDB
+Connector/Python, every test of Stuart Bishop's
 ``dbapi20.DatabaseAPI20Test`` (a test dependency, not copied here) runs twice,
 on the raw driver and on a module-like shim whose ``connect`` returns
 ``asynchdb.connect(real_driver, ...)``.  Whatever passes on the raw driver must
@@ -27,7 +28,7 @@ dbapi20 = require_module("dbapi20")
 
 #: Backends the compliance suite runs on.
 SUITE_BACKENDS = ("sqlite3", "pyodbc-postgresql", "psycopg", "psycopg2", "pg8000",
-                  "adbc-postgresql")
+                  "adbc-postgresql", "pymysql", "mysqlclient", "mariadb")
 TESTS = sorted(name for name in dir(dbapi20.DatabaseAPI20Test) if name.startswith("test_"))
 #: Where the wrapper differs from the raw driver on purpose: (backend, test) -> why.
 DIVERGENCES = {
@@ -37,6 +38,10 @@ DIVERGENCES = {
     ("pg8000", "test_non_idempotent_close"):
         "asynchdb's Connection.close() is idempotent by design, while pg8000 raises "
         "InterfaceError('connection is closed') on a second close",
+    **{(name, "test_non_idempotent_close"):
+       "asynchdb's Connection.close() is idempotent (as for pyodbc above), while "
+       "PyMySQL, mysqlclient and Connector/Python raise on a second close"
+       for name in ("pymysql", "mysqlclient", "mariadb")},
 }
 
 

@@ -24,6 +24,7 @@ from plugin import closed_port, require, wait_until
 
 import asynchdb
 from asynchdb import DeadlineExceeded, OperationCanceled, Phase
+from asynchdb._targets import parse_target
 from benchmarks.backends import Backend, marker
 
 #: Seconds every wait here is bounded by.
@@ -48,6 +49,12 @@ def psycopg_dsn(port: int) -> str:
     return f"host=127.0.0.1 port={port} dbname=test user=postgres connect_timeout=60"
 
 
+def mysql_url(url: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The connect arguments of a MySQL-family URL (``asynchdb._targets``), 60 s timeout."""
+    target = parse_target(url)
+    return target.args, {**target.kwargs, "connect_timeout": 60}
+
+
 #: backend name -> (connect args for a given port) for the connect faults
 CONNECT_TO: dict[str, Callable[[int], tuple[tuple[Any, ...], dict[str, Any]]]] = {
     "psycopg": lambda port: ((psycopg_dsn(port),), {}),
@@ -58,6 +65,9 @@ CONNECT_TO: dict[str, Callable[[int], tuple[tuple[Any, ...], dict[str, Any]]]] =
                                  "database": "test", "timeout": 60}),
     "adbc-postgresql": lambda port: (
         (f"postgresql://postgres@127.0.0.1:{port}/test?connect_timeout=60",), {}),
+    "pymysql": lambda port: mysql_url(f"mysql+pymysql://root@127.0.0.1:{port}/test"),
+    "mysqlclient": lambda port: mysql_url(f"mysql+mysqldb://root@127.0.0.1:{port}/test"),
+    "mariadb": lambda port: mysql_url(f"mysql+mariadbconnector://root@127.0.0.1:{port}/test"),
 }
 
 
@@ -149,7 +159,8 @@ def _check_unusable_or_recovered(backend: Backend, conn: asynchdb.Connection) ->
 
 
 @pytest.mark.parametrize("name", [on("psycopg"), on("pyodbc-postgresql"), on("pyodbc-mariadb"),
-                                  on("psycopg2"), on("pg8000"), on("adbc-postgresql")])
+                                  on("psycopg2"), on("pg8000"), on("adbc-postgresql"),
+                                  on("pymysql"), on("mysqlclient"), on("mariadb")])
 def test_backend_killed_mid_statement(name: str) -> None:
     """pg_terminate_backend / KILL CONNECTION while the statement runs: a driver error."""
     backend = require(name)

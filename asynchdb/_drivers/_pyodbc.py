@@ -80,6 +80,7 @@ import weakref
 from typing import Any, Callable, Optional
 
 from ..adapters import Adapter, CallView, ConnectionView
+from ._killquery import KillQuery
 
 log = logging.getLogger("asynchdb")
 
@@ -112,8 +113,8 @@ class _State:
         self.sent: Optional[weakref.ref[CallView]] = None
         #: MariaDB: the server's id of this connection (``CONNECTION_ID()``).
         self.thread_id: Optional[int] = None
-        #: MariaDB: a second connection that sends ``KILL QUERY`` (opened at the first abort).
-        self.killer: Any = None
+        #: MariaDB: the twin connection that sends ``KILL QUERY`` (opened at the first abort).
+        self.killer: Optional[KillQuery] = None
 
 
 class PyodbcAdapter(Adapter):
@@ -156,6 +157,8 @@ class PyodbcAdapter(Adapter):
                     state.thread_id = int(cur.fetchone()[0])
                 finally:
                     cur.close()
+                factory, args, kwargs = self._opened_with
+                state.killer = KillQuery(lambda: factory(*args, **{**kwargs, "autocommit": True}))
             return PinnableConnection(raw)
         return None
 
@@ -167,8 +170,10 @@ class PyodbcAdapter(Adapter):
         state = conn.state
         if isinstance(state, _State):
             state.sent = weakref.ref(call)
-            if state.thread_id is not None:
-                self._kill_query(state)
+            if state.thread_id is not None and state.killer is not None:
+                # MariaDB: SQLCancel is not memory-safe here (module docstring);
+                # KILL QUERY on a twin connection (_killquery.py) instead
+                state.killer.send(state.thread_id)
                 return
             if state.canceller is not None:
                 # SQLite ODBC: SQLCancel interrupts the connection (sqlite3_interrupt)
@@ -180,36 +185,6 @@ class PyodbcAdapter(Adapter):
         if isinstance(raw_cursor, PinnableCursor):
             raw_cursor = raw_cursor.driver_cursor  # never queued behind the pinned thread
         raw_cursor.cancel()
-
-    def _kill_query(self, state: _State) -> None:
-        """MariaDB: ``KILL QUERY`` on a twin connection instead of ``SQLCancel``.
-
-        Connector/ODBC's ``SQLCancel`` does the same when a statement holds the
-        connection, but when it does not (between the prepare and the execute
-        of one ``SQLExecDirect``, or while pyodbc describes the result) it
-        frees the statement's result in the aborting thread while the worker
-        still uses it: memory corruption, a crash later.  ``KILL QUERY`` leaves
-        the driver's objects alone; one that arrives after the statement ended
-        is ignored by the server (it does not reach the next statement).
-        """
-        # aborting thread, under the channel's cancel lock
-        assert self._opened_with is not None
-        factory, args, kwargs = self._opened_with
-        sql = f"KILL QUERY {state.thread_id}"
-        for attempt in (1, 2):
-            if state.killer is None:
-                state.killer = factory(*args, **{**kwargs, "autocommit": True})
-            try:
-                state.killer.execute(sql)
-                return
-            except Exception:  # a broken twin: open a new one, once
-                killer, state.killer = state.killer, None
-                try:
-                    killer.close()
-                except Exception:  # noqa: BLE001 - it is broken already
-                    pass
-                if attempt == 2:
-                    raise
 
     def close_connection(self, raw: Any) -> None:
         # owner thread; no cancel can be under way (the engine's ordering)
@@ -224,12 +199,7 @@ class PyodbcAdapter(Adapter):
             raw.close()
         finally:
             if state is not None and state.killer is not None:
-                killer, state.killer = state.killer, None
-                try:
-                    killer.close()
-                except Exception:
-                    log.debug("asynchdb: closing the KILL QUERY connection failed",
-                              exc_info=True)
+                state.killer.close()
 
     def after_abort(self, conn: ConnectionView) -> None:
         """psqlODBC: leave the transaction usable, as its statement savepoint intends.

@@ -81,7 +81,7 @@ SUITES: tuple[Suite, ...] = (
     *(Suite("dbapi20", name, 30, 240)
       for name in ("sqlite3", "pyodbc-postgresql", "pyodbc-mariadb", "pyodbc-sqlite",
                    "psycopg", "duckdb", "psycopg2", "pg8000", "adbc-postgresql",
-                   "adbc-sqlite")),
+                   "adbc-sqlite", "pymysql", "mysqlclient", "mariadb")),
 )
 BY_ID = {s.id: s for s in SUITES}
 

@@ -313,7 +313,8 @@ def test_oledb_is_reachable_from_the_package() -> None:
 BLOCKED_IMPORT = r"""
 import sys
 
-BLOCKED = {"pyodbc", "psycopg", "psycopg_binary", "psycopg_c", "psycopg_pool", "duckdb"}
+BLOCKED = {"pyodbc", "psycopg", "psycopg_binary", "psycopg_c", "psycopg_pool", "duckdb",
+           "pymysql", "MySQLdb", "mariadb"}
 
 
 class Block:
@@ -339,6 +340,12 @@ for name in sorted(BLOCKED):
 import asynchdb
 import asynchdb.oledb
 import asynchdb.testing
+import asynchdb._drivers._mysql
+import asynchdb._targets
+
+# the command line's URL parsing and the check command import no driver either
+import asynchdb._check
+assert asynchdb._targets.parse_target("sqlite://").module == "sqlite3"
 
 for name in asynchdb.__all__:
     getattr(asynchdb, name)

@@ -1,0 +1,203 @@
+"""PyMySQL, mysqlclient (``MySQLdb``) and MariaDB Connector/Python (``mariadb``).
+
+None of the three can stop a running statement from another thread: PyMySQL
+and mysqlclient have no cancel at all (their ``kill(id)`` ends a whole
+connection), and Connector/Python 1.1 neither.  The adapter stops the statement
+on the server with ``KILL QUERY <thread id>`` sent on a twin connection opened
+with the same connect arguments (:mod:`._killquery`, shared with the pyodbc
+adapter's MariaDB path, says why that never reaches the next statement).
+
+Measured on MariaDB 10.11 with PyMySQL 1.2.4, mysqlclient 2.3.2 and
+Connector/Python 1.1.14 (docs/drivers.md has the table):
+
+* The executing thread gets the driver's ``OperationalError`` with error 1317
+  "Query execution was interrupted" (PyMySQL and mysqlclient: ``args[0]``;
+  Connector/Python: ``errno``), 0.3-0.4 ms after the KILL was sent (median).
+  ``SELECT SLEEP(n)`` raises it too; ``BENCHMARK()`` and ``DO SLEEP(n)`` just
+  return early with no error: the driver confirmed nothing, so such an
+  operation ends COMPLETE (API.md section 5).
+* After a KILL the connection is ready; inside a transaction only the killed
+  statement is undone (InnoDB statement rollback): the transaction and its
+  earlier work are kept and can be committed.  No repair is needed.
+* A KILL that arrives while the connection is idle is forgotten by the
+  server; one that arrives before the statement started is lost, so the engine
+  re-sends it every :attr:`_MySQLAdapter.reissue_cancel` seconds.
+* ``close()`` from another thread while a statement runs: PyMySQL blocks until
+  the statement ends (its reader holds the socket's buffer lock) and the
+  statement completes; mysqlclient refuses with ``ProgrammingError`` ("already
+  in use from another thread") and the statement goes on; Connector/Python
+  aborts the process (``free(): invalid pointer``, 3 of 3 runs).  The engine
+  never closes a connection while a call runs on it: it aborts, waits
+  (bounded) and closes on the owner thread.
+* mysqlclient also refuses ``thread_id()`` from another thread while a
+  statement runs, so the thread id is read on the owner thread when the
+  connection is set up (and, for PyMySQL, read again at each cancel from its
+  plain attribute, which follows a ``ping(reconnect=True)``).
+* All three release the GIL while waiting for the server (PyMySQL in socket
+  reads; mysqlclient and Connector/Python around the C client's calls).
+
+Opening the twin needs the password.  ``asynchdb.connect`` remembers the
+connect arguments, so every connection it opens gets a real cancel.  For
+``asynchdb.wrap()`` of an open connection only PyMySQL keeps what is needed
+(host, port, user, password); mysqlclient and Connector/Python keep no
+password, so a wrapped connection of theirs cannot open a twin: an abort then
+*abandons* the call, and its status text says to open the connection with
+``asynchdb.connect`` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from ..adapters import Adapter, CallView, ConnectionView
+from ._killquery import ER_QUERY_INTERRUPTED, KillQuery, error_code
+
+
+class _State:
+    """Per-connection adapter state (``ConnectionView.state``)."""
+
+    __slots__ = ("killer", "thread_id")
+
+    def __init__(self, thread_id: int, killer: KillQuery) -> None:
+        #: The server's id of the connection (``CONNECTION_ID()``).
+        self.thread_id = thread_id
+        #: The twin that sends ``KILL QUERY`` (opened at the first abort).
+        self.killer = killer
+
+
+class _MySQLAdapter(Adapter):
+    """What the three drivers share; subclasses say how to read a connection's id."""
+
+    can_cancel = True
+    #: A KILL that reached the server before the statement did is forgotten.
+    reissue_cancel = 0.05
+
+    def __init__(self, module: Any | None) -> None:
+        super().__init__(module)
+        # an adapter serves one connection (asynchdb makes one per connect/wrap)
+        self._opener: Optional[Callable[[], Any]] = None
+        self._state: Optional[_State] = None
+
+    # -- opening (owner thread) --------------------------------------------
+    def connect(self, factory: Callable[..., Any], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:
+        # remembered for the twin; autocommit so that it never holds a transaction
+        twin_kwargs = {**kwargs, "autocommit": True}
+        self._opener = lambda: factory(*args, **twin_kwargs)
+        return factory(*args, **kwargs)
+
+    def prepare(self, conn: ConnectionView) -> Any:
+        # owner thread: no statement runs, so the driver answers anything
+        opener = self._opener or self._wrapped_opener(conn.raw)
+        if opener is None:
+            self.can_cancel = False
+            self.no_cancel_reason = (
+                f"{self.name} keeps no password on a connection, so asynchdb.wrap() cannot "
+                f"open the second connection that sends KILL QUERY (open it with "
+                f"asynchdb.connect({self.module_label}, ...) for a real cancel)")
+            return None
+        self._opener = None
+        self._state = _State(self._thread_id(conn.raw), KillQuery(opener))
+        conn.state = self._state
+        return None
+
+    def _wrapped_opener(self, raw: Any) -> Optional[Callable[[], Any]]:
+        """How to open a twin of a connection given to ``asynchdb.wrap()``, if possible."""
+        return None
+
+    def _thread_id(self, raw: Any) -> int:
+        """The server's id of ``raw`` (owner thread)."""
+        return int(raw.thread_id())
+
+    def _live_thread_id(self, raw: Any, state: _State) -> int:
+        """The id to kill, read on the aborting thread where that is safe."""
+        return state.thread_id
+
+    @property
+    def module_label(self) -> str:
+        return getattr(self.module, "__name__", None) or self.name
+
+    # -- aborting ------------------------------------------------------------
+    def cancel(self, conn: ConnectionView, call: CallView) -> None:
+        # aborting thread, under the channel's cancel lock, while the call runs
+        state = conn.state
+        if not isinstance(state, _State) or call.kind == "connect":
+            return
+        state.killer.send(self._live_thread_id(conn.raw, state))
+
+    def is_cancel_error(self, exc: BaseException) -> bool:
+        error = getattr(self.module, "Error", None)
+        return (isinstance(error, type) and isinstance(exc, error)
+                and error_code(exc) == ER_QUERY_INTERRUPTED)
+
+    # -- closing (owner thread) -------------------------------------------------
+    def close_connection(self, raw: Any) -> None:
+        # no cancel can be under way (the engine's ordering)
+        try:
+            raw.close()
+        finally:
+            state = self._state
+            if state is not None:
+                state.killer.close()
+
+    def describe(self, raw: Any) -> str:
+        return self.name
+
+
+class PyMySQLAdapter(_MySQLAdapter):
+    """PyMySQL (pure Python)."""
+
+    name = "pymysql"
+    #: ``executemany`` takes parameter sets one at a time from an iterator
+    #: (a multi-row INSERT is sent whenever ``max_stmt_length`` fills up).
+    counts_executemany = True
+
+    def _wrapped_opener(self, raw: Any) -> Optional[Callable[[], Any]]:
+        # PyMySQL keeps what a second connection needs on the connection itself
+        connect = getattr(self.module, "connect", None)
+        if connect is None or getattr(raw, "password", None) is None:
+            return None
+        kwargs: dict[str, Any] = {
+            "host": raw.host, "port": raw.port, "user": raw.user, "password": raw.password,
+            "unix_socket": raw.unix_socket, "bind_address": raw.bind_address,
+            "connect_timeout": raw.connect_timeout, "autocommit": True,
+        }
+        ctx = getattr(raw, "ctx", None)
+        if getattr(raw, "_secure", False) and ctx is not None:
+            # TLS is in use: the twin uses the same context (PyMySQL 1.2 keeps a
+            # context for "preferred" TLS also when the server has none)
+            kwargs["ssl"] = ctx
+        return lambda: connect(**kwargs)
+
+    def _live_thread_id(self, raw: Any, state: _State) -> int:
+        # a plain attribute (server_thread_id), safe from any thread, and
+        # current after a ping(reconnect=True)
+        try:
+            return int(raw.thread_id())
+        except Exception:  # noqa: BLE001 - closed meanwhile: the id it had
+            return state.thread_id
+
+
+class MySQLdbAdapter(_MySQLAdapter):
+    """mysqlclient (``MySQLdb``)."""
+
+    name = "mysqlclient"
+    #: ``executemany`` takes parameter sets one at a time from an iterator.
+    counts_executemany = True
+
+    @property
+    def module_label(self) -> str:
+        return "MySQLdb"
+
+
+class MariaDBAdapter(_MySQLAdapter):
+    """MariaDB Connector/Python (``mariadb``).
+
+    Its ``executemany`` sends every parameter set in one bulk command, so it
+    reports 0 of 1 until done.
+    """
+
+    name = "mariadb"
+
+    def _thread_id(self, raw: Any) -> int:
+        return int(raw.thread_id)  # an attribute here, not a method
