@@ -155,6 +155,11 @@ class _Call:
         return self._ended.wait(timeout)
 
 
+def _wrong_thread(home: int, here: int) -> BaseException:
+    return AsynchError(f"this connection's synchronous calls belong to thread {home}; "
+                       f"this is thread {here}")
+
+
 class _StoppedCall(Exception):
     """Marks a queued call that the connection's close ended before it ran."""
 
@@ -192,7 +197,43 @@ class Channel:
         #: pending all the same (close must stop them too).
         self._parked: weakref.WeakSet[Any] = weakref.WeakSet()
         self.counters = {"submitted": 0, "hopped": 0, "aborted": 0}
+        #: ``raw`` is the adapter's stand-in, not the driver connection itself.
+        self.stand_in = False
+        #: ``connection.cursor()`` may run on the caller's thread whatever runs.
+        self.cursor_anywhere = adapter.cursor_anywhere
+        #: The one thread whose synchronous calls the driver allows (sqlite3's
+        #: check_same_thread), or None.  Workers are exempt: they are owners.
+        self.home: Optional[int] = None
+        self._home_error: Callable[[int, int], BaseException] = _wrong_thread
         HUB.opened(self)
+
+    def set_stand_in(self, stand_in: Any) -> None:
+        """The adapter's ``prepare`` returned a stand-in: call it instead of the driver."""
+        self.raw = stand_in
+        self.stand_in = True
+
+    def driver_raw(self) -> Any:
+        """The driver connection itself (not the adapter's stand-in)."""
+        raw = self.raw
+        return getattr(raw, "driver_connection", raw) if self.stand_in else raw
+
+    def bind_home(self, thread_id: int, error: Callable[[int, int], BaseException]) -> None:
+        """Keep the driver's same-thread rule for synchronous calls (caller thread).
+
+        ``error(home, here)`` is the driver's own error.  Only this channel's
+        ``take`` changes (its class becomes :class:`_HomeChannel`; a bound
+        method kept on the instance would be a reference cycle), so other
+        connections pay nothing on the drop-in path.
+        """
+        self.home = thread_id
+        self._home_error = error
+        self.__class__ = _HomeChannel
+
+    def check_home(self) -> None:
+        """Raise the driver's error for a synchronous call from a thread it refuses."""
+        here = threading.get_ident()
+        if here != self.home and not self._owner._is_owned():  # type: ignore[attr-defined]
+            raise self._home_error(self.home, here)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------
     # ownership (any thread)
@@ -380,7 +421,7 @@ class Channel:
         """A wrapper was released (finalizer): close its driver cursor now or park it."""
         if self.raw_closed:
             return
-        if not self.owns() and self.take():
+        if not self.owns() and Channel.take(self):  # any thread: never the home check
             try:
                 self._close_quietly(raw_cursor)
             finally:
@@ -439,7 +480,7 @@ class Channel:
         if self.owns():
             self._close_raw()
             return
-        if not busy and self.take():
+        if not busy and Channel.take(self):  # finalizers too: never the home check
             try:
                 self._close_raw()
             finally:
@@ -499,3 +540,15 @@ class Channel:
             **self.counters,
             "pool_threads": HUB.thread_count(),
         }
+
+
+class _HomeChannel(Channel):
+    """A channel whose synchronous calls keep the driver's same-thread rule."""
+
+    def take(self) -> bool:
+        # the caller's thread is checked first, unless it owns the connection
+        # already (a worker, or a callback nested in a call)
+        here = threading.get_ident()
+        if here != self.home and not self._owner._is_owned():  # type: ignore[attr-defined]
+            raise self._home_error(self.home, here)  # type: ignore[arg-type]
+        return Channel.take(self)

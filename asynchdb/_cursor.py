@@ -72,8 +72,13 @@ class Cursor:
     """A DB-API cursor wrapper (see the module docstring)."""
 
     __slots__ = ("_conn", "_ch", "_raw", "_guard", "_closed", "_limit", "__weakref__")
+    #: What a driver method gets instead of this wrapper as an argument.
+    _unwrap_to = "driver_cursor"
 
-    def __init__(self, connection: Connection, raw: Any) -> None:
+    @classmethod
+    def _make(cls, connection: Connection, raw: Any) -> Cursor:
+        """The wrapper of ``raw`` (the engine's constructor; ``__init__`` is the driver's)."""
+        self = object.__new__(cls)
         osa = object.__setattr__
         osa(self, "_conn", connection)
         osa(self, "_ch", connection._ch)
@@ -82,6 +87,30 @@ class Cursor:
         osa(self, "_guard", None)
         osa(self, "_closed", False)
         osa(self, "_limit", DEFAULT_LIMIT)
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Re-run the driver cursor's own ``__init__``, under the ownership rule.
+
+        Wrappers are built by :meth:`Connection.cursor`, never by this.
+        """
+        raw = self._raw
+        self._ch.call(type(raw).__init__, raw, *unwrap_args(args), **unwrap_kwargs(kwargs))
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        # isinstance(cur, <the driver's cursor class>) is True, as is
+        # isinstance(cur, Cursor); only type(cur) tells them apart
+        raw = self.driver_cursor
+        return Cursor if isinstance(raw, _ClosedCursor) else type(raw)
+
+    @property
+    def driver_cursor(self) -> Any:
+        """The wrapped driver cursor.  Use it only when no operation is pending."""
+        raw = self._raw
+        if self._ch.stand_in:
+            return getattr(raw, "driver_cursor", raw)
+        return raw
 
     # ------------------------------------------------------------------
     # the zombie guard
@@ -378,6 +407,9 @@ class Cursor:
         Never blocks for longer than a bounded wait: when the connection is busy
         with other work, the driver cursor is closed by its worker afterwards.
         """
+        ch = self._ch
+        if ch.home is not None and not self._closed:
+            ch.check_home()  # the driver's same-thread rule, before anything changes
         job = self._guard
         if job is not None:
             if not job.done():
@@ -430,10 +462,21 @@ class Cursor:
         return attr
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _OWN or isinstance(getattr(type(self), name, None), property):
+        if name in _OWN or isinstance(getattr(Cursor, name, None), property):
             object.__setattr__(self, name, value)
         else:
             setattr(self._raw, name, value)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # pickle and copy as the driver object (which refuses): the default
+        # would take this wrapper's __class__ (the driver's) for its own
+        return self.driver_cursor.__reduce_ex__(protocol)
+
+    def __delattr__(self, name: str) -> None:
+        if name in _OWN or isinstance(getattr(Cursor, name, None), property):
+            object.__delattr__(self, name)
+        else:
+            delattr(self._raw, name)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -456,11 +499,27 @@ class _Extra:
         cur = self._cursor
         if cur._guard is not None:
             cur._settle(True)
-        result = cur._ch.call(self._fn, *args, **kwargs)
+        result = cur._ch.call(self._fn, *unwrap_args(args), **unwrap_kwargs(kwargs))
         return cur if result is cur._raw else result
 
     def __repr__(self) -> str:
         return f"<asynchdb wrapper of {self._fn!r}>"
+
+
+def _unwrap(value: Any) -> Any:
+    # type(), not isinstance(): the wrappers' __class__ is the driver's
+    name = getattr(type(value), "_unwrap_to", None)
+    return value if name is None else getattr(value, name)
+
+
+def unwrap_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``args`` with every wrapped connection or cursor replaced by the driver's own."""
+    return tuple(_unwrap(a) for a in args) if args else args
+
+
+def unwrap_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with every wrapped connection or cursor replaced by the driver's own."""
+    return {k: _unwrap(v) for k, v in kwargs.items()} if kwargs else kwargs
 
 
 def _noop() -> None:  # pragma: no cover - replaced before the job runs

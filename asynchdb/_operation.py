@@ -200,6 +200,7 @@ class Job:
         "_handle_ref",
         "_lock",
         "_notifier",
+        "_readable",
         "_state",
         "_status",
         "_timers",
@@ -241,6 +242,8 @@ class Job:
         self._status: Status | None = None
         #: Held while the job runs; waiters pass through it once it is released.
         self._event: threading.Lock | None = None
+        #: Set once the cursor is readable (POPULATING or ended); made by the first waiter.
+        self._readable: threading.Event | None = None
         self._future: concurrent.futures.Future[Any] | None = None
         #: The listeners; None until the first is advised (the fast path has none).
         self._notifier: Notifier | None = None
@@ -356,6 +359,20 @@ class Job:
             return False
         gate.release()  # let the next waiter through
         return True
+
+    def wait_readable(self, timeout: float | None) -> bool:
+        """Block until the cursor is readable (POPULATING or ended); False on timeout."""
+        if self._state >= POPULATING:
+            return True
+        with self._lock:
+            if self._state >= POPULATING:
+                return True
+            ready = self._readable
+            if ready is None:
+                ready = self._readable = threading.Event()
+        if timeout is not None and timeout >= threading.TIMEOUT_MAX:
+            timeout = None  # inf: wait for it (a longer timeout raises OverflowError)
+        return ready.wait(timeout)
 
     def value(self) -> Any:
         """The job's value, or raise its error (the driver's, unchanged); it has ended."""
@@ -492,6 +509,8 @@ class Job:
             self.progress, self.progress_max = 0, 1
             self._status = None
             notifier = self._notifier
+            if self._readable is not None:
+                self._readable.set()
         buf.started = True
         if notifier is not None:
             notifier.post(Note("progress", self.status()))
@@ -641,6 +660,8 @@ class Job:
         if gate is not None:
             self._event = None  # released once, even if _end ran twice
             gate.release()
+        if self._readable is not None:
+            self._readable.set()
 
     def _after_end(self) -> None:
         # outside the lock: timers, future, listeners
@@ -907,6 +928,23 @@ class Operation(Generic[T]):
             ValueError: a negative or NaN timeout.
         """
         return self._job.wait(check_timeout(timeout))
+
+    def wait_for_population(self, timeout: Optional[float] = None) -> bool:
+        """Block until the cursor is readable: the phase is POPULATION, COMPLETE or CANCELED.
+
+        For a population operation this is "the first rows can be read".
+        Never cancels anything and never raises for the operation's outcome.
+
+        Args:
+            timeout: seconds to wait at most; ``None`` waits as long as it takes.
+
+        Returns:
+            True once the cursor is readable; False if the timeout passed first.
+
+        Raises:
+            ValueError: a negative or NaN timeout.
+        """
+        return self._job.wait_readable(check_timeout(timeout))
 
     def result(self, timeout: Optional[float] = None) -> T:
         """Return the call's value once it ended.

@@ -139,6 +139,26 @@ class Adapter:
         """
         return None
 
+    # -- threads ---------------------------------------------------------------
+    def same_thread(self, conn: ConnectionView) -> bool:
+        """Whether the driver allows synchronous calls only from the opening thread.
+
+        Asked once, after :meth:`prepare`.  True: a synchronous call from any
+        other thread raises :meth:`wrong_thread_error` (asynchdb's workers are
+        exempt), as the driver itself would (sqlite3's ``check_same_thread``,
+        which the adapter's ``connect`` then turns off in the driver).
+        """
+        return False
+
+    def wrong_thread_error(self, home: int, here: int) -> BaseException:
+        """The driver's own error for a synchronous call from thread ``here``."""
+        mod = self.module
+        cls = getattr(mod, "ProgrammingError", None)
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            cls = RuntimeError
+        return cls(f"objects created in thread id {home} can only be used in that "
+                   f"thread; this is thread id {here}")
+
     # -- aborting ------------------------------------------------------------
     def cancel(self, conn: ConnectionView, call: CallView) -> None:
         """Ask the driver to stop ``call``, which is running now (aborting thread).

@@ -91,7 +91,7 @@ def test_exit_with_pending_long_queries_is_prompt(tmp_path: Any) -> None:
 
 def test_exit_while_a_sync_query_runs_on_a_daemon_thread(tmp_path: Any) -> None:
     proc, exit_time = run_script("""
-        conn = asynchdb.connect(sqlite3, ":memory:")
+        conn = asynchdb.connect(sqlite3, ":memory:", check_same_thread=False)
         started = threading.Event()
         conn.create_function("started", 0, lambda: started.set() or 1)
         q = LONG.replace("SELECT 1 UNION", "SELECT started() UNION")

@@ -968,7 +968,7 @@ def test_closed_cursor_raises_sqlite3_error_even_while_its_operation_ends(conn: 
 
 
 def test_connection_close_from_another_thread_aborts_async_query(db_path: str) -> None:
-    conn = asynchdb.connect(sqlite3, db_path)
+    conn = asynchdb.connect(sqlite3, db_path, check_same_thread=False)
     raw = conn.driver_connection
     op, _cur = run_long(conn)
     queued = conn.cursor().execute("SELECT 1", asynch=True)
@@ -998,7 +998,7 @@ def test_close_with_much_queued_work_reports_the_running_statement_canceled(
         db_path: str) -> None:
     """While close() aborts a long queue, the running statement is stopped too: it must
     end CANCELED (OperationCanceled from 'interrupted'), not COMPLETE with the error."""
-    conn = asynchdb.connect(sqlite3, db_path)
+    conn = asynchdb.connect(sqlite3, db_path, check_same_thread=False)
     ops: list[Any] = []
 
     def slow_listener(op: Any, st: asynchdb.Status) -> None:
@@ -1020,7 +1020,7 @@ def test_close_with_much_queued_work_reports_the_running_statement_canceled(
 
 
 def test_connection_close_while_sync_query_runs_on_another_thread(db_path: str) -> None:
-    conn = asynchdb.connect(sqlite3, db_path)
+    conn = asynchdb.connect(sqlite3, db_path, check_same_thread=False)
     raw = conn.driver_connection
     started = threading.Event()
     conn.create_function("started", 0, lambda: started.set() or 1)
