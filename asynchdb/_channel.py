@@ -51,6 +51,8 @@ from .errors import AsynchError
 
 log = logging.getLogger("asynchdb")
 
+_get_ident = threading.get_ident
+
 #: Seconds ``close()`` waits for a busy worker before leaving the close to it.
 CLOSE_WAIT = 5.0
 
@@ -220,14 +222,12 @@ class Channel:
     def bind_home(self, thread_id: int, error: Callable[[int, int], BaseException]) -> None:
         """Keep the driver's same-thread rule for synchronous calls (caller thread).
 
-        ``error(home, here)`` is the driver's own error.  Only this channel's
-        ``take`` changes (its class becomes :class:`_HomeChannel`; a bound
-        method kept on the instance would be a reference cycle), so other
-        connections pay nothing on the drop-in path.
+        ``error(home, here)`` is the driver's own error.  :meth:`take` checks
+        the caller's thread (one attribute test for connections without a
+        home thread; a ``get_ident`` more for those with one, benchmarks P1).
         """
         self.home = thread_id
         self._home_error = error
-        self.__class__ = _HomeChannel
 
     def check_home(self) -> None:
         """Raise the driver's error for a synchronous call from a thread it refuses."""
@@ -246,10 +246,24 @@ class Channel:
         nobody owns it and no queued work must run first.  False: use
         :meth:`call`, which runs the call in turn.
         """
+        home = self.home
+        if home is not None and home != _get_ident() and not self._owner._is_owned():  # type: ignore[attr-defined]
+            # the driver's same-thread rule (sqlite3), before anything runs;
+            # owners (workers, nested callbacks) are exempt
+            raise self._home_error(home, _get_ident())
         if self._graveyard:
             return self._take_and_bury()  # rare: parked cursors to close first
         if not self._scheduled and self._owner.acquire(False):
             return True  # free (or ours already: the lock is re-entrant)
+        owner = self._owner
+        return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
+
+    def _take_anywhere(self) -> bool:
+        """:meth:`take` without the home-thread rule (finalizers, internal closes)."""
+        if self._graveyard:
+            return self._take_and_bury()
+        if not self._scheduled and self._owner.acquire(False):
+            return True
         owner = self._owner
         return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
 
@@ -421,7 +435,7 @@ class Channel:
         """A wrapper was released (finalizer): close its driver cursor now or park it."""
         if self.raw_closed:
             return
-        if not self.owns() and Channel.take(self):  # any thread: never the home check
+        if not self.owns() and self._take_anywhere():  # finalizers: any thread
             try:
                 self._close_quietly(raw_cursor)
             finally:
@@ -480,7 +494,7 @@ class Channel:
         if self.owns():
             self._close_raw()
             return
-        if not busy and Channel.take(self):  # finalizers too: never the home check
+        if not busy and self._take_anywhere():  # finalizers too: any thread
             try:
                 self._close_raw()
             finally:
@@ -540,15 +554,3 @@ class Channel:
             **self.counters,
             "pool_threads": HUB.thread_count(),
         }
-
-
-class _HomeChannel(Channel):
-    """A channel whose synchronous calls keep the driver's same-thread rule."""
-
-    def take(self) -> bool:
-        # the caller's thread is checked first, unless it owns the connection
-        # already (a worker, or a callback nested in a call)
-        here = threading.get_ident()
-        if here != self.home and not self._owner._is_owned():  # type: ignore[attr-defined]
-            raise self._home_error(self.home, here)  # type: ignore[arg-type]
-        return Channel.take(self)
