@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, overl
 
 from ._args import check_timeout, parse_asynch
 from ._notify import make_sink
-from ._operation import OWNER, Job, Operation, fresh_error
+from ._operation import OWNER, Job, Operation, StoppedByAbort, fresh_error
 from ._population import DEFAULT_LIMIT, RowBuffer
 from .errors import ZombieError
 from .status import Asynch
@@ -254,8 +254,12 @@ class Cursor:
         if flags and sink is None and seconds is None:
             ch.wake_early()  # its wake-up overlaps building the job
         job = Job(ch, kind, _noop, raw_cursor=self._raw)
-        if kind == "executemany" and ch.adapter.counts_executemany:
-            args = (args[0], _counting(job, args[1]), *args[2:])
+        if kind == "executemany":
+            adapter = ch.adapter
+            if adapter.chunks_executemany and len(args) == 2:
+                fn = _chunked(job, adapter, ch, self._raw, fn, args, kwargs)
+            elif adapter.counts_executemany:
+                args = (args[0], _counting(job, args[1]), *args[2:])
         if returns_cursor:
             def work() -> Any:
                 fn(*args, **kwargs)
@@ -524,6 +528,64 @@ def unwrap_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def _noop() -> None:  # pragma: no cover - replaced before the job runs
     return None
+
+
+#: Parameter sets per chunk when the sequence has no length.
+CHUNK = 500
+#: About this many chunks when it has one (each chunk at least MIN_CHUNK sets).
+CHUNKS = 20
+MIN_CHUNK = 50
+
+
+def _chunked(job: Job, adapter: Any, ch: Any, raw_cursor: Any, fn: Callable[..., Any],
+             args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[..., Any]:
+    """``fn`` (the driver's executemany) run chunk by chunk through the adapter."""
+    operation, seq = args
+
+    def run(*_: Any, **__: Any) -> Any:
+        # owner thread
+        if adapter.chunked_executemany(ch.view, raw_cursor, operation, _chunks(job, seq),
+                                       kwargs):
+            return None
+        return fn(operation, seq, **kwargs)
+
+    return run
+
+
+def _chunks(job: Job, seq: Iterable[Any]) -> Iterator[list[Any]]:
+    """Cut ``seq`` into chunks, counting the parameter sets of each chunk done."""
+    total: Optional[int]
+    try:
+        total = len(seq)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    size = max(MIN_CHUNK, -(-total // CHUNKS)) if total else CHUNK
+    if total:
+        job.set_progress(0, total)
+    done = 0
+    chunk: list[Any] = []
+    for params in seq:
+        chunk.append(params)
+        if len(chunk) >= size:
+            yield chunk
+            done += len(chunk)
+            chunk = []
+            _chunk_done(job, done, total)
+    if chunk:
+        yield chunk
+        done += len(chunk)
+        _chunk_done(job, done, total)
+
+
+def _chunk_done(job: Job, done: int, total: Optional[int]) -> None:
+    # the driver asked for the next chunk: the last one is done
+    if not total:
+        job.set_progress(0, None, f"{done} parameter sets done")
+    elif done < total:
+        job.set_progress(done)
+    if job.abort_requested() and (total is None or done < total):
+        # none more is sent; the job ends CANCELED (a cancel with no driver error)
+        raise StoppedByAbort(f"executemany was aborted after {done} parameter sets")
 
 
 def _counting(job: Job, seq: Iterable[Any]) -> Iterator[Any]:

@@ -179,6 +179,14 @@ class _CallView:
         return job is not None and job._abort_requested
 
 
+class StoppedByAbort(Exception):
+    """Raised by work that stopped itself at a safe point because an abort was requested.
+
+    The job then ends CANCELED, as after the driver's own cancel error
+    (an executemany run in chunks stops between two chunks).
+    """
+
+
 class _OwnerValue:
     """Marker: the operation's value is the cursor that started it."""
 
@@ -603,7 +611,8 @@ class Job:
             else:
                 late = False
                 if (self._abort_requested or self.channel.closing) \
-                        and self.channel.adapter.is_cancel_error(exc):
+                        and (isinstance(exc, StoppedByAbort)
+                             or self.channel.adapter.is_cancel_error(exc)):
                     if self._abort_error is None:
                         # close() stopped it (sqlite3's hook) before abort_all reached it
                         self._abort_requested = True

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterable
 from typing import Any, Callable, Optional, Protocol, Union
 
 __all__ = ["Adapter", "CallView", "ConnectionView", "register"]
@@ -109,6 +110,11 @@ class Adapter:
     #: ``executemany`` takes its parameter sets one by one from an iterator,
     #: so counting them as they are taken is honest progress.
     counts_executemany = False
+    #: ``executemany`` sends its parameter sets as one batch or pipeline
+    #: (psycopg), so nothing can be counted inside it: an asynchronous
+    #: ``executemany`` is run in chunks through :meth:`chunked_executemany`,
+    #: and progress counts the parameter sets of the chunks done.
+    chunks_executemany = False
     #: ``connection.cursor()`` makes no call that could overlap a running
     #: statement, so it need not wait for the connection to be free (sqlite3).
     cursor_anywhere = False
@@ -138,6 +144,20 @@ class Adapter:
         then read from the stand-in's own ``driver_connection`` attribute).
         """
         return None
+
+    # -- executemany in chunks (owner thread) ---------------------------------
+    def chunked_executemany(self, conn: ConnectionView, cursor: Any, operation: Any,
+                            chunks: Iterable[list[Any]], kwargs: dict[str, Any]) -> bool:
+        """Run one ``executemany`` as a ``cursor.executemany`` per chunk of parameter sets.
+
+        Only asked when :attr:`chunks_executemany` is set.  The result must be
+        the driver's for the whole sequence (its rowcount, its transaction
+        semantics); return False, before taking any chunk, where chunking
+        cannot keep them (the engine then makes the one call).  ``chunks``
+        counts a chunk done when the next one is taken, and raises when an
+        abort was requested in between.
+        """
+        return False
 
     # -- threads ---------------------------------------------------------------
     def same_thread(self, conn: ConnectionView) -> bool:
