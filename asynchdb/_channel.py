@@ -46,6 +46,7 @@ import weakref
 from typing import Any, Callable, Optional, Protocol
 
 from ._hub import HUB
+from ._pin import PinThread
 from .adapters import Adapter, CallView
 from .errors import AsynchError
 
@@ -207,7 +208,34 @@ class Channel:
         #: check_same_thread), or None.  Workers are exempt: they are owners.
         self.home: Optional[int] = None
         self._home_error: Callable[[int, int], BaseException] = _wrong_thread
+        #: The thread of asynchdb's own that makes every driver call of a
+        #: connection the driver binds to its opening thread (_pin.py), or None.
+        self.pin: Optional[PinThread] = None
         HUB.opened(self)
+
+    def set_adapter(self, adapter: Adapter) -> None:
+        """The adapter, once known from the connection a connect callable returned."""
+        self.adapter = adapter
+        self.module = adapter.module
+        if self.pin is None:
+            self.cursor_anywhere = adapter.cursor_anywhere
+
+    def set_pin(self, pin: PinThread) -> None:
+        """Drain this channel on ``pin`` only; synchronous calls hop to it."""
+        self.pin = pin
+        # never a thread's id: every caller's take() hops (the pin thread's
+        # own calls happen inside drain, as the owner)
+        self.home = -1
+        self.cursor_anywhere = False
+
+    def unpin(self) -> None:
+        """The connection turned out not to be bound: back to the pool (pin thread)."""
+        pin = self.pin
+        if pin is not None:
+            self.pin = None
+            self.home = None
+            self.cursor_anywhere = self.adapter.cursor_anywhere
+            pin.stop()
 
     def set_stand_in(self, stand_in: Any) -> None:
         """The adapter's ``prepare`` returned a stand-in: call it instead of the driver."""
@@ -231,6 +259,8 @@ class Channel:
 
     def check_home(self) -> None:
         """Raise the driver's error for a synchronous call from a thread it refuses."""
+        if self.pin is not None:
+            return  # pinned: every thread's calls hop to the pin thread
         here = threading.get_ident()
         if here != self.home and not self._owner._is_owned():  # type: ignore[attr-defined]
             raise self._home_error(self.home, here)  # type: ignore[arg-type]
@@ -248,6 +278,8 @@ class Channel:
         """
         home = self.home
         if home is not None and home != _get_ident() and not self._owner._is_owned():  # type: ignore[attr-defined]
+            if self.pin is not None:
+                return False  # pinned: the call runs on the pin thread, in turn
             # the driver's same-thread rule (sqlite3), before anything runs;
             # owners (workers, nested callbacks) are exempt
             raise self._home_error(home, _get_ident())
@@ -260,6 +292,10 @@ class Channel:
 
     def _take_anywhere(self) -> bool:
         """:meth:`take` without the home-thread rule (finalizers, internal closes)."""
+        pin = self.pin
+        if pin is not None and pin.ident != _get_ident():
+            owner = self._owner
+            return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
         if self._graveyard:
             return self._take_and_bury()
         if not self._scheduled and self._owner.acquire(False):
@@ -293,7 +329,7 @@ class Channel:
             if self._scheduled:
                 return
             self._scheduled = True
-        HUB.dispatch(self)
+        (self.pin or HUB).dispatch(self)
 
     def wake_early(self) -> None:
         """A task is about to be submitted: start waking a worker now (any thread).
@@ -309,7 +345,7 @@ class Channel:
             if self._scheduled or self.closed:
                 return
             self._scheduled = True
-        HUB.dispatch(self)
+        (self.pin or HUB).dispatch(self)
 
     def park(self, task: Task) -> None:
         """``task`` holds back for buffer space; closing the connection stops it too."""
@@ -518,6 +554,8 @@ class Channel:
                 self.adapter.close_connection(raw)
         finally:
             HUB.closed(self)
+            if self.pin is not None:
+                self.pin.stop()  # it ends once this drain returns
 
     def release_unopened(self) -> None:
         """The driver connection never opened (or its connect failed): forget it."""
@@ -527,6 +565,8 @@ class Channel:
             self.closed = True
             self.raw_closed = True
         HUB.closed(self)
+        if self.pin is not None:
+            self.pin.stop()
 
     def shutdown_at_exit(self) -> None:
         """Interpreter exit: stop and close without waiting (any thread)."""

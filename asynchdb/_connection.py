@@ -18,6 +18,7 @@ from ._channel import Channel
 from ._cursor import Cursor, unwrap_args, unwrap_kwargs
 from ._notify import make_sink
 from ._operation import Job, Operation
+from ._pin import PinThread, elsewhere
 from .adapters import Adapter, _for_connection, _for_module
 from .errors import NotSupportedError
 from .status import Asynch
@@ -164,7 +165,8 @@ class Connection:
         if extra is not None:
             return _Extra(self, extra)
         raw = ch.raw
-        attr = getattr(raw, name)
+        # pinned: the driver checks the thread in its getters too (sqlite3)
+        attr = getattr(raw, name) if ch.pin is None else ch.call(getattr, raw, name)
         if name in ch.adapter.direct_extras:
             return attr  # thread-safe by the driver's design: never queued
         if isinstance(attr, _METHOD_TYPES) and getattr(attr, "__self__", None) is raw:
@@ -294,7 +296,14 @@ def connect(driver: Any, /, *args: Any, asynch: Union[bool, int] = False,
     sink = make_sink(listener) if listener is not None else None
     factory = _factory_of(driver)
     adapter = _for_module(driver)
+    # A connect callable's connection may be bound to its opening thread
+    # (sqlite3, check_same_thread=True): open it on a thread of our own (_pin.py).
+    pinnable = factory is driver
+    resolve = (pinnable and type(adapter) is Adapter
+               and not hasattr(driver, "__asynchdb_adapter__"))
     if not flags and seconds is None and sink is None:
+        if pinnable:
+            return _open_pinnable(adapter, factory, args, dict(kwargs), resolve)
         raw = adapter.connect(factory, args, dict(kwargs))
         return _wrap(adapter, raw)
     caller = threading.get_ident()  # the driver's "opening thread"
@@ -302,24 +311,29 @@ def connect(driver: Any, /, *args: Any, asynch: Union[bool, int] = False,
     ch = Channel(adapter)
     conn = Connection._make(ch)
     kw = dict(kwargs)
+    if pinnable:
+        ch.set_pin(PinThread())
 
     def open_() -> Connection:
-        # worker thread
+        # worker thread (the pin thread for a connect callable)
         try:
             raw = adapter.connect(factory, args, kw)
         except BaseException:
             ch.release_unopened()
             raise
         ch.raw = raw
+        if pinnable:
+            _settle_pin(ch, raw, resolve)
+        ad = ch.adapter  # the connection's own, once a callable's is known
         try:
-            stand_in = adapter.prepare(ch.view)
+            stand_in = ad.prepare(ch.view)
         except BaseException:
             ch.close(wait=0)
             raise
         if stand_in is not None:
             ch.set_stand_in(stand_in)
-        if adapter.same_thread(ch.view):
-            ch.bind_home(caller, adapter.wrong_thread_error)
+        if ch.pin is None and ad.same_thread(ch.view):
+            ch.bind_home(caller, ad.wrong_thread_error)
         return conn
 
     job = Job(ch, "connect", open_, cancellable=False)
@@ -338,6 +352,54 @@ def connect(driver: Any, /, *args: Any, asynch: Union[bool, int] = False,
     # release this thread even though the driver's connect cannot be stopped
     job.wait(None)
     return job.value()
+
+
+def _resolved(adapter: Adapter, raw: Any, resolve: bool) -> Adapter:
+    # a connect callable from a module with no adapter (a lambda, a
+    # functools.partial) and none of its own (__asynchdb_adapter__): the
+    # connection's class tells the driver
+    return _for_connection(raw) if resolve else adapter
+
+
+def _bound(adapter: Adapter, raw: Any) -> bool:
+    # not on the opener's thread
+    try:
+        return bool(adapter.bound_to_opener(raw))
+    except Exception:  # noqa: BLE001 - a probe that fails proves nothing
+        return False
+
+
+def _settle_pin(ch: Channel, raw: Any, resolve: bool) -> None:
+    # pin thread, just after a connect callable returned ``raw``
+    adapter = _resolved(ch.adapter, raw, resolve)
+    ch.set_adapter(adapter)
+    if not elsewhere(_bound, adapter, raw):
+        ch.unpin()
+
+
+def _open_pinnable(adapter: Adapter, factory: Callable[..., Any], args: tuple[Any, ...],
+                   kwargs: dict[str, Any], resolve: bool) -> Connection:
+    """Synchronous connect through a callable: open it on a pin thread, keep it if bound."""
+    pin = PinThread()
+    try:
+        raw = pin.call(adapter.connect, factory, args, kwargs)
+    except BaseException:
+        pin.stop()
+        raise
+    adapter = _resolved(adapter, raw, resolve)
+    if not _bound(adapter, raw):  # asked here: not the opener's thread
+        pin.stop(join=1.0)
+        return _wrap(adapter, raw)
+    ch = Channel(adapter, raw)
+    ch.set_pin(pin)
+    try:
+        stand_in = pin.call(adapter.prepare, ch.view)
+    except BaseException:
+        ch.close(wait=None)
+        raise
+    if stand_in is not None:
+        ch.set_stand_in(stand_in)
+    return Connection._make(ch)
 
 
 def _reinit(ch: Channel, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

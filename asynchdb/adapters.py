@@ -170,6 +170,16 @@ class Adapter:
         """
         return False
 
+    def bound_to_opener(self, raw: Any) -> bool:
+        """Whether ``raw`` refuses every call from a thread other than its opener's.
+
+        Asked on such another thread, for a connection a connect *callable*
+        returned (the adapter did not open it, so it cannot know how): True
+        pins the connection to the thread of asynchdb's own that opened it.
+        Must not change the connection.
+        """
+        return False
+
     def wrong_thread_error(self, home: int, here: int) -> BaseException:
         """The driver's own error for a synchronous call from thread ``here``."""
         mod = self.module

@@ -33,6 +33,7 @@ from sqlite_helpers import (
 
 import asynchdb
 from asynchdb import DeadlineExceeded, OperationCanceled, Phase, ZombieError
+from asynchdb.adapters import Adapter
 
 
 def interrupted(exc: BaseException | None) -> bool:
@@ -1130,6 +1131,9 @@ def test_late_error_of_abandoned_call_is_logged(db_path: str, caplog: Any) -> No
         raw.create_function("started", 0, lambda: started.set() or 1)
         return raw
 
+    # an adapter of its own, the generic one: a plain callable's connection
+    # would get sqlite3's (known from its class)
+    opener.__asynchdb_adapter__ = Adapter  # type: ignore[attr-defined]
     conn = asynchdb.connect(opener)
     try:
         assert conn.statistics()["can_cancel"] is False

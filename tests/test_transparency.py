@@ -6,6 +6,7 @@ these tests pin down each rule on its own, so a regression names its cause.
 
 from __future__ import annotations
 
+import functools
 import math
 import pickle
 import sqlite3
@@ -250,3 +251,54 @@ def test_wait_for_population_is_true_for_a_canceled_operation() -> None:
         conn.close()
 
 
+
+
+# ---------------------------------------------------------------------------
+# pinning: a callable's connection bound to its opening thread
+# ---------------------------------------------------------------------------
+def _pin_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("asynchdb-pin")]
+
+
+@pytest.mark.parametrize("asynch", [False, True])
+def test_a_callables_same_thread_connection_is_pinned(asynch: bool) -> None:
+    opener = functools.partial(sqlite3.connect, ":memory:")  # check_same_thread=True
+    if asynch:
+        conn = asynchdb.connect(opener, asynch=True).result(BOUND)
+    else:
+        conn = asynchdb.connect(opener)
+    try:
+        assert isinstance(conn, sqlite3.Connection)
+        assert len(_pin_threads()) == 1
+        conn.execute("CREATE TABLE t(x)")
+        conn.execute("INSERT INTO t VALUES (1)")
+        assert conn.in_transaction  # a getter that checks the thread
+        cur = conn.cursor()
+        # asynchronous calls work (they fail on the raw driver's rules otherwise)
+        assert cur.execute("SELECT x FROM t", asynch=True).result(BOUND) is cur
+        assert cur.fetchall() == [(1,)]
+        # and synchronous ones from any thread (each hops to the pin thread)
+        got, exc = in_thread(lambda: conn.execute("SELECT x + 1 FROM t").fetchall())
+        assert exc is None and got == [(2,)]
+        # abort still reaches the statement (asynchdb's sqlite3 adapter is in use)
+        op = conn.cursor().execute("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL "
+                                   "SELECT x + 1 FROM n) SELECT count(*) FROM n", asynch=True)
+        op.abort()
+        assert op.wait_for_completion(BOUND)
+        assert op.get_status().phase is asynchdb.Phase.CANCELED
+        cur.close()
+    finally:
+        conn.close()
+    # the pin thread ends with the connection (the plugin's leak check polls for it)
+
+
+def test_a_callables_free_threaded_connection_is_not_pinned() -> None:
+    conn = asynchdb.connect(functools.partial(sqlite3.connect, ":memory:",
+                                              check_same_thread=False))
+    try:
+        assert conn._ch.pin is None and not _pin_threads()  # the opener thread ended
+        assert conn._ch.adapter.name == "sqlite3"  # known from the connection's class
+        got, exc = in_thread(lambda: conn.execute("SELECT 1").fetchall())
+        assert exc is None and got == [(1,)]
+    finally:
+        conn.close()

@@ -118,6 +118,17 @@ class Sqlite3Adapter(Adapter):
     def same_thread(self, conn: ConnectionView) -> bool:
         return self._same_thread
 
+    def bound_to_opener(self, raw: Any) -> bool:
+        # another thread than the opener's.  cursor() checks the thread (the
+        # getters such as total_changes do not); a cursor nobody used is all
+        # it leaves behind, closed at once
+        try:
+            cur = raw.cursor()
+        except self.module.ProgrammingError as exc:
+            return "thread" in str(exc)
+        cur.close()
+        return False
+
     def wrong_thread_error(self, home: int, here: int) -> BaseException:
         # sqlite3's own message (Modules/_sqlite/connection.c)
         return self.module.ProgrammingError(  # type: ignore[no-any-return]
