@@ -108,7 +108,7 @@ class Cursor:
     def driver_cursor(self) -> Any:
         """The wrapped driver cursor.  Use it only when no operation is pending."""
         raw = self._raw
-        if self._ch.stand_in:
+        if self._ch.stand_in and not isinstance(raw, _ClosedCursor):
             return getattr(raw, "driver_cursor", raw)
         return raw
 

@@ -14,7 +14,7 @@ import threading
 from typing import Any, Callable
 
 import pytest
-from plugin import BOUND
+from plugin import BOUND, wait_until
 
 import asynchdb
 from asynchdb import Asynch
@@ -296,7 +296,8 @@ def test_a_callables_free_threaded_connection_is_not_pinned() -> None:
     conn = asynchdb.connect(functools.partial(sqlite3.connect, ":memory:",
                                               check_same_thread=False))
     try:
-        assert conn._ch.pin is None and not _pin_threads()  # the opener thread ended
+        assert conn._ch.pin is None
+        assert wait_until(lambda: not _pin_threads())  # the opener thread ends
         assert conn._ch.adapter.name == "sqlite3"  # known from the connection's class
         got, exc = in_thread(lambda: conn.execute("SELECT 1").fetchall())
         assert exc is None and got == [(1,)]
