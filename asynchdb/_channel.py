@@ -46,10 +46,13 @@ import weakref
 from typing import Any, Callable, Optional, Protocol
 
 from ._hub import HUB
+from ._pin import PinThread
 from .adapters import Adapter, CallView
 from .errors import AsynchError
 
 log = logging.getLogger("asynchdb")
+
+_get_ident = threading.get_ident
 
 #: Seconds ``close()`` waits for a busy worker before leaving the close to it.
 CLOSE_WAIT = 5.0
@@ -155,6 +158,11 @@ class _Call:
         return self._ended.wait(timeout)
 
 
+def _wrong_thread(home: int, here: int) -> BaseException:
+    return AsynchError(f"this connection's synchronous calls belong to thread {home}; "
+                       f"this is thread {here}")
+
+
 class _StoppedCall(Exception):
     """Marks a queued call that the connection's close ended before it ran."""
 
@@ -192,7 +200,70 @@ class Channel:
         #: pending all the same (close must stop them too).
         self._parked: weakref.WeakSet[Any] = weakref.WeakSet()
         self.counters = {"submitted": 0, "hopped": 0, "aborted": 0}
+        #: ``raw`` is the adapter's stand-in, not the driver connection itself.
+        self.stand_in = False
+        #: ``connection.cursor()`` may run on the caller's thread whatever runs.
+        self.cursor_anywhere = adapter.cursor_anywhere
+        #: The one thread whose synchronous calls the driver allows (sqlite3's
+        #: check_same_thread), or None.  Workers are exempt: they are owners.
+        self.home: Optional[int] = None
+        self._home_error: Callable[[int, int], BaseException] = _wrong_thread
+        #: The thread of asynchdb's own that makes every driver call of a
+        #: connection the driver binds to its opening thread (_pin.py), or None.
+        self.pin: Optional[PinThread] = None
         HUB.opened(self)
+
+    def set_adapter(self, adapter: Adapter) -> None:
+        """The adapter, once known from the connection a connect callable returned."""
+        self.adapter = adapter
+        self.module = adapter.module
+        if self.pin is None:
+            self.cursor_anywhere = adapter.cursor_anywhere
+
+    def set_pin(self, pin: PinThread) -> None:
+        """Drain this channel on ``pin`` only; synchronous calls hop to it."""
+        self.pin = pin
+        # never a thread's id: every caller's take() hops (the pin thread's
+        # own calls happen inside drain, as the owner)
+        self.home = -1
+        self.cursor_anywhere = False
+
+    def unpin(self) -> None:
+        """The connection turned out not to be bound: back to the pool (pin thread)."""
+        pin = self.pin
+        if pin is not None:
+            self.pin = None
+            self.home = None
+            self.cursor_anywhere = self.adapter.cursor_anywhere
+            pin.stop()
+
+    def set_stand_in(self, stand_in: Any) -> None:
+        """The adapter's ``prepare`` returned a stand-in: call it instead of the driver."""
+        self.raw = stand_in
+        self.stand_in = True
+
+    def driver_raw(self) -> Any:
+        """The driver connection itself (not the adapter's stand-in)."""
+        raw = self.raw
+        return getattr(raw, "driver_connection", raw) if self.stand_in else raw
+
+    def bind_home(self, thread_id: int, error: Callable[[int, int], BaseException]) -> None:
+        """Keep the driver's same-thread rule for synchronous calls (caller thread).
+
+        ``error(home, here)`` is the driver's own error.  :meth:`take` checks
+        the caller's thread (one attribute test for connections without a
+        home thread; a ``get_ident`` more for those with one, benchmarks P1).
+        """
+        self.home = thread_id
+        self._home_error = error
+
+    def check_home(self) -> None:
+        """Raise the driver's error for a synchronous call from a thread it refuses."""
+        if self.pin is not None:
+            return  # pinned: every thread's calls hop to the pin thread
+        here = threading.get_ident()
+        if here != self.home and not self._owner._is_owned():  # type: ignore[attr-defined]
+            raise self._home_error(self.home, here)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------
     # ownership (any thread)
@@ -205,10 +276,30 @@ class Channel:
         nobody owns it and no queued work must run first.  False: use
         :meth:`call`, which runs the call in turn.
         """
+        home = self.home
+        if home is not None and home != _get_ident() and not self._owner._is_owned():  # type: ignore[attr-defined]
+            if self.pin is not None:
+                return False  # pinned: the call runs on the pin thread, in turn
+            # the driver's same-thread rule (sqlite3), before anything runs;
+            # owners (workers, nested callbacks) are exempt
+            raise self._home_error(home, _get_ident())
         if self._graveyard:
             return self._take_and_bury()  # rare: parked cursors to close first
         if not self._scheduled and self._owner.acquire(False):
             return True  # free (or ours already: the lock is re-entrant)
+        owner = self._owner
+        return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
+
+    def _take_anywhere(self) -> bool:
+        """:meth:`take` without the home-thread rule (finalizers, internal closes)."""
+        pin = self.pin
+        if pin is not None and pin.ident != _get_ident():
+            owner = self._owner
+            return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
+        if self._graveyard:
+            return self._take_and_bury()
+        if not self._scheduled and self._owner.acquire(False):
+            return True
         owner = self._owner
         return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
 
@@ -238,7 +329,7 @@ class Channel:
             if self._scheduled:
                 return
             self._scheduled = True
-        HUB.dispatch(self)
+        (self.pin or HUB).dispatch(self)
 
     def wake_early(self) -> None:
         """A task is about to be submitted: start waking a worker now (any thread).
@@ -254,7 +345,7 @@ class Channel:
             if self._scheduled or self.closed:
                 return
             self._scheduled = True
-        HUB.dispatch(self)
+        (self.pin or HUB).dispatch(self)
 
     def park(self, task: Task) -> None:
         """``task`` holds back for buffer space; closing the connection stops it too."""
@@ -380,7 +471,7 @@ class Channel:
         """A wrapper was released (finalizer): close its driver cursor now or park it."""
         if self.raw_closed:
             return
-        if not self.owns() and self.take():
+        if not self.owns() and self._take_anywhere():  # finalizers: any thread
             try:
                 self._close_quietly(raw_cursor)
             finally:
@@ -439,7 +530,7 @@ class Channel:
         if self.owns():
             self._close_raw()
             return
-        if not busy and self.take():
+        if not busy and self._take_anywhere():  # finalizers too: any thread
             try:
                 self._close_raw()
             finally:
@@ -463,6 +554,8 @@ class Channel:
                 self.adapter.close_connection(raw)
         finally:
             HUB.closed(self)
+            if self.pin is not None:
+                self.pin.stop()  # it ends once this drain returns
 
     def release_unopened(self) -> None:
         """The driver connection never opened (or its connect failed): forget it."""
@@ -472,6 +565,8 @@ class Channel:
             self.closed = True
             self.raw_closed = True
         HUB.closed(self)
+        if self.pin is not None:
+            self.pin.stop()
 
     def shutdown_at_exit(self) -> None:
         """Interpreter exit: stop and close without waiting (any thread)."""

@@ -8,15 +8,17 @@ asynchronous calls run one after another, in the order they were started.
 
 from __future__ import annotations
 
+import threading
 import types
 import warnings
 from typing import Any, Callable, Literal, Optional, Union, overload
 
 from ._args import check_timeout, parse_asynch
 from ._channel import Channel
-from ._cursor import Cursor
+from ._cursor import Cursor, unwrap_args, unwrap_kwargs
 from ._notify import make_sink
 from ._operation import Job, Operation
+from ._pin import PinThread, elsewhere
 from .adapters import Adapter, _for_connection, _for_module
 from .errors import NotSupportedError
 from .status import Asynch
@@ -36,18 +38,42 @@ class Connection:
     """
 
     __slots__ = ("_ch", "__weakref__")
+    #: What a driver method gets instead of this wrapper as an argument.
+    _unwrap_to = "driver_connection"
 
-    def __init__(self, channel: Channel) -> None:
+    @classmethod
+    def _make(cls, channel: Channel) -> Connection:
+        """The wrapper of ``channel`` (the engine's constructor; ``__init__`` is the driver's)."""
+        self = object.__new__(cls)
         object.__setattr__(self, "_ch", channel)
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Re-run the driver connection's own ``__init__`` (sqlite3 re-opens), as the driver does.
+
+        Wrappers are built by :func:`connect` and :func:`wrap`, never by this.
+        """
+        ch = self._ch
+        ch.call(_reinit, ch, unwrap_args(args), unwrap_kwargs(kwargs))
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        # isinstance(conn, <the driver's connection class>) is True, as is
+        # isinstance(conn, Connection) (checked on the real type first); only
+        # type(conn) tells them apart.  Never on the drop-in path.
+        raw = self._ch.driver_raw()
+        return Connection if raw is None else type(raw)
 
     # -- PEP 249 -------------------------------------------------------------
     def cursor(self, *args: Any, **kwargs: Any) -> Cursor:
         """The driver's ``cursor()``, wrapped."""
         ch = self._ch
-        if ch.adapter.cursor_anywhere and ch.raw is not None:
+        if ch.cursor_anywhere and ch.raw is not None:
             # no hop: queueing work behind a busy connection must not wait for it
-            return Cursor(self, ch.raw.cursor(*args, **kwargs))
-        return Cursor(self, ch.call(ch.raw.cursor, *args, **kwargs))
+            if ch.home is not None:
+                ch.check_home()
+            return Cursor._make(self, ch.raw.cursor(*args, **kwargs))
+        return Cursor._make(self, ch.call(ch.raw.cursor, *args, **kwargs))
 
     def commit(self) -> Any:
         ch = self._ch
@@ -63,9 +89,18 @@ class Connection:
         The driver connection is closed by the thread that owns it, never while
         a driver call runs on another thread.  Blocks for at most the abort plus
         a bounded wait; if a call that cannot be stopped still holds the worker,
-        the close happens as soon as it returns.  Closing twice is harmless.
+        the close happens as soon as it returns.  Closing a closed connection
+        does what the driver does (sqlite3 and psycopg ignore it, pyodbc raises).
         """
-        self._ch.close()
+        ch = self._ch
+        if ch.home is not None:
+            ch.check_home()
+        if ch.raw_closed and ch.raw is not None:
+            # the driver's own answer to a second close (its connection is closed
+            # already, so nothing else runs)
+            ch.adapter.close_connection(ch.raw)
+            return
+        ch.close()
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         """Driver shortcut (sqlite3, pyodbc, psycopg): a new cursor's ``execute``."""
@@ -91,7 +126,7 @@ class Connection:
     @property
     def driver_connection(self) -> Any:
         """The wrapped driver connection.  Use it only when no operation is pending."""
-        return self._ch.raw
+        return self._ch.driver_raw()
 
     def statistics(self) -> dict[str, Any]:
         """Counters for this connection and the process-wide pool."""
@@ -130,7 +165,8 @@ class Connection:
         if extra is not None:
             return _Extra(self, extra)
         raw = ch.raw
-        attr = getattr(raw, name)
+        # pinned: the driver checks the thread in its getters too (sqlite3)
+        attr = getattr(raw, name) if ch.pin is None else ch.call(getattr, raw, name)
         if name in ch.adapter.direct_extras:
             return attr  # thread-safe by the driver's design: never queued
         if isinstance(attr, _METHOD_TYPES) and getattr(attr, "__self__", None) is raw:
@@ -143,6 +179,23 @@ class Connection:
             return
         ch = self._ch
         ch.call(setattr, ch.raw, name, value)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # pickle and copy as the driver object (which refuses): the default
+        # would take this wrapper's __class__ (the driver's) for its own
+        return self._ch.driver_raw().__reduce_ex__(protocol)
+
+    def __delattr__(self, name: str) -> None:
+        ch = self._ch
+        ch.call(delattr, ch.raw, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The driver connection's own ``__call__`` (sqlite3 compiles a statement)."""
+        ch = self._ch
+        raw = ch.raw
+        if not callable(raw):
+            raise TypeError(f"'{type(raw).__name__}' object is not callable")
+        return ch.call(raw, *unwrap_args(args), **unwrap_kwargs(kwargs))
 
     def __del__(self) -> None:
         try:
@@ -177,9 +230,11 @@ class _Extra:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         conn = self._conn
         ch = conn._ch
-        result = ch.call(self._fn, *args, **kwargs)
+        # a wrapped connection or cursor argument (sqlite3's backup target)
+        # reaches the driver as the driver's own object
+        result = ch.call(self._fn, *unwrap_args(args), **unwrap_kwargs(kwargs))
         if result is not None and result is not ch.raw and _looks_like_cursor(result):
-            return Cursor(conn, result)
+            return Cursor._make(conn, result)
         return result
 
     def __repr__(self) -> str:
@@ -241,29 +296,44 @@ def connect(driver: Any, /, *args: Any, asynch: Union[bool, int] = False,
     sink = make_sink(listener) if listener is not None else None
     factory = _factory_of(driver)
     adapter = _for_module(driver)
+    # A connect callable's connection may be bound to its opening thread
+    # (sqlite3, check_same_thread=True): open it on a thread of our own (_pin.py).
+    pinnable = factory is driver
+    resolve = (pinnable and type(adapter) is Adapter
+               and not hasattr(driver, "__asynchdb_adapter__"))
     if not flags and seconds is None and sink is None:
+        if pinnable:
+            return _open_pinnable(adapter, factory, args, dict(kwargs), resolve)
         raw = adapter.connect(factory, args, dict(kwargs))
         return _wrap(adapter, raw)
+    caller = threading.get_ident()  # the driver's "opening thread"
 
     ch = Channel(adapter)
-    conn = Connection(ch)
+    conn = Connection._make(ch)
     kw = dict(kwargs)
+    if pinnable:
+        ch.set_pin(PinThread())
 
     def open_() -> Connection:
-        # worker thread
+        # worker thread (the pin thread for a connect callable)
         try:
             raw = adapter.connect(factory, args, kw)
         except BaseException:
             ch.release_unopened()
             raise
         ch.raw = raw
+        if pinnable:
+            _settle_pin(ch, raw, resolve)
+        ad = ch.adapter  # the connection's own, once a callable's is known
         try:
-            stand_in = adapter.prepare(ch.view)
+            stand_in = ad.prepare(ch.view)
         except BaseException:
             ch.close(wait=0)
             raise
         if stand_in is not None:
-            ch.raw = stand_in
+            ch.set_stand_in(stand_in)
+        if ch.pin is None and ad.same_thread(ch.view):
+            ch.bind_home(caller, ad.wrong_thread_error)
         return conn
 
     job = Job(ch, "connect", open_, cancellable=False)
@@ -282,6 +352,65 @@ def connect(driver: Any, /, *args: Any, asynch: Union[bool, int] = False,
     # release this thread even though the driver's connect cannot be stopped
     job.wait(None)
     return job.value()
+
+
+def _resolved(adapter: Adapter, raw: Any, resolve: bool) -> Adapter:
+    # a connect callable from a module with no adapter (a lambda, a
+    # functools.partial) and none of its own (__asynchdb_adapter__): the
+    # connection's class tells the driver
+    return _for_connection(raw) if resolve else adapter
+
+
+def _bound(adapter: Adapter, raw: Any) -> bool:
+    # not on the opener's thread
+    try:
+        return bool(adapter.bound_to_opener(raw))
+    except Exception:  # noqa: BLE001 - a probe that fails proves nothing
+        return False
+
+
+def _settle_pin(ch: Channel, raw: Any, resolve: bool) -> None:
+    # pin thread, just after a connect callable returned ``raw``
+    adapter = _resolved(ch.adapter, raw, resolve)
+    ch.set_adapter(adapter)
+    if not elsewhere(_bound, adapter, raw):
+        ch.unpin()
+
+
+def _open_pinnable(adapter: Adapter, factory: Callable[..., Any], args: tuple[Any, ...],
+                   kwargs: dict[str, Any], resolve: bool) -> Connection:
+    """Synchronous connect through a callable: open it on a pin thread, keep it if bound."""
+    pin = PinThread()
+    try:
+        raw = pin.call(adapter.connect, factory, args, kwargs)
+    except BaseException:
+        pin.stop()
+        raise
+    adapter = _resolved(adapter, raw, resolve)
+    if not _bound(adapter, raw):  # asked here: not the opener's thread
+        pin.stop(join=1.0)
+        return _wrap(adapter, raw)
+    ch = Channel(adapter, raw)
+    ch.set_pin(pin)
+    try:
+        stand_in = pin.call(adapter.prepare, ch.view)
+    except BaseException:
+        ch.close(wait=None)
+        raise
+    if stand_in is not None:
+        ch.set_stand_in(stand_in)
+    return Connection._make(ch)
+
+
+def _reinit(ch: Channel, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    # owner thread: the driver's own __init__ on its connection, then the
+    # adapter's set-up again (sqlite3 re-opens, which drops its hooks)
+    raw = ch.driver_raw()
+    type(raw).__init__(raw, *args, **kwargs)
+    if ch.raw is raw:
+        stand_in = ch.adapter.prepare(ch.view)
+        if stand_in is not None:
+            ch.set_stand_in(stand_in)
 
 
 def _close_late(conn: Connection) -> None:
@@ -319,5 +448,7 @@ def _wrap(adapter: Adapter, raw: Any) -> Connection:
         ch.release_unopened()
         raise
     if stand_in is not None:
-        ch.raw = stand_in
-    return Connection(ch)
+        ch.set_stand_in(stand_in)
+    if adapter.same_thread(ch.view):
+        ch.bind_home(threading.get_ident(), adapter.wrong_thread_error)
+    return Connection._make(ch)

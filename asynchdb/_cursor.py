@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, overl
 
 from ._args import check_timeout, parse_asynch
 from ._notify import make_sink
-from ._operation import OWNER, Job, Operation, fresh_error
+from ._operation import OWNER, Job, Operation, StoppedByAbort, fresh_error
 from ._population import DEFAULT_LIMIT, RowBuffer
 from .errors import ZombieError
 from .status import Asynch
@@ -72,8 +72,13 @@ class Cursor:
     """A DB-API cursor wrapper (see the module docstring)."""
 
     __slots__ = ("_conn", "_ch", "_raw", "_guard", "_closed", "_limit", "__weakref__")
+    #: What a driver method gets instead of this wrapper as an argument.
+    _unwrap_to = "driver_cursor"
 
-    def __init__(self, connection: Connection, raw: Any) -> None:
+    @classmethod
+    def _make(cls, connection: Connection, raw: Any) -> Cursor:
+        """The wrapper of ``raw`` (the engine's constructor; ``__init__`` is the driver's)."""
+        self = object.__new__(cls)
         osa = object.__setattr__
         osa(self, "_conn", connection)
         osa(self, "_ch", connection._ch)
@@ -82,6 +87,30 @@ class Cursor:
         osa(self, "_guard", None)
         osa(self, "_closed", False)
         osa(self, "_limit", DEFAULT_LIMIT)
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Re-run the driver cursor's own ``__init__``, under the ownership rule.
+
+        Wrappers are built by :meth:`Connection.cursor`, never by this.
+        """
+        raw = self._raw
+        self._ch.call(type(raw).__init__, raw, *unwrap_args(args), **unwrap_kwargs(kwargs))
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        # isinstance(cur, <the driver's cursor class>) is True, as is
+        # isinstance(cur, Cursor); only type(cur) tells them apart
+        raw = self.driver_cursor
+        return Cursor if isinstance(raw, _ClosedCursor) else type(raw)
+
+    @property
+    def driver_cursor(self) -> Any:
+        """The wrapped driver cursor.  Use it only when no operation is pending."""
+        raw = self._raw
+        if self._ch.stand_in and not isinstance(raw, _ClosedCursor):
+            return getattr(raw, "driver_cursor", raw)
+        return raw
 
     # ------------------------------------------------------------------
     # the zombie guard
@@ -225,8 +254,12 @@ class Cursor:
         if flags and sink is None and seconds is None:
             ch.wake_early()  # its wake-up overlaps building the job
         job = Job(ch, kind, _noop, raw_cursor=self._raw)
-        if kind == "executemany" and ch.adapter.counts_executemany:
-            args = (args[0], _counting(job, args[1]), *args[2:])
+        if kind == "executemany":
+            adapter = ch.adapter
+            if adapter.chunks_executemany and len(args) == 2:
+                fn = _chunked(job, adapter, ch, self._raw, fn, args, kwargs)
+            elif adapter.counts_executemany:
+                args = (args[0], _counting(job, args[1]), *args[2:])
         if returns_cursor:
             def work() -> Any:
                 fn(*args, **kwargs)
@@ -378,6 +411,9 @@ class Cursor:
         Never blocks for longer than a bounded wait: when the connection is busy
         with other work, the driver cursor is closed by its worker afterwards.
         """
+        ch = self._ch
+        if ch.home is not None and not self._closed:
+            ch.check_home()  # the driver's same-thread rule, before anything changes
         job = self._guard
         if job is not None:
             if not job.done():
@@ -430,10 +466,21 @@ class Cursor:
         return attr
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _OWN or isinstance(getattr(type(self), name, None), property):
+        if name in _OWN or isinstance(getattr(Cursor, name, None), property):
             object.__setattr__(self, name, value)
         else:
             setattr(self._raw, name, value)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # pickle and copy as the driver object (which refuses): the default
+        # would take this wrapper's __class__ (the driver's) for its own
+        return self.driver_cursor.__reduce_ex__(protocol)
+
+    def __delattr__(self, name: str) -> None:
+        if name in _OWN or isinstance(getattr(Cursor, name, None), property):
+            object.__delattr__(self, name)
+        else:
+            delattr(self._raw, name)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -456,15 +503,89 @@ class _Extra:
         cur = self._cursor
         if cur._guard is not None:
             cur._settle(True)
-        result = cur._ch.call(self._fn, *args, **kwargs)
+        result = cur._ch.call(self._fn, *unwrap_args(args), **unwrap_kwargs(kwargs))
         return cur if result is cur._raw else result
 
     def __repr__(self) -> str:
         return f"<asynchdb wrapper of {self._fn!r}>"
 
 
+def _unwrap(value: Any) -> Any:
+    # type(), not isinstance(): the wrappers' __class__ is the driver's
+    name = getattr(type(value), "_unwrap_to", None)
+    return value if name is None else getattr(value, name)
+
+
+def unwrap_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``args`` with every wrapped connection or cursor replaced by the driver's own."""
+    return tuple(_unwrap(a) for a in args) if args else args
+
+
+def unwrap_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with every wrapped connection or cursor replaced by the driver's own."""
+    return {k: _unwrap(v) for k, v in kwargs.items()} if kwargs else kwargs
+
+
 def _noop() -> None:  # pragma: no cover - replaced before the job runs
     return None
+
+
+#: Parameter sets per chunk when the sequence has no length.
+CHUNK = 500
+#: About this many chunks when it has one (each chunk at least MIN_CHUNK sets).
+CHUNKS = 20
+MIN_CHUNK = 50
+
+
+def _chunked(job: Job, adapter: Any, ch: Any, raw_cursor: Any, fn: Callable[..., Any],
+             args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[..., Any]:
+    """``fn`` (the driver's executemany) run chunk by chunk through the adapter."""
+    operation, seq = args
+
+    def run(*_: Any, **__: Any) -> Any:
+        # owner thread
+        if adapter.chunked_executemany(ch.view, raw_cursor, operation, _chunks(job, seq),
+                                       kwargs):
+            return None
+        return fn(operation, seq, **kwargs)
+
+    return run
+
+
+def _chunks(job: Job, seq: Iterable[Any]) -> Iterator[list[Any]]:
+    """Cut ``seq`` into chunks, counting the parameter sets of each chunk done."""
+    total: Optional[int]
+    try:
+        total = len(seq)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    size = max(MIN_CHUNK, -(-total // CHUNKS)) if total else CHUNK
+    if total:
+        job.set_progress(0, total)
+    done = 0
+    chunk: list[Any] = []
+    for params in seq:
+        chunk.append(params)
+        if len(chunk) >= size:
+            yield chunk
+            done += len(chunk)
+            chunk = []
+            _chunk_done(job, done, total)
+    if chunk:
+        yield chunk
+        done += len(chunk)
+        _chunk_done(job, done, total)
+
+
+def _chunk_done(job: Job, done: int, total: Optional[int]) -> None:
+    # the driver asked for the next chunk: the last one is done
+    if not total:
+        job.set_progress(0, None, f"{done} parameter sets done")
+    elif done < total:
+        job.set_progress(done)
+    if job.abort_requested() and (total is None or done < total):
+        # none more is sent; the job ends CANCELED (a cancel with no driver error)
+        raise StoppedByAbort(f"executemany was aborted after {done} parameter sets")
 
 
 def _counting(job: Job, seq: Iterable[Any]) -> Iterator[Any]:

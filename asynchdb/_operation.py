@@ -191,6 +191,14 @@ class _CallView:
         return job is not None and job._abort_requested
 
 
+class StoppedByAbort(Exception):
+    """Raised by work that stopped itself at a safe point because an abort was requested.
+
+    The job then ends CANCELED, as after the driver's own cancel error
+    (an executemany run in chunks stops between two chunks).
+    """
+
+
 class _OwnerValue:
     """Marker: the operation's value is the cursor that started it."""
 
@@ -212,6 +220,7 @@ class Job:
         "_handle_ref",
         "_lock",
         "_notifier",
+        "_readable",
         "_state",
         "_status",
         "_timers",
@@ -253,6 +262,8 @@ class Job:
         self._status: Status | None = None
         #: Held while the job runs; waiters pass through it once it is released.
         self._event: threading.Lock | None = None
+        #: Set once the cursor is readable (POPULATING or ended); made by the first waiter.
+        self._readable: threading.Event | None = None
         self._future: concurrent.futures.Future[Any] | None = None
         #: The listeners; None until the first is advised (the fast path has none).
         self._notifier: Notifier | None = None
@@ -368,6 +379,20 @@ class Job:
             return False
         gate.release()  # let the next waiter through
         return True
+
+    def wait_readable(self, timeout: float | None) -> bool:
+        """Block until the cursor is readable (POPULATING or ended); False on timeout."""
+        if self._state >= POPULATING:
+            return True
+        with self._lock:
+            if self._state >= POPULATING:
+                return True
+            ready = self._readable
+            if ready is None:
+                ready = self._readable = threading.Event()
+        if timeout is not None and timeout >= threading.TIMEOUT_MAX:
+            timeout = None  # inf: wait for it (a longer timeout raises OverflowError)
+        return ready.wait(timeout)
 
     def value(self) -> Any:
         """The job's value, or raise its error (the driver's, unchanged); it has ended."""
@@ -504,6 +529,8 @@ class Job:
             self.progress, self.progress_max = 0, 1
             self._status = None
             notifier = self._notifier
+            if self._readable is not None:
+                self._readable.set()
         buf.started = True
         if notifier is not None:
             notifier.post(Note("progress", self.status()))
@@ -599,7 +626,8 @@ class Job:
             else:
                 late = False
                 if (self._abort_requested or self.channel.closing) \
-                        and self.channel.adapter.is_cancel_error(exc):
+                        and (isinstance(exc, StoppedByAbort)
+                             or self.channel.adapter.is_cancel_error(exc)):
                     if self._abort_error is None:
                         # close() stopped it (sqlite3's hook) before abort_all reached it
                         self._abort_requested = True
@@ -656,6 +684,8 @@ class Job:
         if gate is not None:
             self._event = None  # released once, even if _end ran twice
             gate.release()
+        if self._readable is not None:
+            self._readable.set()
 
     def _after_end(self) -> None:
         # outside the lock: timers, future, listeners
@@ -923,6 +953,23 @@ class Operation(Generic[T]):
             ValueError: a negative or NaN timeout.
         """
         return self._job.wait(check_timeout(timeout))
+
+    def wait_for_population(self, timeout: Optional[float] = None) -> bool:
+        """Block until the cursor is readable: the phase is POPULATION, COMPLETE or CANCELED.
+
+        For a population operation this is "the first rows can be read".
+        Never cancels anything and never raises for the operation's outcome.
+
+        Args:
+            timeout: seconds to wait at most; ``None`` waits as long as it takes.
+
+        Returns:
+            True once the cursor is readable; False if the timeout passed first.
+
+        Raises:
+            ValueError: a negative or NaN timeout.
+        """
+        return self._job.wait_readable(check_timeout(timeout))
 
     def result(self, timeout: Optional[float] = None) -> T:
         """Return the call's value once it ended.

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterable
 from typing import Any, Callable, Optional, Protocol, Union
 
 __all__ = ["Adapter", "CallView", "ConnectionView", "register"]
@@ -114,6 +115,11 @@ class Adapter:
     #: ``executemany`` takes its parameter sets one by one from an iterator,
     #: so counting them as they are taken is honest progress.
     counts_executemany = False
+    #: ``executemany`` sends its parameter sets as one batch or pipeline
+    #: (psycopg), so nothing can be counted inside it: an asynchronous
+    #: ``executemany`` is run in chunks through :meth:`chunked_executemany`,
+    #: and progress counts the parameter sets of the chunks done.
+    chunks_executemany = False
     #: ``connection.cursor()`` makes no call that could overlap a running
     #: statement, so it need not wait for the connection to be free (sqlite3).
     cursor_anywhere = False
@@ -143,6 +149,50 @@ class Adapter:
         then read from the stand-in's own ``driver_connection`` attribute).
         """
         return None
+
+    # -- executemany in chunks (owner thread) ---------------------------------
+    def chunked_executemany(self, conn: ConnectionView, cursor: Any, operation: Any,
+                            chunks: Iterable[list[Any]], kwargs: dict[str, Any]) -> bool:
+        """Run one ``executemany`` as a ``cursor.executemany`` per chunk of parameter sets.
+
+        Only asked when :attr:`chunks_executemany` is set.  The result must be
+        the driver's for the whole sequence (its rowcount, its transaction
+        semantics); return False, before taking any chunk, where chunking
+        cannot keep them (the engine then makes the one call).  ``chunks``
+        counts a chunk done when the next one is taken, and raises when an
+        abort was requested in between.
+        """
+        return False
+
+    # -- threads ---------------------------------------------------------------
+    def same_thread(self, conn: ConnectionView) -> bool:
+        """Whether the driver allows synchronous calls only from the opening thread.
+
+        Asked once, after :meth:`prepare`.  True: a synchronous call from any
+        other thread raises :meth:`wrong_thread_error` (asynchdb's workers are
+        exempt), as the driver itself would (sqlite3's ``check_same_thread``,
+        which the adapter's ``connect`` then turns off in the driver).
+        """
+        return False
+
+    def bound_to_opener(self, raw: Any) -> bool:
+        """Whether ``raw`` refuses every call from a thread other than its opener's.
+
+        Asked on such another thread, for a connection a connect *callable*
+        returned (the adapter did not open it, so it cannot know how): True
+        pins the connection to the thread of asynchdb's own that opened it.
+        Must not change the connection.
+        """
+        return False
+
+    def wrong_thread_error(self, home: int, here: int) -> BaseException:
+        """The driver's own error for a synchronous call from thread ``here``."""
+        mod = self.module
+        cls = getattr(mod, "ProgrammingError", None)
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            cls = RuntimeError
+        return cls(f"objects created in thread id {home} can only be used in that "
+                   f"thread; this is thread id {here}")
 
     # -- aborting ------------------------------------------------------------
     def cancel(self, conn: ConnectionView, call: CallView) -> None:

@@ -158,7 +158,14 @@ def load_target(name: str) -> tuple[Optional[Target], Optional[str]]:
     reason = backend.unavailable()
     if reason is not None:
         return None, str(reason)
-    return Target(name, backend.connect, lambda s: backend.long_sql(s, "stress"),
+    connect = backend.connect
+    if name == "sqlite3":
+        # the scenarios call the connection synchronously from helper threads
+        # (close, rollback, reads under a watchdog): sqlite3's same-thread rule,
+        # which asynchdb keeps, must be off as it would be for the raw driver
+        def connect() -> asynchdb.Connection:
+            return backend.connect(check_same_thread=False)
+    return Target(name, connect, lambda s: backend.long_sql(s, "stress"),
                   lambda: "SELECT 1", [(1,)], rows_sql=backend.rows_sql), None
 
 

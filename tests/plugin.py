@@ -304,11 +304,14 @@ def conn(request: pytest.FixtureRequest) -> Iterator[asynchdb.Connection]:
     """A wrapped connection, closed after the test.
 
     To the test's backend (its ``backend`` parameter or ``backend(name)``
-    marker); without one, to a sqlite3 database file of its own (``db_path``).
+    marker); without one, to a sqlite3 database file of its own (``db_path``),
+    opened with ``check_same_thread=False`` so tests may call it synchronously
+    from threads of their own (sqlite3's rule, which asynchdb keeps otherwise).
     """
     b = _marked_backend(request.node)  # type: ignore[arg-type]
     if b is None:
-        c = asynchdb.connect(sqlite3, request.getfixturevalue("db_path"))
+        c = asynchdb.connect(sqlite3, request.getfixturevalue("db_path"),
+                             check_same_thread=False)
     else:
         c = require(b).connect()
     try:

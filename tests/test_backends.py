@@ -202,7 +202,8 @@ def test_close_while_a_statement_runs_aborts_it(backend: Backend) -> None:
             assert op.get_status().phase is Phase.CANCELED
             assert_gone(backend, running, tag)
     finally:
-        conn.close()
+        if not conn.closed:  # closing twice raises where the driver's does (pyodbc)
+            conn.close()
 
 
 # ---------------------------------------------------------------------------
@@ -562,10 +563,10 @@ def test_mariadb_batch_pins_the_connection_to_one_thread(mariadb: Backend) -> No
     """
     with mariadb.wrapped() as conn, mariadb.monitor() as running:
         cur = conn.cursor()
-        assert not conn.driver_connection.pinned
+        assert not conn._ch.raw.pinned  # the adapter's stand-in (white box)
         op = cur.execute("SELECT 1; SELECT 2, 3", asynch=True)
         assert op.result(BOUND) is cur
-        assert conn.driver_connection.pinned
+        assert conn._ch.raw.pinned  # the adapter's stand-in (white box)
         assert rows(cur) == [(1,)]                      # caller's thread
         assert cur.nextset(asynch=True).result(BOUND)   # a pool thread
         assert rows(cur) == [(2, 3)]

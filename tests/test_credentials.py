@@ -39,6 +39,7 @@ from asynchdb import (
     ZombieError,
 )
 from asynchdb import testing as fake
+from asynchdb.adapters import Adapter
 from benchmarks.backends import Backend
 
 SECRET = "s3cr3t-XYZ"
@@ -277,6 +278,8 @@ def test_generic_adapter_password_keyword(texts: Texts) -> None:
         seen["password"] = password
         return fake.FakeConnection()
 
+    # the generic adapter, forced (a plain callable's connection gets its class's)
+    connect.__asynchdb_adapter__ = Adapter  # type: ignore[attr-defined]
     op = asynchdb.connect(connect, password=SECRET, database="x", asynch=True,
                           listener=Recorder(texts))
     texts.op("generic connect", op)

@@ -91,7 +91,7 @@ def test_exit_with_pending_long_queries_is_prompt(tmp_path: Any) -> None:
 
 def test_exit_while_a_sync_query_runs_on_a_daemon_thread(tmp_path: Any) -> None:
     proc, exit_time = run_script("""
-        conn = asynchdb.connect(sqlite3, ":memory:")
+        conn = asynchdb.connect(sqlite3, ":memory:", check_same_thread=False)
         started = threading.Event()
         conn.create_function("started", 0, lambda: started.set() or 1)
         q = LONG.replace("SELECT 1 UNION", "SELECT started() UNION")
@@ -177,6 +177,7 @@ def test_late_error_of_abandoned_call_is_logged(tmp_path: Any) -> None:
             raw = sqlite3.connect({str(tmp_path / 'late.db')!r}, check_same_thread=False)
             raw.create_function("started", 0, lambda: started.set() or 1)
             return raw
+        opener.__asynchdb_adapter__ = asynchdb.adapters.Adapter  # the generic one
         conn = asynchdb.connect(opener)
         print("can_cancel", conn.statistics()["can_cancel"], flush=True)
         fails_late = ("WITH RECURSIVE c(x) AS (SELECT started() UNION ALL SELECT x + 1 "

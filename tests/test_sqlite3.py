@@ -33,6 +33,7 @@ from sqlite_helpers import (
 
 import asynchdb
 from asynchdb import DeadlineExceeded, OperationCanceled, Phase, ZombieError
+from asynchdb.adapters import Adapter
 
 
 def interrupted(exc: BaseException | None) -> bool:
@@ -968,7 +969,7 @@ def test_closed_cursor_raises_sqlite3_error_even_while_its_operation_ends(conn: 
 
 
 def test_connection_close_from_another_thread_aborts_async_query(db_path: str) -> None:
-    conn = asynchdb.connect(sqlite3, db_path)
+    conn = asynchdb.connect(sqlite3, db_path, check_same_thread=False)
     raw = conn.driver_connection
     op, _cur = run_long(conn)
     queued = conn.cursor().execute("SELECT 1", asynch=True)
@@ -998,7 +999,7 @@ def test_close_with_much_queued_work_reports_the_running_statement_canceled(
         db_path: str) -> None:
     """While close() aborts a long queue, the running statement is stopped too: it must
     end CANCELED (OperationCanceled from 'interrupted'), not COMPLETE with the error."""
-    conn = asynchdb.connect(sqlite3, db_path)
+    conn = asynchdb.connect(sqlite3, db_path, check_same_thread=False)
     ops: list[Any] = []
 
     def slow_listener(op: Any, st: asynchdb.Status) -> None:
@@ -1020,7 +1021,7 @@ def test_close_with_much_queued_work_reports_the_running_statement_canceled(
 
 
 def test_connection_close_while_sync_query_runs_on_another_thread(db_path: str) -> None:
-    conn = asynchdb.connect(sqlite3, db_path)
+    conn = asynchdb.connect(sqlite3, db_path, check_same_thread=False)
     raw = conn.driver_connection
     started = threading.Event()
     conn.create_function("started", 0, lambda: started.set() or 1)
@@ -1130,6 +1131,9 @@ def test_late_error_of_abandoned_call_is_logged(db_path: str, caplog: Any) -> No
         raw.create_function("started", 0, lambda: started.set() or 1)
         return raw
 
+    # an adapter of its own, the generic one: a plain callable's connection
+    # would get sqlite3's (known from its class)
+    opener.__asynchdb_adapter__ = Adapter  # type: ignore[attr-defined]
     conn = asynchdb.connect(opener)
     try:
         assert conn.statistics()["can_cancel"] is False

@@ -235,7 +235,8 @@ def test_close_racing_a_running_or_starting_statement(tmp_path: Any) -> None:
     worst = 0.0
     try:
         for i in range(60):
-            conn = asynchdb.connect(sqlite3, str(tmp_path / f"close{i % 3}.db"))
+            conn = asynchdb.connect(sqlite3, str(tmp_path / f"close{i % 3}.db"),
+                                    check_same_thread=False)
             raw = conn.driver_connection
             mode = i % 3
             result: dict[str, Any] = {}

@@ -618,6 +618,9 @@ class AsynchMachine(RuleBasedStateMachine):
         mine = [r for r in self.recs if r.cursor is cur]
         # a reader thread still blocked holds the cursor: then nothing is released yet
         held = any(r.reader is not None and r.reader.is_alive() for r in mine)
+        # a settled concurrent.futures view keeps its value, the cursor, for as
+        # long as the test keeps the job (rec.job): then nothing is released either
+        held = held or any(r.fut_calls for r in mine)
         last = mine[-1]
         running = (not held and last.kind == "block" and c.can_cancel and not c.closed
                    and not last.reused and last.gate is not None
