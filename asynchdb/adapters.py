@@ -208,6 +208,7 @@ _KNOWN: dict[str, AdapterSpec] = {
     "psycopg": "asynchdb._drivers._psycopg:PsycopgAdapter",
     "duckdb": "asynchdb._drivers._duckdb:DuckDBAdapter",
     "_duckdb": "asynchdb._drivers._duckdb:DuckDBAdapter",
+    "clickhouse_driver": "asynchdb._drivers._clickhouse:ClickHouseAdapter",
 }
 #: Entry points already looked up (each driver name once).
 _LOOKED_UP: set[str] = set()
