@@ -103,7 +103,7 @@ DUMPS = Path(tempfile.gettempdir()) / "asynchdb-stress-dumps"
 
 #: Backends in the order they are reported.
 ALL_BACKENDS = ("sqlite3", "fake", "pyodbc-postgresql", "pyodbc-mariadb", "pyodbc-sqlite",
-                "psycopg", "duckdb")
+                "psycopg", "duckdb", "clickhouse")
 #: The counters that must be zero.
 COUNTERS = ("crashes", "deadlocks", "lost_aborts", "stray_cancels", "broken_transactions",
             "leaked_threads", "errors")

@@ -100,7 +100,7 @@ def _quoted(text: str) -> str:
 class _Live:
     """One running statement: its query id and where its progress is read."""
 
-    __slots__ = ("call", "query_id", "started", "client", "stale")
+    __slots__ = ("call", "query_id", "started", "client", "stale", "last")
 
     def __init__(self, call: CallView, query_id: str, client: Any) -> None:
         self.call = call
@@ -110,15 +110,15 @@ class _Live:
         # the driver makes a new QueryInfo when the query starts: until then
         # last_query is the previous statement's
         self.stale = getattr(client, "last_query", None)
+        #: the last figures read (a failed query's client forgets its own)
+        self.last: Optional[tuple[int, int, int]] = None
 
     def _figures(self) -> Optional[tuple[int, int, int]]:
         info = getattr(self.client, "last_query", None)
-        if info is None or info is self.stale:
-            return None
-        p = getattr(info, "progress", None)
-        if p is None:
-            return None
-        return int(p.rows), int(p.total_rows), int(p.written_rows)
+        p = None if info is None or info is self.stale else getattr(info, "progress", None)
+        if p is not None:
+            self.last = (int(p.rows), int(p.total_rows), int(p.written_rows))
+        return self.last
 
     def progress(self) -> Optional[tuple[int, int]]:
         # any thread (Operation.get_status): reads three integers
