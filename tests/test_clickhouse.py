@@ -302,6 +302,7 @@ def test_population_of_a_large_result_from_both_shards(ch: Backend) -> None:
         cur = conn.cursor()
         cur.buffer_rows = 20_000
         op = cur.execute(ch.rows_sql(n), asynch=Asynch.SEQUENTIAL_POPULATION)
+        assert wait_until(lambda: op.get_status().phase is not Phase.INITIALIZATION)
         got = 0
         expected = 1
         while True:
