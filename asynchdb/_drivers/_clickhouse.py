@@ -1,4 +1,4 @@
-"""ClickHouse (``clickhouse_driver.dbapi``): ``KILL QUERY`` for a query id of our own, on every server.
+"""ClickHouse (``clickhouse_driver.dbapi``): ``KILL QUERY`` for a query id of our own, everywhere.
 
 The invariant: every statement asynchdb runs gets a query id of its own (a
 fresh UUID, or the one the user set with ``cursor.set_query_id``), and a
