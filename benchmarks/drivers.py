@@ -5,7 +5,8 @@
 ``docs/drivers-benchmarks.md``; ``--quick`` is a smoke run of seconds that
 writes ``benchmarks/results/drivers-quick.{json,md}`` only.
 
-Per backend (pyodbc + PostgreSQL / MariaDB / SQLite ODBC, psycopg, DuckDB), in
+Per backend (pyodbc + PostgreSQL / MariaDB / SQLite ODBC, psycopg, DuckDB,
+clickhouse-driver on a two-shard ClickHouse cluster), in
 one run, modes interleaved (:mod:`benchmarks._harness`), medians:
 
 * P1 synchronous overhead: ``execute`` + ``fetchall`` through the wrapper vs
@@ -54,6 +55,7 @@ import statistics
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -134,8 +136,19 @@ class Target:
             conn.cancel_safe()
         elif self.module == "duckdb":
             cur.interrupt()
+        elif self.module == "clickhouse_driver.dbapi":
+            # no cancel in the driver: what a raw user writes is KILL QUERY for the
+            # query id they gave the statement, from a second cursor (its own session)
+            killer = _CLICKHOUSE_KILLERS.get(id(conn))
+            if killer is None:
+                killer = _CLICKHOUSE_KILLERS[id(conn)] = conn.cursor()
+            killer.execute(f"KILL QUERY WHERE query_id = '{cur._query_id}' ASYNC")
         else:
             cur.cancel()
+
+
+#: raw ClickHouse connection -> the cursor its benchmark cancel kills from
+_CLICKHOUSE_KILLERS: dict[int, Any] = {}
 
 
 TARGETS = (
@@ -150,6 +163,9 @@ TARGETS = (
     Target(BY_NAME["duckdb"], "SELECT range, 'row' FROM range(100)", 10**11 / DUCKDB_RATE,
            dsn_override=":memory:"),
 )
+if "clickhouse" in BY_NAME:  # the two-shard cluster, through its Distributed table
+    TARGETS = (*TARGETS, Target(
+        BY_NAME["clickhouse"], "SELECT x, 'row' FROM asynchdb_dist WHERE x <= 100 ORDER BY x", 30))
 
 
 def _series_out(series: dict[str, Series]) -> dict[str, Any]:
@@ -324,6 +340,8 @@ class _RawRunner:
             self.go.clear()
             if self.quit:
                 return
+            if self.t.module == "clickhouse_driver.dbapi":
+                self.cur.set_query_id(uuid.uuid4().hex)  # what its cancel names
             try:
                 self.cur.execute(self.sql)
                 self.error = None
