@@ -393,3 +393,22 @@ def test_no_password_in_status_text_or_repr(ch: Backend) -> None:
         assert not any(secret in t for t in texts), texts
     finally:
         conn.close()
+
+
+def test_every_statement_gets_its_own_query_id(ch: Backend) -> None:
+    """On every path (here the synchronous drop-in one), so any cancel can name it."""
+    from clickhouse_driver.dbapi.cursor import Cursor as DriverCursor
+
+    with ch.wrapped() as conn:
+        cur = conn.cursor()
+        raw = cur._raw  # the driver's cursor (white-box: driver_cursor is not on this branch)
+        assert isinstance(raw, DriverCursor)
+        ids = []
+        for _ in range(3):
+            cur.execute("SELECT 1")
+            assert cur.fetchall() == [(1,)]
+            ids.append(raw.asynchdb_query_id)
+        assert len(set(ids)) == 3 and all(ids), ids
+        cur.set_query_id("chosen-by-the-user")
+        cur.execute("SELECT 2")
+        assert raw.asynchdb_query_id == "chosen-by-the-user"

@@ -1,9 +1,14 @@
 """ClickHouse (``clickhouse_driver.dbapi``): ``KILL QUERY`` for a query id of our own, everywhere.
 
-The invariant: every statement asynchdb runs gets a query id of its own (a
-fresh UUID, or the one the user set with ``cursor.set_query_id``), and a
-cancel names that id and nothing else, so it can never stop the next
-statement, whenever it arrives.
+The invariant: every statement gets a query id of its own (a fresh UUID, or
+the one the user set with ``cursor.set_query_id``), and a cancel names that id
+and nothing else, so it can never stop the next statement, whenever it
+arrives.  Cursors made through the wrapped connection are instances of a
+subclass of the driver's cursor (the connection's ``cursor`` uses it as
+``cursor_factory``) whose ``execute`` and ``executemany`` pick the id just
+before the statement goes out, on every path: asynchronous, synchronous,
+with or without a deadline.  A cursor the driver made before ``wrap()`` gets
+its id from the adapter before each asynchronous call instead.
 
 The driver has no cancel that another thread may call: ``Client.cancel`` writes
 to the socket the executing thread is reading.  ClickHouse has one:
@@ -97,13 +102,59 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+#: driver cursor class -> its subclass that gives each statement a query id
+_ID_CURSORS: dict[type, type] = {}
+
+
+def _id_cursor(base: type) -> type:
+    """The subclass of the driver's cursor that gives each statement its own query id."""
+    cls = _ID_CURSORS.get(base)
+    if cls is not None:
+        return cls
+
+    class QueryIdCursor(base):  # type: ignore[misc]
+        """The driver's cursor; ``execute`` and ``executemany`` set a fresh query id.
+
+        Runs on whichever thread runs the statement.  ``asynchdb_query_id``
+        is the id of the statement running or run last (read by the
+        aborting thread: one attribute, replaced before the statement is sent).
+        """
+
+        asynchdb_query_id: Optional[str] = None
+        _asynchdb_own_id: Optional[str] = None
+
+        def set_query_id(self, query_id: Any) -> None:
+            # the user's own id: used for every later statement, as the driver does
+            self._asynchdb_own_id = query_id or None
+            super().set_query_id(query_id)
+
+        def _asynchdb_next_id(self) -> None:
+            query_id = self._asynchdb_own_id or uuid.uuid4().hex
+            super().set_query_id(query_id)
+            self.asynchdb_query_id = str(query_id)
+
+        def execute(self, operation: Any, parameters: Any = None) -> Any:
+            self._asynchdb_next_id()
+            return super().execute(operation, parameters)
+
+        def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+            self._asynchdb_next_id()
+            return super().executemany(operation, seq_of_parameters)
+
+    QueryIdCursor.__name__ = QueryIdCursor.__qualname__ = base.__name__
+    _ID_CURSORS[base] = QueryIdCursor
+    return QueryIdCursor
+
+
 class _Live:
     """One running statement: its query id and where its progress is read."""
 
     __slots__ = ("call", "query_id", "started", "client", "stale", "last")
 
-    def __init__(self, call: CallView, query_id: str, client: Any) -> None:
+    def __init__(self, call: CallView, query_id: Optional[str], client: Any) -> None:
         self.call = call
+        #: the id given before the call (a plain driver cursor), or None: the
+        #: cursor picks it as the statement goes out (``asynchdb_query_id``)
         self.query_id = query_id
         self.started = time.monotonic()
         self.client = client
@@ -134,7 +185,7 @@ class _Live:
         figures = self._figures()
         elapsed = time.monotonic() - self.started
         if figures is None:
-            return f"clickhouse: query {self.query_id} sent, {elapsed:.1f} s elapsed"
+            return f"clickhouse: no progress from the server yet, {elapsed:.1f} s elapsed"
         rows, total, written = figures
         rate = rows / elapsed if elapsed > 0 else 0.0
         of = f" of ~{total:,}" if total > 0 else ""
@@ -182,7 +233,18 @@ class ClickHouseAdapter(Adapter):
 
     # -- owner thread --------------------------------------------------------
     def prepare(self, conn: ConnectionView) -> None:
-        conn.state = _State(conn.raw.cursor())
+        raw = conn.raw
+        conn.state = _State(raw.cursor())
+        make = raw.cursor
+        factory = _id_cursor(importlib.import_module("clickhouse_driver.dbapi.cursor").Cursor)
+
+        def cursor(cursor_factory: Any = None) -> Any:
+            # any thread (the driver's cursor() talks to no server)
+            return make(cursor_factory or factory)
+
+        # an instance attribute: the connection's own cursor() is unchanged for
+        # the adapter, and a user's cursor_factory still wins
+        raw.cursor = cursor
 
     def _live(self, conn: ConnectionView, call: CallView) -> Optional[_Live]:
         state: Optional[_State] = conn.state
@@ -192,13 +254,16 @@ class ClickHouseAdapter(Adapter):
         live = state.live
         if live is not None and live.call is call:
             return live
-        own = getattr(cursor, "_query_id", None)
-        if own and state.assigned.get(cursor) != own:
-            query_id = str(own)  # the user's own id (set_query_id): kill that one
-        else:
-            query_id = uuid.uuid4().hex
-            cursor.set_query_id(query_id)
-            state.assigned[cursor] = query_id
+        query_id: Optional[str] = None
+        if not hasattr(cursor, "asynchdb_query_id"):
+            # a cursor made before wrap(): give it an id here
+            own = getattr(cursor, "_query_id", None)
+            if own and state.assigned.get(cursor) != own:
+                query_id = str(own)  # the user's own id (set_query_id): kill that one
+            else:
+                query_id = uuid.uuid4().hex
+                cursor.set_query_id(query_id)
+                state.assigned[cursor] = query_id
         live = _Live(call, query_id, getattr(cursor, "_client", None))
         state.live = live
         return live
@@ -236,10 +301,17 @@ class ClickHouseAdapter(Adapter):
     # -- the aborting thread ---------------------------------------------------
     def cancel(self, conn: ConnectionView, call: CallView) -> None:
         state: Optional[_State] = conn.state
-        live = None if state is None else state.live
-        if state is None or live is None or live.call is not call:
-            return  # its query id is not given yet: nothing runs; the cancel is re-sent
-        query_id = live.query_id
+        if state is None:
+            return
+        live = state.live
+        query_id = getattr(call.cursor, "asynchdb_query_id", None)
+        if query_id is None and live is not None and live.call is call:
+            query_id = live.query_id
+        if query_id is None:
+            return  # no id given yet: nothing runs; the cancel is re-sent
+        # Just before the statement goes out the cursor may still hold the
+        # previous statement's id: killing that one stops nothing that runs
+        # now, and the re-sent cancel names the new one.
         state.aborted = query_id
         # the shards' parts first: killed the other way round, the initial
         # query's KILL waits about 90 ms for its connections to the shards
