@@ -43,7 +43,11 @@ Hazards, all reproduced with the raw driver:
   :attr:`ClickHouseAdapter.reissue_cancel` seconds while the call runs, and
   :meth:`ClickHouseAdapter.after_abort` keeps killing by ``initial_query_id``
   on the other servers for :data:`SWEEP` seconds after an aborted call ended
-  (0 of 40 survived that way).
+  (0 of 40 survived that way).  The sweep blocks the connection's next
+  statement, so it runs only where a late part is possible: when the first
+  cancel came within :data:`EARLY` seconds of the statement's start (or its
+  start is unknown), and only on the servers where no kill has found the
+  statement's part yet (one part per server and query).
 * **A cancel before the statement started** finds nothing to kill: re-sent,
   as above.
 * **Disconnecting does not stop a query.**  Closing the connection (or the
@@ -91,6 +95,9 @@ QUERY_WAS_CANCELLED = 394
 #: killed on the other servers (a part started late appeared up to about 30 ms
 #: after the call ended here).
 SWEEP = 0.06
+#: A first cancel later than this after the statement started finds every
+#: shard's part already there (parts start within milliseconds): no sweep.
+EARLY = 0.25
 #: Seconds between two kills of that sweep.
 SWEEP_EVERY = 0.005
 #: Seconds a connection to another server of the cluster may take to open.
@@ -198,7 +205,7 @@ class _Live:
 class _State:
     """Per-connection adapter state (``ConnectionView.state``)."""
 
-    __slots__ = ("killer", "peers", "live", "aborted", "assigned", "lock")
+    __slots__ = ("killer", "peers", "live", "aborted", "early", "killed", "assigned", "lock")
 
     def __init__(self, killer: Any) -> None:
         #: A driver cursor on the connection's own server, used only to kill.
@@ -209,6 +216,10 @@ class _State:
         self.live: Optional[_Live] = None
         #: The query id the last cancel was sent for (after_abort sweeps it).
         self.aborted: Optional[str] = None
+        #: Its first cancel came early: a shard's part may start after it.
+        self.early = True
+        #: Indexes in ``peers`` where a kill found (and stopped) its part.
+        self.killed: set[int] = set()
         #: driver cursor -> the query id asynchdb last gave it (not the user's own)
         self.assigned: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         #: Guards peer discovery (cancel and after_abort never overlap, but be safe).
@@ -286,14 +297,15 @@ class ClickHouseAdapter(Adapter):
         if state is None:
             return
         query_id, state.aborted, state.live = state.aborted, None, None
-        peers = state.peers
-        if not query_id or not peers:
+        if not query_id or not state.peers or not state.early:
             return
+        pending = {i: p for i, p in enumerate(state.peers) if i not in state.killed}
         pause = threading.Event()
         deadline = time.monotonic() + SWEEP
-        while True:
-            for peer in peers:
-                self._kill(peer, "initial_query_id", query_id, quiet=True)
+        while pending:
+            for i, peer in list(pending.items()):
+                if self._kill(peer, "initial_query_id", query_id, quiet=True):
+                    del pending[i]  # its part was there, and is stopped now
             if time.monotonic() >= deadline:
                 return
             pause.wait(SWEEP_EVERY)
@@ -312,20 +324,29 @@ class ClickHouseAdapter(Adapter):
         # Just before the statement goes out the cursor may still hold the
         # previous statement's id: killing that one stops nothing that runs
         # now, and the re-sent cancel names the new one.
-        state.aborted = query_id
+        if state.aborted != query_id:  # the first cancel for this statement
+            started = live.started if live is not None and live.call is call else None
+            state.aborted = query_id
+            state.killed = set()
+            state.early = started is None or time.monotonic() - started < EARLY
         # the shards' parts first: killed the other way round, the initial
         # query's KILL waits about 90 ms for its connections to the shards
-        for peer in self._peers(state, conn.raw):
-            self._kill(peer, "initial_query_id", query_id, quiet=True)
+        for i, peer in enumerate(self._peers(state, conn.raw)):
+            if i not in state.killed \
+                    and self._kill(peer, "initial_query_id", query_id, quiet=True):
+                state.killed.add(i)
         self._kill(state.killer, "query_id", query_id, quiet=False)
 
-    def _kill(self, cursor: Any, column: str, query_id: str, *, quiet: bool) -> None:
+    def _kill(self, cursor: Any, column: str, query_id: str, *, quiet: bool) -> bool:
+        """Send one ``KILL QUERY ... ASYNC``; whether it found a query to stop."""
         try:
             cursor.execute(f"KILL QUERY WHERE {column} = {_quoted(query_id)} ASYNC")
+            return bool(cursor.fetchall())
         except Exception:
             if not quiet:
                 raise
             log.debug("asynchdb: KILL QUERY on another server failed", exc_info=True)
+            return False
 
     def _peers(self, state: _State, raw: Any) -> list[Any]:
         """Cursors on the other servers of the clusters (found once, on first use)."""
