@@ -43,7 +43,8 @@ Hazards, all reproduced with the raw driver:
   :attr:`ClickHouseAdapter.reissue_cancel` seconds while the call runs, and
   :meth:`ClickHouseAdapter.after_abort` keeps killing by ``initial_query_id``
   on the other servers for :data:`SWEEP` seconds after an aborted call ended
-  (0 of 40 survived that way).  The sweep blocks the connection's next
+  (0 of 40 survived that way with the raw driver; through asynchdb, 0 of 200
+  aborts sent 0-4 ms after the driver call started).  The sweep blocks the connection's next
   statement, so it runs only where a late part is possible: when the first
   cancel came within :data:`EARLY` seconds of the statement's start (or its
   start is unknown), and only on the servers where no kill has found the
@@ -63,6 +64,14 @@ Hazards, all reproduced with the raw driver:
   disconnects after any server exception); the next ``execute`` reconnects by
   itself, so the cursor stays usable.  Nothing else needs repairing:
   ClickHouse has no transactions.
+
+Threads: ``prepare``, ``text_source``/``progress_source`` (building) and
+``after_abort`` run on the thread that owns the connection; ``cancel`` on the
+aborting thread while the statement runs (the engine serialises cancels and
+never lets one overlap ``after_abort``, a cursor close or the connection's
+close, so the kill cursors are never used by two threads at once); the
+progress and text callables on any thread; a cursor's ``execute`` on whichever
+thread runs it.
 
 Progress is ClickHouse's own: the progress packets the server sends about
 every 100 ms (``interactive_delay``), which the driver adds up in the cursor's
