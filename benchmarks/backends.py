@@ -47,6 +47,7 @@ import os
 import shutil
 import tempfile
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -227,11 +228,12 @@ class Backend:
             cur = raw.cursor()
             cur.execute("SELECT 1")
             cur.fetchall()
-            if self.server == "clickhouse":  # every shard answers
-                cur.execute("SELECT count() FROM asynchdb_dist")
-                cur.fetchall()
-        except Exception as exc:
-            return f"{self.name} does not answer: {exc!r}"[:300]
+            if self.server == "clickhouse":
+                try:  # every shard of the cluster answers
+                    cur.execute("SELECT count() FROM asynchdb_dist")
+                    cur.fetchall()
+                except Exception as exc:
+                    return f"the ClickHouse cluster does not answer: {exc!r}"[:300]
         finally:
             raw.close()
         return None
@@ -376,7 +378,11 @@ def clickhouse_monitor(backend: Backend) -> Iterator[Callable[[str], dict[str, l
         servers = [(str(h), int(p)) for h, p in cur.fetchall()]
     finally:
         first.close()
-    conns = {f"{h}:{p}": mod.connect(host=h, port=p, database="system") for h, p in servers}
+    url = urllib.parse.urlsplit(backend.dsn())
+    login = {"user": urllib.parse.unquote(url.username or "default"),
+             "password": urllib.parse.unquote(url.password or "")}
+    conns = {f"{h}:{p}": mod.connect(host=h, port=p, database="system", **login)
+             for h, p in servers}
     try:
         cursors = {name: c.cursor() for name, c in conns.items()}
 
@@ -414,6 +420,8 @@ BACKENDS = (*BACKENDS, Backend(
     env_var="ASYNCHDB_CLICKHOUSE_URL", default=CLICKHOUSE_URL, server="clickhouse",
     long_sql=_clickhouse_sleep,
     rows_sql=lambda n: f"SELECT x FROM asynchdb_dist WHERE x <= {n} ORDER BY x",
+    # paramstyle pyformat: a SELECT takes a dict (%(name)s); an INSERT takes its rows
+    # as data after VALUES.  The suites that bind positional "%s" are n/a above.
     keeps_transaction=False, param="%s", not_applicable=_CLICKHOUSE_NA,
 ))
 
