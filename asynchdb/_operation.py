@@ -338,6 +338,16 @@ class Job:
             pmax = prog + 1
         return Status(phase, prog, pmax, text, error)
 
+    def _keep_last_estimate(self) -> None:
+        # owner thread, the driver call returned normally: the driver's last
+        # figures become the scale the operation completes on (ClickHouse's
+        # rows to read), so COMPLETE reports progress == progress_max == them
+        progress_fn = self.progress_fn
+        estimate = progress_fn() if progress_fn is not None else None
+        if estimate is not None and 0 <= estimate[0] <= estimate[1]:
+            with self._lock:
+                self.progress, self.progress_max = estimate
+
     def _keep_last_text(self) -> None:
         # owner thread, the driver call just returned: the final count stays visible
         text_fn = self.text_fn
@@ -500,6 +510,8 @@ class Job:
             ch.end(self)
             if self.text_fn is not None:
                 self._keep_last_text()
+            if self.progress_fn is not None:
+                self._keep_last_estimate()
             if lost_hook and adapter.result_lost(ch.view, self.view):
                 # the cancel arrived as the call returned and destroyed its result
                 self._finish_canceled(None)

@@ -274,6 +274,7 @@ _KNOWN: dict[str, AdapterSpec] = {
     "pymysql": "asynchdb._drivers._mysql:PyMySQLAdapter",
     "MySQLdb": "asynchdb._drivers._mysql:MySQLdbAdapter",
     "mariadb": "asynchdb._drivers._mysql:MariaDBAdapter",
+    "clickhouse_driver": "asynchdb._drivers._clickhouse:ClickHouseAdapter",
 }
 #: Entry points already looked up (each driver name once).
 _LOOKED_UP: set[str] = set()

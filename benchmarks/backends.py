@@ -30,6 +30,10 @@ Environment variables (the defaults below are docs/drivers.md's connection strin
     line's spelling (``mysql+pymysql://root@127.0.0.1:3306/test``), turned into
     ``connect`` keywords by ``asynchdb._targets.parse_target`` (plus the record's
     ``connect_kwargs``: multi-statement batches for PyMySQL and mysqlclient).
+``ASYNCHDB_CLICKHOUSE_URL``
+    clickhouse_driver URL of one server of the two-shard cluster that
+    ``scripts/start-services.sh`` starts (tables ``asynchdb_dist`` and
+    ``asynchdb_local``); the other servers are read from ``system.clusters``.
 ``ASYNCHDB_REQUIRE_BACKENDS``
     ``all``, or a comma list of backend names: a required backend whose
     driver or server is missing makes its tests FAIL instead of skip (CI sets
@@ -48,6 +52,7 @@ import os
 import shutil
 import tempfile
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -140,7 +145,7 @@ class Backend:
     env_var: Optional[str]
     #: Default connection string.
     default: Optional[str]
-    #: "postgresql", "mariadb", or None for an in-process engine.
+    #: "postgresql", "mariadb", "clickhouse", or None for an in-process engine.
     server: Optional[str]
     #: ``long_sql(seconds, tag=None)``: one statement that runs about ``seconds`` and can
     #: be cancelled; a ``tag`` appears in its text (to find it server-side) and as its
@@ -171,6 +176,9 @@ class Backend:
     #: The connection string is a URL for ``asynchdb._targets.parse_target``
     #: (drivers whose ``connect`` takes keywords only).
     url: bool = False
+    #: Generic suite tests that cannot apply to this backend: test function
+    #: name -> why (reported as a skip with that reason, required or not).
+    not_applicable: dict[str, str] = field(default_factory=dict)
 
     # -- reaching it ---------------------------------------------------------
     def module(self) -> ModuleType:
@@ -262,6 +270,12 @@ class Backend:
             cur = raw.cursor()
             cur.execute("SELECT 1")
             cur.fetchall()
+            if self.server == "clickhouse":
+                try:  # every shard of the cluster answers
+                    cur.execute("SELECT count() FROM asynchdb_dist")
+                    cur.fetchall()
+                except Exception as exc:
+                    return f"the ClickHouse cluster does not answer: {exc!r}"[:300]
         finally:
             raw.close()
         return None
@@ -284,6 +298,10 @@ class Backend:
         """
         if self.server is None:
             yield lambda tag: None
+            return
+        if self.server == "clickhouse":
+            with clickhouse_monitor(self) as per_server:
+                yield lambda tag: [q for found in per_server(tag).values() for q in found]
             return
         raw = self.connect_raw(autocommit=True)
         try:
@@ -434,5 +452,90 @@ BACKENDS += (
         long_sql=_sqlite_count, temp_table="CREATE TEMP TABLE", connect_attr="Connection",
     ),
 )
+
+
+# -- ClickHouse: a two-shard cluster (scripts/start-services.sh) ------------------
+CLICKHOUSE_URL = "clickhouse://127.0.0.1:9000/default"
+#: Seconds sleepEachRow spends on each row of the long statement (each shard in parallel).
+CLICKHOUSE_ROW_SLEEP = 0.001
+
+
+def _clickhouse_sleep(seconds: float, tag: Optional[str] = None) -> str:
+    """A statement on the Distributed table that sleeps about ``seconds`` on both shards.
+
+    Each shard holds every other ``x`` (odd on one, even on the other), so
+    ``x <= n`` gives each shard ``n / 2`` rows; ``sleepEachRow`` makes a row
+    cost 1 ms, in blocks of 10 rows (a kill is noticed between blocks).
+    ``PREWHERE`` filters before the sleep.  ClickHouse counts the rows read of
+    the rows it expects to read (``system.processes``, progress packets).
+    """
+    n = max(1, int(seconds * 2 / CLICKHOUSE_ROW_SLEEP))
+    return (f"SELECT count(){_tagged(tag)} FROM asynchdb_dist PREWHERE x <= {n} "
+            f"WHERE sleepEachRow({CLICKHOUSE_ROW_SLEEP}) = 0 SETTINGS max_block_size = 10")
+
+
+@contextlib.contextmanager
+def clickhouse_monitor(backend: Backend) -> Iterator[Callable[[str], dict[str, list[str]]]]:
+    """A function listing, per server of the cluster, the running queries with a tag.
+
+    One raw cursor per server of the cluster ``asynchdb`` (``system.clusters``);
+    the answer maps ``"host:port"`` to the query texts (a shard's part of a
+    query on the Distributed table names the local table, and the tag).
+    """
+    mod = backend.module()
+    first = backend.connect_raw()
+    try:
+        cur = first.cursor()
+        cur.execute("SELECT host_address, port FROM system.clusters "
+                    "WHERE cluster = 'asynchdb' ORDER BY shard_num")
+        servers = [(str(h), int(p)) for h, p in cur.fetchall()]
+    finally:
+        first.close()
+    url = urllib.parse.urlsplit(backend.dsn())
+    login = {"user": urllib.parse.unquote(url.username or "default"),
+             "password": urllib.parse.unquote(url.password or "")}
+    conns = {f"{h}:{p}": mod.connect(host=h, port=p, database="system", **login)
+             for h, p in servers}
+    try:
+        cursors = {name: c.cursor() for name, c in conns.items()}
+
+        def running(tag: str) -> dict[str, list[str]]:
+            found: dict[str, list[str]] = {}
+            for name, c in cursors.items():
+                c.execute("SELECT query FROM system.processes WHERE query LIKE %(p)s "
+                          "AND query NOT LIKE '%%system.processes%%'", {"p": f"%{tag}%"})
+                found[name] = [str(row[0]) for row in c.fetchall()]
+            return found
+
+        yield running
+    finally:
+        for c in conns.values():
+            c.close()
+
+
+_CLICKHOUSE_NA = {
+    "test_execute_asynch_gives_the_drivers_rows":
+        "ClickHouse 18.16 applies ORDER BY to the last SELECT of a UNION ALL only, so the "
+        "suite's two-row statement has no fixed order (tests/test_clickhouse.py checks "
+        "rows and description instead)",
+    "test_executemany_asynch_inserts_every_row":
+        "a ClickHouse INSERT takes its rows as data after VALUES, not as placeholders, and "
+        "VARCHAR(20) is no ClickHouse type (tests/test_clickhouse.py covers executemany)",
+    "test_a_cancel_landing_as_the_statement_returns":
+        "its DML half inserts with placeholders, which ClickHouse's INSERT does not take "
+        "(tests/test_clickhouse.py runs the same late cancel on a SELECT and an INSERT)",
+    "test_transaction_after_an_abort":
+        "ClickHouse has no transactions (the driver's commit and rollback do nothing)",
+}
+
+BACKENDS = (*BACKENDS, Backend(
+    name="clickhouse", module_name="clickhouse_driver.dbapi",
+    env_var="ASYNCHDB_CLICKHOUSE_URL", default=CLICKHOUSE_URL, server="clickhouse",
+    long_sql=_clickhouse_sleep,
+    rows_sql=lambda n: f"SELECT x FROM asynchdb_dist WHERE x <= {n} ORDER BY x",
+    # paramstyle pyformat: a SELECT takes a dict (%(name)s); an INSERT takes its rows
+    # as data after VALUES.  The suites that bind positional "%s" are n/a above.
+    keeps_transaction=False, param="%s", not_applicable=_CLICKHOUSE_NA,
+))
 
 BY_NAME = {b.name: b for b in BACKENDS}

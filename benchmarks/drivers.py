@@ -5,7 +5,8 @@
 ``docs/drivers-benchmarks.md``; ``--quick`` is a smoke run of seconds that
 writes ``benchmarks/results/drivers-quick.{json,md}`` only.
 
-Per backend (pyodbc + PostgreSQL / MariaDB / SQLite ODBC, psycopg, DuckDB), in
+Per backend (pyodbc + PostgreSQL / MariaDB / SQLite ODBC, psycopg, DuckDB,
+clickhouse-driver on a two-shard ClickHouse cluster), in
 one run, modes interleaved (:mod:`benchmarks._harness`), medians:
 
 * P1 synchronous overhead: ``execute`` + ``fetchall`` through the wrapper vs
@@ -54,6 +55,7 @@ import statistics
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -160,12 +162,21 @@ class Target:
             kc = killer.cursor()
             kc.execute(f"KILL QUERY {thread_id}")
             kc.close()
+        elif self.module == "clickhouse_driver.dbapi":
+            # no cancel in the driver: what a raw user writes is KILL QUERY for the
+            # query id they gave the statement, from a second cursor (its own session)
+            killer = _CLICKHOUSE_KILLERS.get(id(conn))
+            if killer is None:
+                killer = _CLICKHOUSE_KILLERS[id(conn)] = conn.cursor()
+            killer.execute(f"KILL QUERY WHERE query_id = '{cur._query_id}' ASYNC")
         else:
             cur.cancel()
 
 
 #: raw MySQL-family connection id -> (its KILL QUERY connection, its server thread id)
 _KILLERS: dict[int, tuple[Any, int]] = {}
+#: raw ClickHouse connection -> the cursor its benchmark cancel kills from
+_CLICKHOUSE_KILLERS: dict[int, Any] = {}
 
 
 TARGETS = (
@@ -190,6 +201,9 @@ TARGETS = (
     Target(BY_NAME["mysqlclient"], "SELECT seq, 'row' FROM seq_1_to_100", 30),
     Target(BY_NAME["mariadb"], "SELECT seq, 'row' FROM seq_1_to_100", 30),
 )
+if "clickhouse" in BY_NAME:  # the two-shard cluster, through its Distributed table
+    TARGETS = (*TARGETS, Target(
+        BY_NAME["clickhouse"], "SELECT x, 'row' FROM asynchdb_dist WHERE x <= 100 ORDER BY x", 30))
 
 
 def _series_out(series: dict[str, Series]) -> dict[str, Any]:
@@ -368,6 +382,8 @@ class _RawRunner:
             self.go.clear()
             if self.quit:
                 return
+            if self.t.module == "clickhouse_driver.dbapi":
+                self.cur.set_query_id(uuid.uuid4().hex)  # what its cancel names
             try:
                 self.cur.execute(self.sql)
                 self.error = None

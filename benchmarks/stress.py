@@ -104,7 +104,7 @@ DUMPS = Path(tempfile.gettempdir()) / "asynchdb-stress-dumps"
 #: Backends in the order they are reported.
 ALL_BACKENDS = ("sqlite3", "fake", "pyodbc-postgresql", "pyodbc-mariadb", "pyodbc-sqlite",
                 "psycopg", "duckdb", "psycopg2", "pg8000", "adbc-postgresql", "apsw",
-                "pymysql", "mysqlclient", "mariadb")
+                "pymysql", "mysqlclient", "mariadb", "clickhouse")
 #: The counters that must be zero.
 COUNTERS = ("crashes", "deadlocks", "lost_aborts", "stray_cancels", "broken_transactions",
             "leaked_threads", "errors")

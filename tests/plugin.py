@@ -263,6 +263,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             raise pytest.UsageError(f"{item.nodeid}: backend() takes one of "
                                     f"{sorted(BY_NAME)}, got {mark.args!r}")
         require(mark.args[0], connect=mark.kwargs.get("connect", True))
+    b = _param_backend(item)
+    name = getattr(item, "originalname", None) or item.name
+    if b is not None and name in b.not_applicable:
+        pytest.skip(f"n/a on {b.name}: {b.not_applicable[name]}")
 
 
 # ---------------------------------------------------------------------------

@@ -22,6 +22,8 @@ def series_sql(backend: Backend, n: int) -> str:
         return f"SELECT seq, seq * 2 FROM seq_0_to_{n - 1} ORDER BY seq"
     if backend.name == "duckdb":
         return f"SELECT range, range * 2 FROM range({n}) ORDER BY range"
+    if backend.name == "clickhouse":  # both shards of the Distributed table (x from 1)
+        return f"SELECT x - 1, (x - 1) * 2 FROM asynchdb_dist WHERE x <= {n} ORDER BY x"
     return (f"WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c "
             f"LIMIT {n}) SELECT x, x * 2 FROM c")
 
