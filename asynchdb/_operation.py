@@ -536,6 +536,11 @@ class Job:
         with self._lock:
             if self._state != RUNNING:
                 return  # abandoned meanwhile
+            # Before the state: a reader that sees POPULATING (its guard reads
+            # the state without the lock) must find the buffer started, or it
+            # drops the guard and reads the driver cursor behind the worker's
+            # batches, skipping them (stress: "rows out of order").
+            buf.started = True
             self._value = value
             self._state = POPULATING
             self.progress, self.progress_max = 0, 1
@@ -543,7 +548,6 @@ class Job:
             notifier = self._notifier
             if self._readable is not None:
                 self._readable.set()
-        buf.started = True
         if notifier is not None:
             notifier.post(Note("progress", self.status()))
         self.populate_turn()

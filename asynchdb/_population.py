@@ -42,6 +42,7 @@ class RowBuffer:
         self.parked = False     # the worker stopped for space; resume() restarts it
         self.resume: Optional[Callable[[], None]] = None
         self.started = False    # the worker is populating: reads come from here
+        #                         (set before the job turns POPULATING, under its lock)
 
     def unpark(self) -> bool:
         """Take the parked worker's slot (an abort); True if it was parked."""
