@@ -45,6 +45,7 @@ import threading
 import weakref
 from typing import Any, Callable, Optional, Protocol
 
+from . import _interrupt
 from ._hub import HUB
 from .adapters import Adapter, CallView
 from .errors import AsynchError
@@ -193,6 +194,7 @@ class Channel:
         self._parked: weakref.WeakSet[Any] = weakref.WeakSet()
         self.counters = {"submitted": 0, "hopped": 0, "aborted": 0}
         HUB.opened(self)
+        _interrupt.arm()  # Ctrl-C reaches the database (main thread only)
 
     # ------------------------------------------------------------------
     # ownership (any thread)
@@ -290,6 +292,10 @@ class Channel:
         if self.take():
             try:
                 return fn(*args, **kwargs)
+            except BaseException as exc:
+                if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
+                    _interrupt.after_error(self, exc)
+                raise
             finally:
                 self.release()
         task = _Call(fn, args, kwargs)
@@ -318,14 +324,18 @@ class Channel:
         ``wait(timeout)``.
         """
         try:
-            if (self.adapter.can_cancel or self.owns()) and self.take():
+            inline = self.owns() or (self.adapter.can_cancel
+                                     and not _interrupt.interruptible_here())
+            if inline and self.take():
                 try:
                     task.run()
                 finally:
                     self.release()
                 return
+            # on the worker; on the main thread Ctrl-C then lands in the wait,
+            # never inside the job's bookkeeping (_interrupt.wait_job)
             self.submit(task)
-            task.wait(None)
+            _interrupt.wait_job(task)
         finally:
             del task  # a kept traceback may keep this frame (Job.run explains)
 
@@ -352,6 +362,20 @@ class Channel:
             except Exception:
                 log.warning("asynchdb: the driver's cancel failed", exc_info=True)
                 return False
+            return True
+
+    def cancel_inline(self, view: CallView) -> bool:
+        """Send the driver's cancel for a call made with no job (Ctrl-C; watcher thread).
+
+        The drop-in fast path keeps no record of its call: ``view`` describes
+        it, found on the calling thread's stack.  Not while a job runs (that
+        call is not the one being interrupted) or once the connection closed.
+        """
+        with self._cancel_lock:
+            if self.running is not None or self.raw_closed:
+                return False
+            self.counters["aborted"] += 1
+            self.adapter.cancel(self.view, view)
             return True
 
     # ------------------------------------------------------------------

@@ -16,6 +16,7 @@ import types
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, overload
 
+from . import _interrupt
 from ._args import check_timeout, parse_asynch
 from ._notify import make_sink
 from ._operation import OWNER, Job, Operation, fresh_error
@@ -153,6 +154,10 @@ class Cursor:
                         self._raw.execute(operation, *args)
                     else:
                         self._raw.execute(operation)
+                except BaseException as exc:
+                    if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
+                        _interrupt.after_error(ch, exc)
+                    raise
                 finally:
                     ch.release()
             else:
@@ -290,6 +295,10 @@ class Cursor:
         if ch.take():
             try:
                 return self._raw.fetchone()
+            except BaseException as exc:
+                if _interrupt.ARMED:
+                    _interrupt.after_error(ch, exc)
+                raise
             finally:
                 ch.release()
         return ch.call(self._raw.fetchone)
@@ -317,6 +326,10 @@ class Cursor:
         if ch.take():
             try:
                 return self._raw.fetchall()
+            except BaseException as exc:
+                if _interrupt.ARMED:
+                    _interrupt.after_error(ch, exc)
+                raise
             finally:
                 ch.release()
         return ch.call(self._raw.fetchall)
