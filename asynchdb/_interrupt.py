@@ -57,6 +57,7 @@ there.  A driver with no cancel primitive behaves as it does raw.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import select
 import signal
@@ -164,8 +165,9 @@ def _idle() -> None:
             return
         if threading.get_ident() == _MAIN and _wsock is not None:
             try:
-                if signal.set_wakeup_fd(-1) not in (-1, _wsock.fileno()):
-                    signal.set_wakeup_fd(-1)  # pragma: no cover - raced with a new owner
+                old = signal.set_wakeup_fd(-1)
+                if old not in (-1, _wsock.fileno()):
+                    signal.set_wakeup_fd(old)  # someone else's since: theirs to keep
             except (ValueError, OSError):  # pragma: no cover
                 pass
             ARMED = False
@@ -182,7 +184,29 @@ def _send_stop() -> None:
             pass
 
 
+def _at_exit() -> None:
+    """Interpreter exit (main thread): give the wakeup fd back, close the sockets."""
+    global ARMED, _rsock, _wsock
+    with _lock:
+        if _wsock is None:
+            return
+        try:
+            old = signal.set_wakeup_fd(-1)
+            if old not in (-1, _wsock.fileno()):
+                signal.set_wakeup_fd(old)  # someone else's: theirs to keep
+        except (ValueError, OSError):  # pragma: no cover - not the main thread
+            return
+        ARMED = False
+        _send_stop()
+        rsock, wsock, _rsock, _wsock = _rsock, _wsock, None, None
+    # the watcher (a daemon) may still select on rsock: closing makes it leave
+    for sock in (wsock, rsock):
+        if sock is not None:
+            sock.close()
+
+
 HUB.on_idle.append(_idle)
+atexit.register(_at_exit)
 
 
 def interruptible_here() -> bool:
