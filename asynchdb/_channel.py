@@ -302,7 +302,11 @@ class Channel:
         del fn, args, kwargs
         self.counters["hopped"] += 1
         self.submit(task)
-        task.wait(None)
+        try:
+            task.wait(None)
+        except KeyboardInterrupt:
+            task.stop("interrupted")  # Ctrl-C while queued: it never runs
+            raise
         error = task.error
         if error is None:
             return task.value

@@ -290,7 +290,11 @@ class Cursor:
         if self._guard is not None:
             buf = self._settle(False)
             if buf is not None:
-                return buf.take_one()
+                try:
+                    return buf.take_one()
+                except KeyboardInterrupt:
+                    _interrupt.population_interrupted(self._guard)
+                    raise
         ch = self._ch
         if ch.take():
             try:
@@ -313,7 +317,11 @@ class Cursor:
             buf = self._settle(False)
             if buf is not None:
                 size = args[0] if args else kwargs.get("size", self._raw.arraysize)
-                return buf.take_many(int(size))
+                try:
+                    return buf.take_many(int(size))
+                except KeyboardInterrupt:
+                    _interrupt.population_interrupted(self._guard)
+                    raise
         return self._ch.call(self._raw.fetchmany, *args, **kwargs)
 
     def fetchall(self) -> Any:
@@ -321,7 +329,11 @@ class Cursor:
         if self._guard is not None:
             buf = self._settle(False)
             if buf is not None:
-                return buf.take_all()
+                try:
+                    return buf.take_all()
+                except KeyboardInterrupt:
+                    _interrupt.population_interrupted(self._guard)
+                    raise
         ch = self._ch
         if ch.take():
             try:

@@ -21,9 +21,11 @@ How (threads):
   the main thread's stack (``sys._current_frames``) for the asynchdb frame
   that is calling the driver, and sends the adapter's cancel for that call
   (re-sent every ``reissue_cancel`` seconds while the main thread is still
-  in it, as for an abort).  A fetch waiting for background population
-  aborts its operation.  A wait on an ``Operation`` (``result()``,
-  ``wait_for_completion()``) is never cancelled.
+  in it, as for an abort).  A wait on an ``Operation`` (``result()``,
+  ``wait_for_completion()``) is never cancelled.  A fetch waiting for
+  background population is a Python-level wait: the main thread's own
+  ``KeyboardInterrupt`` ends it, and the cursor aborts the population
+  (:func:`population_interrupted`).
 * Back on the main thread, the driver call returns or raises.  Python runs
   the default handler at its first chance, which may be inside a driver's
   own Python code (psycopg then cancels too, and re-raises
@@ -253,15 +255,11 @@ def _watch() -> None:
                     _watcher = None
                 _records.clear()
                 return
-            job = None
             if signal.SIGINT in data and \
                     signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-                rec, job = _target()
+                rec = _target()
                 if rec is not None:
                     sends.append(rec)
-        if job is not None:
-            # a fetch waiting for background population: abort the population
-            job.abort(_interrupted(job.kind), force=True)
         for rec in sends:
             _cancel(rec)
         if _records:
@@ -281,8 +279,8 @@ def _main_frames() -> list[FrameType]:
 _CURSOR_CALLS = frozenset({"execute", "fetchone", "fetchall", "fetchmany"})
 
 
-def _target() -> tuple[Optional[_Record], Any]:
-    """The main thread's driver call to cancel, recorded, or a job to abort.
+def _target() -> Optional[_Record]:
+    """The main thread's driver call to cancel, recorded.
 
     Watcher thread, holding ``_lock``.
     """
@@ -294,32 +292,33 @@ def _target() -> tuple[Optional[_Record], Any]:
         if module in ("asynchdb._operation", "asynchdb._aio"):
             # waiting on an Operation never cancels it; a job's wait handles
             # its own KeyboardInterrupt (wait_job)
-            return None, None
+            return None
         if module == "asynchdb._cursor" and name in _CURSOR_CALLS:
             local = frame.f_locals
             cursor = local.get("self")
             if local.get("buf") is not None:
-                # a fetch waiting for background population: abort it (outside the lock)
-                return None, getattr(cursor, "_guard", None)
+                # a fetch waiting for background population: the wait is
+                # interrupted on the main thread (population_interrupted)
+                return None
             ch = local.get("ch")
             if ch is None or cursor is None:
-                return None, None
-            return _record(frame, ch, _Call(name, cursor._raw)), None
+                return None
+            return _record(frame, ch, _Call(name, cursor._raw))
         if module == "asynchdb._channel" and name == "call":
             local = frame.f_locals
             ch = local.get("self")
             task = local.get("task")
             if task is not None:
-                # queued behind other work: if it has not started, it never will
-                task.stop("interrupted (SIGINT)")
-                return None, None
+                # queued behind other work: the main thread's own interrupted
+                # wait stops it if it has not started (Channel.call)
+                return None
             fn = local.get("fn")
             owner = getattr(fn, "__self__", None)
             cursor = None if owner is None or owner is getattr(ch, "raw", None) else owner
-            return _record(frame, ch, _Call(getattr(fn, "__name__", "call"), cursor)), None
+            return _record(frame, ch, _Call(getattr(fn, "__name__", "call"), cursor))
         if module in ("asynchdb._connection", "asynchdb._population"):
             continue
-    return None, None
+    return None
 
 
 def _record(frame: FrameType, ch: Any, view: _Call) -> _Record:
@@ -451,3 +450,14 @@ def wait_job(job: Any) -> None:
             if cause is not None:
                 ki.__context__ = cause
         raise
+
+
+def population_interrupted(job: Any) -> None:
+    """A fetch waiting for background population got ``KeyboardInterrupt`` (caller thread).
+
+    Under Python's default handler (Ctrl-C), the population is aborted (no
+    veto): the rows already fetched stay readable.  The caller re-raises.
+    """
+    if job is not None and not job.done() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        job.abort(_interrupted(job.kind), force=True)

@@ -24,6 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import asynchdb
 from benchmarks.backends import BY_NAME
 
 #: Seconds the long statement would run if nothing stopped it.
@@ -57,7 +58,7 @@ def main() -> None:
     cur = conn.cursor()
     out: dict[str, object] = {}
     watch = {"plain": {"execute"}, "own-handler": {"execute"}, "cancel_after": {"wait"},
-             "wait": {"result"}}[mode]
+             "wait": {"result"}, "population": {"take_all"}}[mode]
     threading.Thread(target=_announce_running, args=(watch,), daemon=True).start()
     print("READY", flush=True)
     started = time.monotonic()
@@ -65,6 +66,17 @@ def main() -> None:
     try:
         if mode == "cancel_after":
             cur.execute(backend.long_sql(LONG, tag), cancel_after=60)
+        elif mode == "population":
+            # rows arrive slowly; fetchall waits on the population buffer
+            op = cur.execute(f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                             f"WHERE x < 200000000) SELECT x, '{tag}' FROM c "
+                             f"WHERE x % 2000000 = 1",
+                             asynch=asynchdb.Asynch.SEQUENTIAL_POPULATION)
+            deadline = time.monotonic() + 30  # until the first row (bounded poll)
+            while op.get_status().phase == asynchdb.Phase.INITIALIZATION and \
+                    time.monotonic() < deadline:
+                time.sleep(0.005)
+            cur.fetchall()
         elif mode == "wait":
             op = cur.execute(backend.long_sql(LONG, tag), asynch=True)
             op.result()
@@ -79,7 +91,11 @@ def main() -> None:
         out["raised"] = repr(exc)
     out["elapsed"] = time.monotonic() - started
     out["handled"] = len(handled)
-    if op is not None:
+    if op is not None and mode == "population":
+        # the interrupted fetch aborted the population
+        op.wait_for_completion(30)
+        out["op_phase"] = op.get_status().phase.name
+    elif op is not None:
         # waiting never cancels: the operation is still running; stop it now
         out["op_phase_after_interrupt"] = op.get_status().phase.name
         op.abort()

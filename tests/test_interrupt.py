@@ -150,3 +150,21 @@ def test_waiting_on_an_operation_never_cancels_it(name: str) -> None:
     assert report["op_phase_after_interrupt"] == "INITIALIZATION", report
     assert report["op_phase"] == "CANCELED", report
     assert report["after"] == 1, report
+
+
+def test_sigint_during_a_fetch_waiting_on_population_aborts_it() -> None:
+    from plugin import require
+
+    backend = require("sqlite3")
+    child = Child(backend, "population")
+    try:
+        child.expect("READY")
+        child.expect("RUNNING")
+        child.interrupt()
+        report = child.result()
+    finally:
+        child.kill()
+    assert report["raised"] == "KeyboardInterrupt", report
+    assert report["elapsed"] < LONG / 2, report
+    assert report["op_phase"] == "CANCELED", report
+    assert report["after"] == 1, report
