@@ -144,6 +144,9 @@ class _Call:
     def done(self) -> bool:
         return self._ended.is_set()
 
+    def started(self) -> bool:
+        return self._started
+
     def stop(self, reason: str) -> None:
         # a call that runs is not the channel's to stop (closing waits for it)
         with self._lock:
@@ -299,13 +302,17 @@ class Channel:
             finally:
                 self.release()
         task = _Call(fn, args, kwargs)
+        target = getattr(fn, "__self__", None)  # what Ctrl-C would cancel
+        name = getattr(fn, "__name__", "call")
         del fn, args, kwargs
         self.counters["hopped"] += 1
         self.submit(task)
         try:
             task.wait(None)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as ki:
             task.stop("interrupted")  # Ctrl-C while queued: it never runs
+            # running on the worker: cancel it, wait (bounded) for it to end
+            _interrupt.hopped_call_interrupted(self, task, name, target, ki)
             raise
         error = task.error
         if error is None:

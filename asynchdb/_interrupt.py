@@ -461,3 +461,59 @@ def population_interrupted(job: Any) -> None:
     if job is not None and not job.done() and \
             signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         job.abort(_interrupted(job.kind), force=True)
+
+
+def hopped_call_interrupted(ch: Any, task: Any, name: str, target: Any,
+                            ki: KeyboardInterrupt) -> None:
+    """Ctrl-C while a synchronous call that had to wait its turn runs on the worker.
+
+    Caller thread (the main thread, in ``Channel.call``'s wait).  Under
+    Python's default handler: send the adapter's cancel for it, wait until it
+    ended (at most :data:`JOB_WAIT` seconds, further interrupts included),
+    repair the connection as its owner, and give ``ki`` the call's error as
+    context.  The caller re-raises ``ki``.
+    """
+    if not task.started() or task.done() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+    cursor = None if target is None or target is getattr(ch, "raw", None) else target
+    view = _Call(name, cursor)
+    deadline = time.monotonic() + JOB_WAIT
+    again = ch.adapter.reissue_cancel
+    while not task.done():
+        try:
+            ch.cancel_inline(view)
+        except Exception:
+            log.info("asynchdb: the cancel for Ctrl-C failed", exc_info=True)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            task.wait(min(left, again if again is not None else left))
+        except KeyboardInterrupt:
+            continue
+    if task.error is not None:
+        ki.__context__ = task.error
+    ch.submit(_Repair(ch))
+
+
+class _Repair:
+    """The adapter's repair, queued on the channel like a synchronous call."""
+
+    __slots__ = ("ch", "ended")
+
+    def __init__(self, ch: Any) -> None:
+        self.ch = ch
+        self.ended = False
+
+    def run(self) -> None:
+        # owner thread
+        if type(self.ch.adapter).after_abort is not Adapter.after_abort:
+            _repair(self.ch)
+        self.ended = True
+
+    def done(self) -> bool:
+        return self.ended
+
+    def stop(self, reason: str) -> None:
+        self.ended = True
