@@ -375,6 +375,17 @@ class Channel:
                 return False
             return True
 
+    def adopt(self, call: Running) -> bool:
+        """Make a synchronous call running on the worker the cancel target (Ctrl-C).
+
+        Only while no job runs: undone by :meth:`end`.
+        """
+        with self._cancel_lock:
+            if self.running is not None or self.raw_closed:
+                return False
+            self.running = call
+            return True
+
     def cancel_inline(self, view: CallView) -> bool:
         """Send the driver's cancel for a call made with no job (Ctrl-C; watcher thread).
 

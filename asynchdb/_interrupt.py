@@ -477,24 +477,58 @@ def hopped_call_interrupted(ch: Any, task: Any, name: str, target: Any,
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return
     cursor = None if target is None or target is getattr(ch, "raw", None) else target
-    view = _Call(name, cursor)
+    # The call becomes the channel's running call for the time of the cancel
+    # (sqlite3's progress handler reads its abort flag there), and its flag
+    # is up only while it has not ended, so the next statement never sees it.
+    stand = _Running(task, name, cursor)
+    if not ch.adopt(stand):
+        return
     deadline = time.monotonic() + JOB_WAIT
     again = ch.adapter.reissue_cancel
-    while not task.done():
-        try:
-            ch.cancel_inline(view)
-        except Exception:
-            log.info("asynchdb: the cancel for Ctrl-C failed", exc_info=True)
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        try:
-            task.wait(min(left, again if again is not None else left))
-        except KeyboardInterrupt:
-            continue
+    try:
+        while not task.done():
+            if not task.done():
+                ch.cancel(stand)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                task.wait(min(left, again if again is not None else left))
+            except KeyboardInterrupt:
+                continue
+    finally:
+        ch.end(stand)
     if task.error is not None:
         ki.__context__ = task.error
     ch.submit(_Repair(ch))
+
+
+class _Running:
+    """A synchronous call running on the worker, as the channel's running call (Ctrl-C)."""
+
+    __slots__ = ("__weakref__", "cursor", "kind", "task")
+
+    def __init__(self, task: Any, kind: str, cursor: Any) -> None:
+        self.task = task
+        self.kind = kind
+        self.cursor = cursor
+
+    @property
+    def view(self) -> _Running:
+        return self
+
+    @property
+    def abort_requested(self) -> bool:
+        return not self.task.done()
+
+    def run(self) -> None:  # pragma: no cover - never queued
+        return None
+
+    def done(self) -> bool:
+        return bool(self.task.done())
+
+    def stop(self, reason: str) -> None:
+        return None  # the call is stopped by the cancel; closing waits for it
 
 
 class _Repair:

@@ -107,9 +107,11 @@ def test_sigint_cancels_the_statement(backend: Backend, mode: str) -> None:
     assert report["after"] == 1, report
     if backend.server is not None:
         assert gone_after < LONG / 2
-    if mode == "cancel_after" and backend.name != "pyodbc-mariadb":
+    if mode == "cancel_after" and backend.name not in ("pyodbc-mariadb", "duckdb"):
         # the job path: the driver's own cancel error is the context (MariaDB's
-        # KILL QUERY can make SLEEP() return early with no error: no context)
+        # KILL QUERY can make SLEEP() return early with no error, and a DuckDB
+        # interrupt that lands as execute returns ends the operation CANCELED
+        # with no driver error: no context then)
         assert report["context"] not in ("None", None), report
 
 
