@@ -45,6 +45,7 @@ import threading
 import weakref
 from typing import Any, Callable, Optional, Protocol
 
+from . import _interrupt
 from ._hub import HUB
 from ._pin import PinThread
 from .adapters import Adapter, CallView
@@ -146,6 +147,9 @@ class _Call:
     def done(self) -> bool:
         return self._ended.is_set()
 
+    def started(self) -> bool:
+        return self._started
+
     def stop(self, reason: str) -> None:
         # a call that runs is not the channel's to stop (closing waits for it)
         with self._lock:
@@ -212,6 +216,7 @@ class Channel:
         #: connection the driver binds to its opening thread (_pin.py), or None.
         self.pin: Optional[PinThread] = None
         HUB.opened(self)
+        _interrupt.arm()  # Ctrl-C reaches the database (main thread only)
 
     def set_adapter(self, adapter: Adapter) -> None:
         """The adapter, once known from the connection a connect callable returned."""
@@ -381,13 +386,25 @@ class Channel:
         if self.take():
             try:
                 return fn(*args, **kwargs)
+            except BaseException as exc:
+                if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
+                    _interrupt.after_error(self, exc)
+                raise
             finally:
                 self.release()
         task = _Call(fn, args, kwargs)
+        target = getattr(fn, "__self__", None)  # what Ctrl-C would cancel
+        name = getattr(fn, "__name__", "call")
         del fn, args, kwargs
         self.counters["hopped"] += 1
         self.submit(task)
-        task.wait(None)
+        try:
+            task.wait(None)
+        except KeyboardInterrupt as ki:
+            task.stop("interrupted")  # Ctrl-C while queued: it never runs
+            # running on the worker: cancel it, wait (bounded) for it to end
+            _interrupt.hopped_call_interrupted(self, task, name, target, ki)
+            raise
         error = task.error
         if error is None:
             return task.value
@@ -409,14 +426,18 @@ class Channel:
         ``wait(timeout)``.
         """
         try:
-            if (self.adapter.can_cancel or self.owns()) and self.take():
+            inline = self.owns() or (self.adapter.can_cancel
+                                     and not _interrupt.interruptible_here())
+            if inline and self.take():
                 try:
                     task.run()
                 finally:
                     self.release()
                 return
+            # on the worker; on the main thread Ctrl-C then lands in the wait,
+            # never inside the job's bookkeeping (_interrupt.wait_job)
             self.submit(task)
-            task.wait(None)
+            _interrupt.wait_job(task)
         finally:
             del task  # a kept traceback may keep this frame (Job.run explains)
 
@@ -443,6 +464,31 @@ class Channel:
             except Exception:
                 log.warning("asynchdb: the driver's cancel failed", exc_info=True)
                 return False
+            return True
+
+    def adopt(self, call: Running) -> bool:
+        """Make a synchronous call running on the worker the cancel target (Ctrl-C).
+
+        Only while no job runs: undone by :meth:`end`.
+        """
+        with self._cancel_lock:
+            if self.running is not None or self.raw_closed:
+                return False
+            self.running = call
+            return True
+
+    def cancel_inline(self, view: CallView) -> bool:
+        """Send the driver's cancel for a call made with no job (Ctrl-C; watcher thread).
+
+        The drop-in fast path keeps no record of its call: ``view`` describes
+        it, found on the calling thread's stack.  Not while a job runs (that
+        call is not the one being interrupted) or once the connection closed.
+        """
+        with self._cancel_lock:
+            if self.running is not None or self.raw_closed:
+                return False
+            self.counters["aborted"] += 1
+            self.adapter.cancel(self.view, view)
             return True
 
     # ------------------------------------------------------------------

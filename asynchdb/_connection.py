@@ -13,6 +13,7 @@ import types
 import warnings
 from typing import Any, Callable, Literal, Optional, Union, overload
 
+from . import _interrupt
 from ._args import check_timeout, parse_asynch
 from ._channel import Channel
 from ._cursor import Cursor, unwrap_args, unwrap_kwargs
@@ -350,7 +351,7 @@ def connect(driver: Any, /, *args: Any, asynch: Union[bool, int] = False,
         return Operation(job)
     # synchronous with a deadline or a listener: wait here; the deadline can
     # release this thread even though the driver's connect cannot be stopped
-    job.wait(None)
+    _interrupt.wait_job(job)  # Ctrl-C: abandons the connect, then KeyboardInterrupt
     return job.value()
 
 

@@ -16,6 +16,7 @@ import types
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, overload
 
+from . import _interrupt
 from ._args import check_timeout, parse_asynch
 from ._notify import make_sink
 from ._operation import OWNER, Job, Operation, StoppedByAbort, fresh_error
@@ -182,6 +183,10 @@ class Cursor:
                         self._raw.execute(operation, *args)
                     else:
                         self._raw.execute(operation)
+                except BaseException as exc:
+                    if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
+                        _interrupt.after_error(ch, exc)
+                    raise
                 finally:
                     ch.release()
             else:
@@ -318,11 +323,19 @@ class Cursor:
         if self._guard is not None:
             buf = self._settle(False)
             if buf is not None:
-                return buf.take_one()
+                try:
+                    return buf.take_one()
+                except KeyboardInterrupt:
+                    _interrupt.population_interrupted(self._guard)
+                    raise
         ch = self._ch
         if ch.take():
             try:
                 return self._raw.fetchone()
+            except BaseException as exc:
+                if _interrupt.ARMED:
+                    _interrupt.after_error(ch, exc)
+                raise
             finally:
                 ch.release()
         return ch.call(self._raw.fetchone)
@@ -337,7 +350,11 @@ class Cursor:
             buf = self._settle(False)
             if buf is not None:
                 size = args[0] if args else kwargs.get("size", self._raw.arraysize)
-                return buf.take_many(int(size))
+                try:
+                    return buf.take_many(int(size))
+                except KeyboardInterrupt:
+                    _interrupt.population_interrupted(self._guard)
+                    raise
         return self._ch.call(self._raw.fetchmany, *args, **kwargs)
 
     def fetchall(self) -> Any:
@@ -345,11 +362,19 @@ class Cursor:
         if self._guard is not None:
             buf = self._settle(False)
             if buf is not None:
-                return buf.take_all()
+                try:
+                    return buf.take_all()
+                except KeyboardInterrupt:
+                    _interrupt.population_interrupted(self._guard)
+                    raise
         ch = self._ch
         if ch.take():
             try:
                 return self._raw.fetchall()
+            except BaseException as exc:
+                if _interrupt.ARMED:
+                    _interrupt.after_error(ch, exc)
+                raise
             finally:
                 ch.release()
         return ch.call(self._raw.fetchall)

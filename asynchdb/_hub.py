@@ -70,6 +70,8 @@ class Hub:
         self._channels: weakref.WeakSet[Channel] = weakref.WeakSet()
         self._open = 0
         self._exiting = False
+        #: Called (any thread, no lock held) when the last open connection closed.
+        self.on_idle: list[Callable[[], None]] = []
         self.timer = Timer()
         self.timer.keep_alive = lambda: self._open > 0 and not self._exiting
 
@@ -90,6 +92,8 @@ class Hub:
             for pt in idle:
                 self._threads.discard(pt)
         self.timer.wake()
+        for hook in self.on_idle:
+            hook()
         for pt in idle:
             pt.mailbox.put(_STOP)
         me = threading.current_thread()
@@ -137,6 +141,10 @@ class Hub:
                         return
                 # a dispatcher took us off the idle list: its channel is on the way
                 channel = me.mailbox.get()
+
+    def open_count(self) -> int:
+        """How many connections are open."""
+        return self._open
 
     def thread_count(self) -> int:
         with self._lock:

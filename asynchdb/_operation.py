@@ -47,6 +47,7 @@ import functools
 import logging
 import threading
 import weakref
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
 from . import oledb
@@ -1053,6 +1054,19 @@ class Operation(Generic[T]):
                 inner.add_done_callback(relay)
             self._fut = fut
         return fut
+
+    def __await__(self) -> Generator[Any, None, T]:
+        """``await op`` in asyncio: what :meth:`result` returns or raises.
+
+        The event loop is never blocked: the end of the operation wakes it
+        with ``call_soon_threadsafe``.  Any number of tasks may await one
+        operation.  Cancelling an awaiting task aborts the operation (the
+        real cancel) and the task raises ``CancelledError`` once it ended
+        (at most 5 s later); ``asyncio.shield(op)`` protects it as usual.
+        """
+        from . import _aio  # asyncio only for those who await
+
+        return _aio.wait(self).__await__()
 
     def advise(self, listener: Any) -> int:
         """Add a listener; returns its cookie (positive, unique per operation).

@@ -30,6 +30,16 @@ connections through a random mix of scenarios:
     a short statement whose listener runs another short statement on the same
     connection from inside the call (synchronous or not): both give the right
     rows, and neither waits for the other.
+``taskcancel``
+    the long statement awaited by an asyncio task, which is cancelled after a
+    random delay (zero included); the task must end with ``CancelledError``
+    once the operation ended, CANCELED; half the time a follow-up.
+``sigint``
+    the long statement as a plain synchronous call on the main thread; a
+    helper thread sends SIGINT to the process once the call is inside the
+    driver (after a random extra delay); the call must raise
+    ``KeyboardInterrupt`` long before the statement's natural end, and a
+    follow-up must run (not on the fake driver, which blocks in Python).
 
 Counters (all must stay zero):
 
@@ -114,7 +124,7 @@ RESULT_TAG = "STRESS-RESULT "
 CRASH_CODES = (134, 139)
 #: Scenario weights.
 WEIGHTS = {"quick": 3, "abort": 6, "deadline": 3, "populate": 2, "close": 1, "drop": 1,
-           "reentrant": 1}
+           "reentrant": 1, "taskcancel": 2, "sigint": 2}
 #: Seconds asynchdb threads get to retire once every connection is closed.
 THREAD_GRACE = 5.0
 
@@ -656,6 +666,110 @@ class Child:
                 return
             gc.collect()
         self._judge_aborted(stop.status, "drop", t0, stop, started, slot)
+
+    def taskcancel(self, slot: Slot) -> None:
+        """An asyncio task awaiting the long statement is cancelled: the operation aborts."""
+        import asyncio
+
+        cur = slot.cursor(0)
+        started = time.monotonic()
+        op = cur.execute(self.target.long_sql(self.long), asynch=True)
+        delay = self.rng.choice([0.0, 0.0, 0.001, 0.005, 0.02])
+        t0 = started
+
+        async def main() -> Optional[BaseException]:
+            nonlocal t0
+            task = asyncio.ensure_future(op)
+            await asyncio.sleep(delay)
+            t0 = time.monotonic()
+            task.cancel()
+            try:
+                await task
+            except BaseException as exc:
+                return exc
+            return None
+
+        loop = asyncio.new_event_loop()
+        try:
+            got = loop.run_until_complete(asyncio.wait_for(main(), self.watchdog))
+        except (asyncio.TimeoutError, TimeoutError):
+            self.tally.note("deadlocks", "taskcancel: the cancelled task did not end")
+            slot.cursors.remove(cur)
+            return
+        finally:
+            loop.close()
+        if not isinstance(got, asyncio.CancelledError):
+            self.tally.note("errors", f"taskcancel: the task ended with {got!r}")
+        elif not op.done():
+            self.tally.note("errors", "taskcancel: the task ended before its operation did")
+        if self.rng.random() < 0.5:
+            self.tally.followups += 1
+            self._check_quick(slot.cursor(1), "taskcancel follow-up", slot)
+        self._judge_aborted(self._await_end(op, "taskcancel", started), "taskcancel", t0,
+                            None, started, slot)
+
+    def sigint(self, slot: Slot) -> None:
+        """Ctrl-C during a plain synchronous call on the main thread cancels it."""
+        import signal
+
+        if self.target.name == "fake" or threading.current_thread() is not \
+                threading.main_thread():
+            self.quick(slot)
+            return
+        cur = slot.cursor(0)
+        delay = self.rng.choice([0.0, 0.0, 0.001, 0.005, 0.02])
+        main = threading.main_thread().ident or 0
+        sent: list[float] = []
+
+        def send() -> None:
+            # helper thread: wait (bounded) until the main thread is inside the call
+            deadline = time.monotonic() + self.watchdog
+            while time.monotonic() < deadline:
+                frame = sys._current_frames().get(main)
+                inside = False
+                while frame is not None:
+                    if frame.f_code.co_name == "execute" and \
+                            frame.f_globals.get("__name__") == "asynchdb._cursor":
+                        inside = True
+                        break
+                    frame = frame.f_back
+                if inside:
+                    _pause(delay)
+                    sent.append(time.monotonic())
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+                _pause(0.001)
+
+        helper = threading.Thread(target=send, name="stress-sigint", daemon=True)
+        started = time.monotonic()
+        helper.start()
+        outcome: Optional[BaseException] = None
+        try:
+            cur.execute(self.target.long_sql(self.long))
+            cur.fetchall()
+        except KeyboardInterrupt as exc:
+            outcome = exc
+        except Exception as exc:
+            outcome = exc
+        took = time.monotonic() - started
+        helper.join(self.watchdog)
+        if not sent:
+            self.tally.note("errors", "sigint: the call was never seen inside the driver")
+            return
+        if isinstance(outcome, KeyboardInterrupt):
+            self.tally.aborts_confirmed += 1
+            self.tally.abort_latency.append(max(0.0, time.monotonic() - sent[0]))
+        elif outcome is None:
+            if took >= self.long * 0.9:
+                self.tally.note("lost_aborts", f"sigint: ran to its natural end ({took:.1f} s)")
+            else:
+                self.tally.note("errors", f"sigint: returned after {took:.3f} s with no "
+                                          "KeyboardInterrupt")
+        else:
+            self._failed("sigint", outcome, slot)
+            return
+        self.tally.followups += 1
+        self._check_quick(slot.cursor(1), "sigint follow-up", slot)
 
     # -- the run -------------------------------------------------------------
     def run(self) -> Tally:

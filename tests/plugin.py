@@ -65,9 +65,18 @@ def wait_until(predicate: Callable[[], Any], timeout: float = BOUND,
         pause.wait(interval)
 
 
-def asynchdb_threads() -> list[threading.Thread]:
-    """asynchdb's own threads that are alive (pool, timer, pinned MariaDB threads)."""
-    return [t for t in threading.enumerate() if t.name.startswith("asynchdb-") and t.is_alive()]
+#: The Ctrl-C watcher: one per process while connections opened on the main thread are open.
+SIGINT_WATCHER = "asynchdb-sigint"
+
+
+def asynchdb_threads(*, watcher: bool = True) -> list[threading.Thread]:
+    """asynchdb's own threads that are alive (pool, timer, pinned MariaDB threads).
+
+    ``watcher=False`` leaves out the Ctrl-C watcher, which an open connection
+    keeps (docs/interrupts.md): for checks that a call started no worker.
+    """
+    return [t for t in threading.enumerate() if t.name.startswith("asynchdb-") and t.is_alive()
+            and (watcher or t.name != SIGINT_WATCHER)]
 
 
 def wait_no_asynchdb_threads(grace: float) -> list[threading.Thread]:

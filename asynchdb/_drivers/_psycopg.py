@@ -34,6 +34,8 @@ from ..adapters import Adapter, CallView, ConnectionView
 
 #: Seconds ``cancel_safe`` may take to reach the server before giving up.
 CANCEL_TIMEOUT = 5.0
+#: ``pq.TransactionStatus.ACTIVE``: a command is in progress.
+_ACTIVE = 1
 #: ``pq.TransactionStatus.INERROR``.
 _INERROR = 3
 
@@ -71,7 +73,15 @@ class PsycopgAdapter(Adapter):
         # whole transaction; roll it back so the connection can be used again
         raw = conn.raw
         info = getattr(raw, "info", None)
-        if info is not None and int(info.transaction_status) == _INERROR:
+        if info is None:
+            return
+        if int(info.transaction_status) == _ACTIVE:
+            # Ctrl-C: the KeyboardInterrupt landed inside psycopg's own code
+            # after the query was sent and before its results were read;
+            # every later query would fail with "another command is already
+            # in progress".  Stop the query and read its results to the end.
+            self._drain(raw)
+        if int(info.transaction_status) == _INERROR:
             raw.rollback()
 
     def chunked_executemany(self, conn: ConnectionView, cursor: Any, operation: Any,
@@ -98,6 +108,20 @@ class PsycopgAdapter(Adapter):
         if hasattr(cursor, "_rowcount"):
             cursor._rowcount = total  # psycopg's own slot behind rowcount
         return True
+
+    def _drain(self, raw: Any) -> None:
+        # owner thread
+        try:
+            cancel_safe = getattr(raw, "cancel_safe", None)
+            if cancel_safe is not None:
+                cancel_safe(timeout=CANCEL_TIMEOUT)
+            else:  # psycopg < 3.2
+                raw.cancel()
+        except Exception:  # noqa: BLE001 - reading the results ends it anyway
+            pass
+        pgconn = raw.pgconn
+        while pgconn.get_result() is not None:
+            pass
 
     def describe(self, raw: Any) -> str:
         return "psycopg"

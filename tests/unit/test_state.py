@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import logging
 import math
+import signal
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -951,9 +953,26 @@ def test_async_deadline_aborts_with_deadline_exceeded(env: Env) -> None:
         op.result(0)
 
 
+@contextlib.contextmanager
+def own_sigint_handler() -> Iterator[None]:
+    """The program's own SIGINT handler: a job's synchronous call then runs inline.
+
+    Under Python's default handler, on the main thread, such a call runs on the
+    worker so that Ctrl-C lands in the wait (docs/interrupts.md).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def test_sync_deadline_raises_deadline_exceeded(env: Env) -> None:
     (cur,) = env.cursors(1)
-    with pytest.raises(DeadlineExceeded) as ei:
+    with pytest.raises(DeadlineExceeded) as ei, own_sigint_handler():
         cur.execute("block g1", cancel_after=0.05)
     _check_deadline_error(ei.value)
     assert env.thread_of("block g1") == threading.get_ident()  # ran inline
@@ -1198,10 +1217,12 @@ def test_sync_calls_run_inline_without_a_thread_hop(env: Env) -> None:
     assert cur.callproc("p", (1,)) == ("out", 1)
     cur.nextset()
     env.conn.commit()
-    # with a deadline or a listener too, when the connection is free
-    assert cur.execute("d", cancel_after=WAIT) is cur
-    rec = StopRecorder()
-    assert cur.execute("l", listener=rec) is cur
+    # with a deadline or a listener too, when the connection is free (and
+    # Ctrl-C cannot interrupt them: see own_sigint_handler)
+    with own_sigint_handler():
+        assert cur.execute("d", cancel_after=WAIT) is cur
+        rec = StopRecorder()
+        assert cur.execute("l", listener=rec) is cur
     assert {t for _, t, _ in env.raw.calls} == {me}
     assert env.raw.threads == {me}
     assert worker_threads() == []

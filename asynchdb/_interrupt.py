@@ -1,0 +1,553 @@
+"""Ctrl-C: SIGINT cancels the synchronous call the main thread is running.
+
+Invariant: a synchronous call on the main thread that SIGINT interrupts, while
+Python's default SIGINT handler is installed, is cancelled in the database
+with the adapter's cancel (as ``abort()`` does it), the connection is
+repaired with the adapter's ``after_abort``, and the caller gets
+``KeyboardInterrupt`` once the driver call has returned, with the driver's
+error (usually its cancel error) as ``__context__``.  The drop-in fast path
+pays nothing for it: no thread hop, no bookkeeping per call.  Everything
+here happens after a signal came in.
+
+How (threads):
+
+* The **main thread**, when it opens a connection, points
+  ``signal.set_wakeup_fd`` at one end of a socket pair (unless another fd is
+  set: then that owner keeps it, and this module stays off until it is
+  unset).  Python's C-level signal handler writes the signal number there at
+  once, even while the main thread is blocked inside a driver's C code.
+* The **watcher thread** (``asynchdb-sigint``, alive while connections are
+  open) reads it.  For a SIGINT under Python's default handler it looks at
+  the main thread's stack (``sys._current_frames``) for the asynchdb frame
+  that is calling the driver, and sends the adapter's cancel for that call
+  (re-sent every ``reissue_cancel`` seconds while the main thread is still
+  in it, as for an abort).  A wait on an ``Operation`` (``result()``,
+  ``wait_for_completion()``) is never cancelled.  A fetch waiting for
+  background population is a Python-level wait: the main thread's own
+  ``KeyboardInterrupt`` ends it, and the cursor aborts the population
+  (:func:`population_interrupted`).
+* Back on the main thread, the driver call returns or raises.  Python runs
+  the default handler at its first chance, which may be inside a driver's
+  own Python code (psycopg then cancels too, and re-raises
+  ``KeyboardInterrupt``), inside a callback the driver calls (sqlite3
+  swallows the exception and reports ``OperationalError('interrupted')``),
+  or right after the call.  The call's ``except`` clause (the error path
+  only, so free when nothing fails) calls :func:`after_error`, which
+  recognises the interrupted call, repairs the connection and raises
+  ``KeyboardInterrupt`` if the driver swallowed it.  If the handler's own
+  ``KeyboardInterrupt`` beat :func:`after_error` to it, the watcher notices
+  that the call ended unclaimed and runs the repair as the connection's
+  owner.
+* Calls that build a job (``cancel_after=``, ``listener=``) run on a worker
+  when the main thread could be interrupted, so the ``KeyboardInterrupt``
+  lands in the wait (:func:`wait_job`), never inside the engine's
+  bookkeeping (where it would leave a cursor a zombie): the wait aborts the
+  job, waits for it to end (bounded), and raises.
+
+Measured hazards this design keeps away (docs/interrupts.md): with Python's
+default handler pending, pyodbc reports the cancelled call as ``HY000 'The
+driver did not supply an error!'`` instead of 57014; sqlite3 swallows a
+``KeyboardInterrupt`` raised in a callback (our progress handler) and
+raises ``OperationalError('interrupted')``; DuckDB's own signal check raises
+``RuntimeError('Query interrupted')`` or ignores the signal.
+
+A program that installed its own SIGINT handler keeps full control (nothing
+here acts), and so does a thread running an asyncio loop that handles SIGINT
+(``asyncio.run`` on 3.11+, ``loop.add_signal_handler``): use ``await op``
+there.  A driver with no cancel primitive behaves as it does raw.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any, Optional
+
+from ._hub import HUB
+from .adapters import Adapter
+from .errors import OperationCanceled
+
+log = logging.getLogger("asynchdb")
+
+#: Seconds an interrupted call is followed: cancels re-sent, then the repair.
+FOLLOW = 5.0
+#: Seconds between two looks at an interrupted call that still runs.
+LOOK = 0.05
+#: Seconds a job interrupted by Ctrl-C may take to end before the wait gives up.
+JOB_WAIT = 5.0
+
+_MAIN: int = threading.main_thread().ident or 0
+_STOP = 0  # no signal has number 0: the watcher's stop byte
+
+#: True while our socket is the wakeup fd (read without the lock: a hint).
+ARMED = False
+
+_lock = threading.Lock()  # the socket's read side, _records, _watcher
+_rsock: Optional[socket.socket] = None
+_wsock: Optional[socket.socket] = None
+_watcher: Optional[threading.Thread] = None
+#: Interrupted inline calls, by the frame of the asynchdb function calling the driver.
+_records: dict[FrameType, _Record] = {}
+
+
+class _Call:
+    """The :class:`~asynchdb.adapters.CallView` of an inline call being interrupted."""
+
+    __slots__ = ("__weakref__", "cursor", "kind")
+
+    abort_requested = True
+
+    def __init__(self, kind: str, cursor: Any) -> None:
+        self.kind = kind
+        self.cursor = cursor
+
+
+class _Record:
+    """One inline call the watcher sent a cancel for."""
+
+    __slots__ = ("channel", "claimed", "sent", "until", "view")
+
+    def __init__(self, channel: Any, view: _Call) -> None:
+        self.channel = channel
+        self.view = view
+        self.claimed = False
+        self.sent = time.monotonic()
+        self.until = self.sent + FOLLOW
+
+
+# ---------------------------------------------------------------------------
+# arming (main thread, when a connection opens) and disarming
+# ---------------------------------------------------------------------------
+def arm() -> None:
+    """Make Ctrl-C reach the database while connections are open (any thread; acts on main)."""
+    global ARMED, _rsock, _wsock, _watcher
+    if threading.get_ident() != _MAIN:
+        return
+    with _lock:
+        if _wsock is None:
+            try:
+                r, w = socket.socketpair()
+            except OSError:  # pragma: no cover - no socket pair: no Ctrl-C cancel
+                return
+            r.setblocking(False)
+            w.setblocking(False)
+            _rsock, _wsock = r, w
+        assert _rsock is not None
+        fd = _wsock.fileno()
+        try:
+            old = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+        except (ValueError, OSError):  # not the main interpreter
+            return
+        if old not in (-1, fd):
+            # someone else's: they keep it (an asyncio loop, the program itself)
+            signal.set_wakeup_fd(old)
+            ARMED = False
+            return
+        if not ARMED:
+            _read(_rsock)  # signals from while nobody listened are old news
+        ARMED = True
+        if _watcher is None or not _watcher.is_alive():
+            _watcher = threading.Thread(target=_watch, name="asynchdb-sigint", daemon=True)
+            _watcher.start()
+
+
+def _idle() -> None:
+    """No connection is open any more: stop the watcher (any thread)."""
+    global ARMED
+    with _lock:
+        watcher = _watcher
+        if watcher is None:
+            return
+        if threading.get_ident() == _MAIN and _wsock is not None:
+            try:
+                old = signal.set_wakeup_fd(-1)
+                if old not in (-1, _wsock.fileno()):
+                    signal.set_wakeup_fd(old)  # someone else's since: theirs to keep
+            except (ValueError, OSError):  # pragma: no cover
+                pass
+            ARMED = False
+        _send_stop()
+    if watcher is not threading.current_thread():
+        watcher.join(1.0)
+
+
+def _send_stop() -> None:
+    if _wsock is not None:
+        try:
+            _wsock.send(bytes((_STOP,)))
+        except OSError:  # pragma: no cover - full: the watcher is awake anyway
+            pass
+
+
+def _at_exit() -> None:
+    """Interpreter exit (main thread): give the wakeup fd back, close the sockets."""
+    global ARMED, _rsock, _wsock
+    with _lock:
+        if _wsock is None:
+            return
+        try:
+            old = signal.set_wakeup_fd(-1)
+            if old not in (-1, _wsock.fileno()):
+                signal.set_wakeup_fd(old)  # someone else's: theirs to keep
+        except (ValueError, OSError):  # pragma: no cover - not the main thread
+            return
+        ARMED = False
+        _send_stop()
+        rsock, wsock, _rsock, _wsock = _rsock, _wsock, None, None
+    # the watcher (a daemon) may still select on rsock: closing makes it leave
+    for sock in (wsock, rsock):
+        if sock is not None:
+            sock.close()
+
+
+HUB.on_idle.append(_idle)
+atexit.register(_at_exit)
+
+
+def interruptible_here() -> bool:
+    """Whether SIGINT could interrupt a call made now on this thread (caller thread)."""
+    return (ARMED and threading.get_ident() == _MAIN
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+
+
+# ---------------------------------------------------------------------------
+# the watcher thread
+# ---------------------------------------------------------------------------
+def _read(sock: socket.socket) -> bytes:
+    # caller holds _lock
+    chunks = []
+    while True:
+        try:
+            data = sock.recv(512)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError:  # pragma: no cover - closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def _watch() -> None:
+    # watcher thread
+    global _watcher
+    sock = _rsock
+    assert sock is not None
+    while True:
+        timeout = LOOK if _records else None
+        try:
+            select.select([sock], [], [], timeout)
+        except (OSError, ValueError):  # pragma: no cover - closed under us
+            return
+        sends: list[_Record] = []
+        with _lock:
+            data = _read(sock)
+            if _STOP in data and HUB.open_count() == 0:
+                if _watcher is threading.current_thread():
+                    _watcher = None
+                _records.clear()
+                return
+            if signal.SIGINT in data and \
+                    signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                rec = _target()
+                if rec is not None:
+                    sends.append(rec)
+        for rec in sends:
+            _cancel(rec)
+        if _records:
+            _follow_up()
+
+
+def _main_frames() -> list[FrameType]:
+    """The main thread's frames, innermost first (watcher thread)."""
+    frame = sys._current_frames().get(_MAIN)
+    frames = []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    return frames
+
+
+_CURSOR_CALLS = frozenset({"execute", "fetchone", "fetchall", "fetchmany"})
+
+
+def _target() -> Optional[_Record]:
+    """The main thread's driver call to cancel, recorded.
+
+    Watcher thread, holding ``_lock``.
+    """
+    for frame in _main_frames():
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith("asynchdb."):
+            continue
+        name = frame.f_code.co_name
+        if module in ("asynchdb._operation", "asynchdb._aio"):
+            # waiting on an Operation never cancels it; a job's wait handles
+            # its own KeyboardInterrupt (wait_job)
+            return None
+        if module == "asynchdb._cursor" and name in _CURSOR_CALLS:
+            local = frame.f_locals
+            cursor = local.get("self")
+            if local.get("buf") is not None:
+                # a fetch waiting for background population: the wait is
+                # interrupted on the main thread (population_interrupted)
+                return None
+            ch = local.get("ch")
+            if ch is None or cursor is None:
+                return None
+            return _record(frame, ch, _Call(name, cursor._raw))
+        if module == "asynchdb._channel" and name == "call":
+            local = frame.f_locals
+            ch = local.get("self")
+            task = local.get("task")
+            if task is not None:
+                # queued behind other work: the main thread's own interrupted
+                # wait stops it if it has not started (Channel.call)
+                return None
+            fn = local.get("fn")
+            owner = getattr(fn, "__self__", None)
+            cursor = None if owner is None or owner is getattr(ch, "raw", None) else owner
+            return _record(frame, ch, _Call(getattr(fn, "__name__", "call"), cursor))
+        if module in ("asynchdb._connection", "asynchdb._population"):
+            continue
+    return None
+
+
+def _record(frame: FrameType, ch: Any, view: _Call) -> _Record:
+    # watcher, holding _lock
+    rec = _records.get(frame)
+    if rec is None:
+        rec = _records[frame] = _Record(ch, view)
+    return rec
+
+
+def _interrupted(kind: str) -> OperationCanceled:
+    return OperationCanceled(f"{kind} was aborted: interrupted (SIGINT)")
+
+
+def _cancel(rec: _Record) -> None:
+    # watcher thread, outside _lock: a cancel may take a network round trip
+    try:
+        log.debug("asynchdb: Ctrl-C: cancelling %s", rec.view.kind)
+        rec.channel.cancel_inline(rec.view)
+    except Exception:
+        log.info("asynchdb: the cancel for Ctrl-C failed", exc_info=True)
+
+
+def _follow_up() -> None:
+    """Re-send cancels to calls still running; repair the connections of unclaimed ones."""
+    # watcher thread
+    frames = set(map(id, _main_frames()))
+    now = time.monotonic()
+    resend: list[_Record] = []
+    repair: list[_Record] = []
+    with _lock:
+        for frame, rec in list(_records.items()):
+            if id(frame) in frames and now < rec.until:
+                again = rec.channel.adapter.reissue_cancel
+                if again is not None and now - rec.sent >= again:
+                    rec.sent = now
+                    resend.append(rec)
+                continue
+            del _records[frame]
+            if not rec.claimed:
+                repair.append(rec)
+    for rec in resend:
+        _cancel(rec)
+    for rec in repair:
+        _repair_as_owner(rec.channel)
+
+
+def _repair_as_owner(ch: Any) -> None:
+    """The main thread's call ended without :func:`after_error`: repair it here (watcher)."""
+    if type(ch.adapter).after_abort is Adapter.after_abort or not ch.take():
+        return  # nothing to repair, or busy again (the next owner gets the driver's state)
+    try:
+        _repair(ch)
+    finally:
+        ch.release()
+
+
+def _repair(ch: Any) -> None:
+    # the connection's owner
+    if ch.raw_closed:
+        return
+    try:
+        ch.adapter.after_abort(ch.view)
+    except Exception:
+        log.warning("asynchdb: repairing the connection after Ctrl-C failed", exc_info=True)
+
+
+# ---------------------------------------------------------------------------
+# the main thread, after the call
+# ---------------------------------------------------------------------------
+def after_error(ch: Any, exc: BaseException) -> None:
+    """A driver call failed on the owner thread: was it Ctrl-C?  Then raise KeyboardInterrupt.
+
+    Called from the ``except`` clause of an inline driver call (the caller
+    re-raises ``exc`` if this returns).  On the main thread, when the watcher
+    interrupted this very call (or a SIGINT it has not read yet is waiting),
+    the connection is repaired and ``KeyboardInterrupt`` is raised with
+    ``exc`` as its ``__context__`` (unless ``exc`` is one already).
+    """
+    if threading.get_ident() != _MAIN:
+        return
+    caller = sys._getframe(1)
+    with _lock:
+        rec = _records.get(caller)
+        if rec is not None:
+            rec.claimed = True
+        elif _rsock is None or not _pending_sigint(_rsock):
+            return
+    del caller
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+    _repair(ch)
+    if isinstance(exc, KeyboardInterrupt):
+        return
+    raise KeyboardInterrupt
+
+
+def _pending_sigint(sock: socket.socket) -> bool:
+    # main thread, holding _lock: a SIGINT the watcher has not read yet
+    data = _read(sock)
+    if _STOP in data:
+        _send_stop()  # not ours to take
+    return signal.SIGINT in data
+
+
+def wait_job(job: Any) -> None:
+    """Wait for a job run on a worker for a synchronous call (main thread).
+
+    A ``KeyboardInterrupt`` lands here, in the wait: the job is aborted (the
+    real cancel, no veto), the wait goes on until it ended (at most
+    :data:`JOB_WAIT` seconds, further interrupts included), and the
+    ``KeyboardInterrupt`` is raised with the driver's error as its context.
+    """
+    try:
+        job.wait(None)
+    except KeyboardInterrupt as ki:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            job.abort(_interrupted(job.kind), force=True)
+            deadline = time.monotonic() + JOB_WAIT
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    if left <= 0 or job.wait(left):
+                        break
+                except KeyboardInterrupt:
+                    continue
+            error = job.outcome()[2]
+            cause = error.__cause__ if isinstance(error, OperationCanceled) else error
+            if cause is not None:
+                ki.__context__ = cause
+        raise
+
+
+def population_interrupted(job: Any) -> None:
+    """A fetch waiting for background population got ``KeyboardInterrupt`` (caller thread).
+
+    Under Python's default handler (Ctrl-C), the population is aborted (no
+    veto): the rows already fetched stay readable.  The caller re-raises.
+    """
+    if job is not None and not job.done() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        job.abort(_interrupted(job.kind), force=True)
+
+
+def hopped_call_interrupted(ch: Any, task: Any, name: str, target: Any,
+                            ki: KeyboardInterrupt) -> None:
+    """Ctrl-C while a synchronous call that had to wait its turn runs on the worker.
+
+    Caller thread (the main thread, in ``Channel.call``'s wait).  Under
+    Python's default handler: send the adapter's cancel for it, wait until it
+    ended (at most :data:`JOB_WAIT` seconds, further interrupts included),
+    repair the connection as its owner, and give ``ki`` the call's error as
+    context.  The caller re-raises ``ki``.
+    """
+    if not task.started() or task.done() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+    cursor = None if target is None or target is getattr(ch, "raw", None) else target
+    # The call becomes the channel's running call for the time of the cancel
+    # (sqlite3's progress handler reads its abort flag there), and its flag
+    # is up only while it has not ended, so the next statement never sees it.
+    stand = _Running(task, name, cursor)
+    if not ch.adopt(stand):
+        return
+    deadline = time.monotonic() + JOB_WAIT
+    again = ch.adapter.reissue_cancel
+    try:
+        while not task.done():
+            if not task.done():
+                ch.cancel(stand)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                task.wait(min(left, again if again is not None else left))
+            except KeyboardInterrupt:
+                continue
+    finally:
+        ch.end(stand)
+    if task.error is not None:
+        ki.__context__ = task.error
+    ch.submit(_Repair(ch))
+
+
+class _Running:
+    """A synchronous call running on the worker, as the channel's running call (Ctrl-C)."""
+
+    __slots__ = ("__weakref__", "cursor", "kind", "task")
+
+    def __init__(self, task: Any, kind: str, cursor: Any) -> None:
+        self.task = task
+        self.kind = kind
+        self.cursor = cursor
+
+    @property
+    def view(self) -> _Running:
+        return self
+
+    @property
+    def abort_requested(self) -> bool:
+        return not self.task.done()
+
+    def run(self) -> None:  # pragma: no cover - never queued
+        return None
+
+    def done(self) -> bool:
+        return bool(self.task.done())
+
+    def stop(self, reason: str) -> None:
+        return None  # the call is stopped by the cancel; closing waits for it
+
+
+class _Repair:
+    """The adapter's repair, queued on the channel like a synchronous call."""
+
+    __slots__ = ("ch", "ended")
+
+    def __init__(self, ch: Any) -> None:
+        self.ch = ch
+        self.ended = False
+
+    def run(self) -> None:
+        # owner thread
+        if type(self.ch.adapter).after_abort is not Adapter.after_abort:
+            _repair(self.ch)
+        self.ended = True
+
+    def done(self) -> bool:
+        return self.ended
+
+    def stop(self, reason: str) -> None:
+        self.ended = True

@@ -1,0 +1,461 @@
+"""P7, P8, P9: Ctrl-C and asyncio, against what a user has without asynchdb.
+
+``python -m benchmarks.interrupts [--quick] [--only P7,P8,P9] [--no-write]``
+
+* **P7** SIGINT to "statement gone": the main thread runs a long statement
+  through asynchdb (the drop-in call); a helper thread sends SIGINT to the
+  process once the statement runs, and polls until it is gone from
+  ``pg_stat_activity`` / ``processlist`` (in-process engines: until the main
+  thread got ``KeyboardInterrupt``).  Baseline: the driver's own cancel
+  primitive called from the helper thread on a raw connection (sqlite3
+  ``interrupt``, DuckDB ``interrupt``, pyodbc ``Cursor.cancel``, psycopg
+  ``cancel_safe``), timed the same way.  Target: median and p99 within the
+  driver's own latency + 50 ms.  Trials alternate between the two modes.
+* **P8** one asyncio round trip (execute, await, fetchall of ``SELECT 1``):
+  ``await cur.execute(sql, asynch=True)`` + ``fetchall()`` against ``await
+  asyncio.to_thread(...)`` around the raw calls (what an asyncio user
+  writes), on every backend; against aiosqlite on sqlite3, aioodbc on pyodbc,
+  and psycopg's ``AsyncConnection`` on PostgreSQL (context).  Modes are
+  interleaved (benchmarks/_harness.py).
+* **P9** 1,000 statements (``pg_sleep(0.005)``) awaited at once over a pool of
+  connections on PostgreSQL (psycopg) against the same work on as many raw
+  threads, each with its own connection; and the event loop's lag (a 10 ms
+  ticker) while asynchdb's run.
+
+The machine these run on is shared with other jobs: read ratios, not
+absolute times, and compare the per-repetition spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import asynchdb
+from benchmarks._harness import Mode, compare, interleave, quantile, summarize
+from benchmarks.backends import BACKENDS, BY_NAME, Backend, marker
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:  # pragma: no cover
+        return "n/a"
+
+
+# ---------------------------------------------------------------------------
+# P7
+# ---------------------------------------------------------------------------
+def _raw_cancel(backend: Backend, raw: Any, cur: Any) -> Callable[[], None]:
+    """The driver's own cancel primitive for a statement running on ``cur``."""
+    mod = backend.module_name
+    if mod == "sqlite3":
+        return raw.interrupt  # type: ignore[no-any-return]
+    if mod == "duckdb":
+        return cur.interrupt  # type: ignore[no-any-return]
+    if mod == "pyodbc":
+        return cur.cancel  # type: ignore[no-any-return]
+    if mod == "psycopg":
+        return lambda: raw.cancel_safe(timeout=5)
+    raise ValueError(mod)
+
+
+def _trial(backend: Backend, mode: str, conn: Any, raw: Any,
+           running: Callable[[str], Optional[list[str]]], seconds: float) -> Optional[float]:
+    """One statement stopped by SIGINT (asynchdb) or the raw cancel; seconds to 'gone'."""
+    tag = marker()
+    sql = backend.long_sql(seconds, tag)
+    cur = conn.cursor() if mode == "asynchdb" else raw.cursor()
+    inside = threading.Event()
+    result: dict[str, float] = {}
+
+    def stopper() -> None:
+        # helper thread: wait until the statement runs, stop it, time until it is gone
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            seen = running(tag)
+            if seen is None:  # in-process: give the statement 50 ms to get going
+                if inside.wait(1):
+                    time.sleep(0.05)
+                    break
+            elif seen:
+                break
+            time.sleep(0.002)
+        else:
+            return
+        result["sent"] = time.monotonic()
+        if mode == "asynchdb":
+            os.kill(os.getpid(), signal.SIGINT)
+        else:
+            _raw_cancel(backend, raw, cur)()
+        if running(tag) is not None:
+            while running(tag) and time.monotonic() - result["sent"] < 10:
+                time.sleep(0.001)
+            result["gone"] = time.monotonic()
+
+    helper = threading.Thread(target=stopper)
+    helper.start()
+    inside.set()
+    try:
+        cur.execute(sql)
+        cur.fetchall()
+    except KeyboardInterrupt:
+        result["returned"] = time.monotonic()
+    except Exception:  # the driver's cancel error (raw mode)
+        result["returned"] = time.monotonic()
+    helper.join(15)
+    with contextlib.suppress(Exception):
+        cur.close()
+    if mode == "raw" and backend.module_name == "psycopg":
+        raw.rollback()
+    if "sent" not in result:
+        return None
+    end = result.get("gone", result.get("returned"))
+    return None if end is None else end - result["sent"]
+
+
+def run_p7(trials: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"title": "P7: SIGINT to statement gone, vs the driver's own cancel",
+                           "backends": {}}
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        out["skipped"] = "Python's default SIGINT handler is not installed"
+        return out
+    for b in BACKENDS:
+        reason = b.unavailable()
+        if reason is not None:
+            out["backends"][b.name] = {"skipped": reason}
+            continue
+        seconds = 20.0
+        conn = b.connect()
+        raw = b.connect_raw()
+        times: dict[str, list[float]] = {"asynchdb": [], "raw": []}
+        try:
+            with b.monitor() as running:
+                for i in range(trials * 2):
+                    mode = ("asynchdb", "raw")[i % 2]
+                    t = _trial(b, mode, conn, raw, running, seconds)
+                    if t is not None:
+                        times[mode].append(t * 1000)
+        finally:
+            conn.close()
+            raw.close()
+        row: dict[str, Any] = {}
+        for mode, xs in times.items():
+            row[mode] = {"n": len(xs),
+                         "median_ms": round(statistics.median(xs), 2) if xs else None,
+                         "p99_ms": round(quantile(xs, 0.99), 2) if xs else None}
+        a, r = row["asynchdb"], row["raw"]
+        if a["median_ms"] is not None and r["median_ms"] is not None:
+            row["median_over_raw_ms"] = round(a["median_ms"] - r["median_ms"], 2)
+            row["p99_over_raw_ms"] = round(a["p99_ms"] - r["p99_ms"], 2)
+            row["met"] = row["median_over_raw_ms"] <= 50 and row["p99_over_raw_ms"] <= 50
+        out["backends"][b.name] = row
+        print(f"P7 {b.name}: {row}", flush=True)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# P8
+# ---------------------------------------------------------------------------
+def _async_batch(loop: asyncio.AbstractEventLoop, step: Callable[[], Any],
+                 n: int, warmup: int) -> Callable[[], list[float]]:
+    async def many() -> list[float]:
+        out = []
+        for i in range(n + warmup):
+            t0 = time.perf_counter_ns()
+            await step()
+            if i >= warmup:
+                out.append(float(time.perf_counter_ns() - t0))
+        return out
+
+    return lambda: loop.run_until_complete(many())
+
+
+def run_p8(n: int, reps: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"title": "P8: one asyncio round trip (execute, await, fetchall "
+                                    "of SELECT 1)", "unit": "us", "backends": {}}
+    sql = "SELECT 1"
+    loop = asyncio.new_event_loop()
+    try:
+        for b in BACKENDS:
+            reason = b.unavailable()
+            if reason is not None:
+                out["backends"][b.name] = {"skipped": reason}
+                continue
+            closers: list[Callable[[], Any]] = []
+            try:
+                modes = _p8_modes(b, sql, loop, n, closers)
+                series = interleave(modes, reps)
+            finally:
+                for close in reversed(closers):
+                    with contextlib.suppress(Exception):
+                        r = close()
+                        if asyncio.iscoroutine(r):
+                            loop.run_until_complete(r)
+            ours = series["asynchdb await op"]
+            row: dict[str, Any] = {"modes": {k: summarize(v) for k, v in series.items()},
+                                   "comparisons": []}
+            targets = {"asyncio.to_thread(raw)": 1.0, "aiosqlite": 0.5, "aioodbc": 0.6}
+            for name, s in series.items():
+                if s is not ours:
+                    row["comparisons"].append(compare(ours, s, targets.get(name)))
+            out["backends"][b.name] = row
+            print(f"P8 {b.name}: " + ", ".join(
+                f"{c['to']} {c['ratio']}x" for c in row["comparisons"]), flush=True)
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+    return out
+
+
+def _p8_modes(b: Backend, sql: str, loop: asyncio.AbstractEventLoop, n: int,
+              closers: list[Callable[[], Any]]) -> list[Mode]:
+    warm = max(5, n // 20)
+    conn = b.connect()
+    closers.append(conn.close)
+    cur = conn.cursor()
+
+    async def ours() -> Any:
+        c = await cur.execute(sql, asynch=True)
+        return c.fetchall()
+
+    raw = b.connect_raw(**({"check_same_thread": False} if b.name == "sqlite3" else {}))
+    closers.append(raw.close)
+    rcur = raw.cursor()
+
+    def raw_call() -> Any:
+        rcur.execute(sql)
+        return rcur.fetchall()
+
+    async def to_thread() -> Any:
+        return await loop.run_in_executor(None, raw_call)
+
+    modes = [Mode("asynchdb await op", _async_batch(loop, ours, n, warm)),
+             Mode("asyncio.to_thread(raw)", _async_batch(loop, to_thread, n, warm))]
+    if b.name == "sqlite3":
+        import aiosqlite
+
+        aconn = loop.run_until_complete(aiosqlite.connect(b.dsn()))
+        closers.append(aconn.close)
+
+        async def aio() -> Any:
+            async with aconn.execute(sql) as c:
+                return await c.fetchall()
+
+        modes.append(Mode("aiosqlite", _async_batch(loop, aio, n, warm)))
+    if b.module_name == "pyodbc":
+        try:
+            import aioodbc
+        except ImportError:
+            aioodbc = None
+        if aioodbc is not None:
+            oconn = loop.run_until_complete(aioodbc.connect(dsn=b.dsn()))
+            closers.append(oconn.close)
+
+            async def odbc() -> Any:
+                c = await oconn.cursor()
+                await c.execute(sql)
+                rows = await c.fetchall()
+                await c.close()
+                return rows
+
+            modes.append(Mode("aioodbc", _async_batch(loop, odbc, n, warm)))
+    if b.name == "psycopg":
+        import psycopg
+
+        pconn = loop.run_until_complete(psycopg.AsyncConnection.connect(b.dsn()))
+        closers.append(pconn.close)
+
+        async def native() -> Any:
+            c = await pconn.execute(sql)
+            return await c.fetchall()
+
+        modes.append(Mode("psycopg AsyncConnection", _async_batch(loop, native, n, warm)))
+    return modes
+
+
+# ---------------------------------------------------------------------------
+# P9
+# ---------------------------------------------------------------------------
+def run_p9(total: int, pool: int) -> dict[str, Any]:
+    b = BY_NAME["psycopg"]
+    out: dict[str, Any] = {"title": f"P9: {total} statements awaited at once, pool of {pool} "
+                                    "connections (psycopg, pg_sleep(0.005))"}
+    reason = b.unavailable()
+    if reason is not None:
+        out["skipped"] = reason
+        return out
+    sql = "SELECT pg_sleep(0.005)"
+    rounds = []
+    for _ in range(3):
+        rounds.append({"asynchdb": _p9_asynchdb(b, sql, total, pool),
+                       "threads": _p9_threads(b, sql, total, pool)})
+    tp_a = statistics.median(r["asynchdb"]["per_s"] for r in rounds)
+    tp_t = statistics.median(r["threads"]["per_s"] for r in rounds)
+    lag99 = statistics.median(r["asynchdb"]["lag_p99_ms"] for r in rounds)
+    out.update({"rounds": rounds, "asynchdb_per_s": round(tp_a, 1),
+                "threads_per_s": round(tp_t, 1), "ratio": round(tp_a / tp_t, 3),
+                "lag_p99_ms": round(lag99, 2),
+                "met": tp_a / tp_t >= 0.9 and lag99 <= 20})
+    print(f"P9: {out['ratio']}x threads, loop lag p99 {out['lag_p99_ms']} ms", flush=True)
+    return out
+
+
+def _p9_asynchdb(b: Backend, sql: str, total: int, pool: int) -> dict[str, float]:
+    conns = [b.connect(autocommit=True) for _ in range(pool)]
+    # cursors first: psycopg's cursor() waits for a busy connection (its
+    # adapter does not set cursor_anywhere), which would block the loop
+    cursors = [conns[i % pool].cursor() for i in range(total)]
+    lags: list[float] = []
+
+    async def main() -> float:
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                lags.append((now - last - 0.01) * 1000)
+                last = now
+
+        tick = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0.05)
+        t0 = time.perf_counter()
+        ops = [cur.execute(sql, asynch=True) for cur in cursors]
+        await asyncio.gather(*ops)
+        elapsed = time.perf_counter() - t0
+        stop.set()
+        await tick
+        return elapsed
+
+    try:
+        elapsed = asyncio.run(main())
+    finally:
+        for c in conns:
+            c.close()
+    return {"seconds": elapsed, "per_s": total / elapsed,
+            "lag_p99_ms": quantile(lags, 0.99), "lag_max_ms": max(lags)}
+
+
+def _p9_threads(b: Backend, sql: str, total: int, pool: int) -> dict[str, float]:
+    raws = [b.connect_raw(autocommit=True) for _ in range(pool)]
+    start = threading.Barrier(pool + 1)
+
+    def work(i: int) -> None:
+        cur = raws[i].cursor()
+        start.wait()
+        for _ in range(i, total, pool):
+            cur.execute(sql)
+            cur.fetchall()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(pool)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    for r in raws:
+        r.close()
+    return {"seconds": elapsed, "per_s": total / elapsed}
+
+
+# ---------------------------------------------------------------------------
+def render(results: dict[str, Any]) -> str:
+    lines = ["# Ctrl-C and asyncio benchmarks (P7-P9)", "",
+             f"Run {results['when']}, load average {results['load_start']} at the start, "
+             f"{results['load_end']} at the end (2 shared CPUs, other jobs running: read "
+             "ratios, not absolute times).", ""]
+    p7 = results.get("P7")
+    if p7:
+        lines += [f"## {p7['title']}", "",
+                  "| backend | asynchdb SIGINT median / p99 (ms) | driver's cancel median / p99 "
+                  "(ms) | over the driver's, median / p99 (ms) | target <= +50 ms |",
+                  "|---|---|---|---|---|"]
+        for name, row in p7["backends"].items():
+            if "skipped" in row:
+                lines.append(f"| {name} | skipped: {row['skipped']} | | | |")
+                continue
+            a, r = row["asynchdb"], row["raw"]
+            lines.append(f"| {name} | {a['median_ms']} / {a['p99_ms']} (n={a['n']}) | "
+                         f"{r['median_ms']} / {r['p99_ms']} (n={r['n']}) | "
+                         f"{row.get('median_over_raw_ms')} / {row.get('p99_over_raw_ms')} | "
+                         f"{'yes' if row.get('met') else 'no'} |")
+        lines.append("")
+    p8 = results.get("P8")
+    if p8:
+        lines += [f"## {p8['title']}", "",
+                  "| backend | asynchdb median (us) | compared with | its median (us) | ratio "
+                  "(per-repetition p25-p75) | target |", "|---|---|---|---|---|---|"]
+        for name, row in p8["backends"].items():
+            if "skipped" in row:
+                lines.append(f"| {name} | skipped: {row['skipped']} | | | | |")
+                continue
+            mine = row["modes"]["asynchdb await op"]["median_ns"] / 1000
+            for c in row["comparisons"]:
+                other = row["modes"][c["to"]]["median_ns"] / 1000
+                pr = c.get("per_rep", {})
+                target = f"<= {c['target']}x ({'met' if c['met'] else 'not met'})" \
+                    if c["target"] is not None else "context"
+                lines.append(f"| {name} | {mine:.1f} | {c['to']} | {other:.1f} | "
+                             f"{c['ratio']}x ({pr.get('p25')}-{pr.get('p75')}) | {target} |")
+        lines.append("")
+    p9 = results.get("P9")
+    if p9:
+        lines += [f"## {p9['title']}", ""]
+        if "skipped" in p9:
+            lines.append(f"skipped: {p9['skipped']}")
+        else:
+            lines.append(f"asynchdb {p9['asynchdb_per_s']} statements/s, raw threads "
+                         f"{p9['threads_per_s']}/s: {p9['ratio']}x (target >= 0.9x); event "
+                         f"loop lag p99 {p9['lag_p99_ms']} ms (target <= 20 ms); medians of "
+                         f"{len(p9['rounds'])} rounds.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.interrupts", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="P7,P8,P9")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--pool", type=int, default=50)
+    args = parser.parse_args(argv)
+    wanted = {w.strip().upper() for w in args.only.split(",") if w.strip()}
+    results: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               "load_start": _load(), "python": sys.version.split()[0],
+                               "asynchdb": asynchdb.__version__}
+    if "P7" in wanted:
+        results["P7"] = run_p7(5 if args.quick else 25)
+    if "P8" in wanted:
+        results["P8"] = run_p8(50 if args.quick else 300, 3 if args.quick else 8)
+    if "P9" in wanted:
+        results["P9"] = run_p9(200 if args.quick else 1000, args.pool)
+    results["load_end"] = _load()
+    text = render(results)
+    print(text)
+    if not args.no_write:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "interrupts.json").write_text(json.dumps(results, indent=1) + "\n")
+        (RESULTS / "interrupts.md").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

@@ -1,0 +1,114 @@
+"""The program tests/test_interrupt.py sends SIGINT to (run as a subprocess).
+
+Usage: ``python tests/interrupt_child.py BACKEND TAG MODE``.  It opens a
+wrapped connection, prints ``READY``, prints ``RUNNING`` once its main thread
+is inside the long statement (a helper thread watches the main thread's
+stack: a bounded poll, so the parent never guesses with a sleep), then runs
+it, and prints ``OUT {json}``: what the statement call raised, how long it
+took, and whether the connection answers ``SELECT 1`` afterwards.
+
+Modes: ``plain`` (the drop-in call), ``cancel_after`` (a synchronous call with
+a deadline: the job path), ``own-handler`` (the program installed its own
+SIGINT handler: asynchdb must leave it alone), ``wait`` (waiting on an
+Operation: the operation must go on).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import asynchdb
+from benchmarks.backends import BY_NAME
+
+#: Seconds the long statement would run if nothing stopped it.
+LONG = 20.0
+#: Seconds of the statement in ``own-handler`` mode (it must run to its end).
+SHORT = 2.0
+
+
+def _announce_running(names: set[str]) -> None:
+    """Print RUNNING once the main thread is inside one of ``names`` (helper thread)."""
+    main = threading.main_thread().ident
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(main or 0)
+        while frame is not None:
+            if frame.f_code.co_name in names and \
+                    frame.f_globals.get("__name__", "").startswith("asynchdb."):
+                print("RUNNING", flush=True)
+                return
+            frame = frame.f_back
+        time.sleep(0.005)
+
+
+def main() -> None:
+    name, tag, mode = sys.argv[1:4]
+    backend = BY_NAME[name]
+    handled: list[int] = []
+    if mode == "own-handler":
+        signal.signal(signal.SIGINT, lambda *_: handled.append(1))
+    conn = backend.connect()
+    cur = conn.cursor()
+    out: dict[str, object] = {}
+    watch = {"plain": {"execute"}, "own-handler": {"execute"}, "cancel_after": {"wait"},
+             "wait": {"result"}, "population": {"take_all"}}[mode]
+    threading.Thread(target=_announce_running, args=(watch,), daemon=True).start()
+    print("READY", flush=True)
+    started = time.monotonic()
+    op = None
+    try:
+        if mode == "cancel_after":
+            cur.execute(backend.long_sql(LONG, tag), cancel_after=60)
+        elif mode == "population":
+            # rows arrive slowly; fetchall waits on the population buffer
+            op = cur.execute(f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                             f"WHERE x < 200000000) SELECT x, '{tag}' FROM c "
+                             f"WHERE x % 2000000 = 1",
+                             asynch=asynchdb.Asynch.SEQUENTIAL_POPULATION)
+            deadline = time.monotonic() + 30  # until the first row (bounded poll)
+            while op.get_status().phase == asynchdb.Phase.INITIALIZATION and \
+                    time.monotonic() < deadline:
+                time.sleep(0.005)
+            cur.fetchall()
+        elif mode == "wait":
+            op = cur.execute(backend.long_sql(LONG, tag), asynch=True)
+            op.result()
+        else:
+            cur.execute(backend.long_sql(SHORT if mode == "own-handler" else LONG, tag))
+            cur.fetchall()
+        out["raised"] = None
+    except KeyboardInterrupt as exc:
+        out["raised"] = "KeyboardInterrupt"
+        out["context"] = repr(exc.__context__)
+    except BaseException as exc:
+        out["raised"] = repr(exc)
+    out["elapsed"] = time.monotonic() - started
+    out["handled"] = len(handled)
+    if op is not None and mode == "population":
+        # the interrupted fetch aborted the population
+        op.wait_for_completion(30)
+        out["op_phase"] = op.get_status().phase.name
+    elif op is not None:
+        # waiting never cancels: the operation is still running; stop it now
+        out["op_phase_after_interrupt"] = op.get_status().phase.name
+        op.abort()
+        op.wait_for_completion(30)
+        out["op_phase"] = op.get_status().phase.name
+    try:
+        cur.execute("SELECT 1")
+        out["after"] = cur.fetchall()[0][0]
+    except BaseException as exc:
+        out["after"] = repr(exc)
+    conn.close()
+    print("OUT " + json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

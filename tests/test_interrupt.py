@@ -1,0 +1,172 @@
+"""Ctrl-C (API.md section 9): SIGINT cancels the main thread's statement in the database.
+
+Each test runs ``tests/interrupt_child.py`` in a subprocess, waits until its
+statement runs (on the server: ``pg_stat_activity`` / ``processlist``; in
+process: the child's main thread is inside the call), sends SIGINT, and
+checks that the statement is gone from the server, that the child got
+``KeyboardInterrupt`` long before the statement would have ended, and that
+its connection answers ``SELECT 1`` afterwards.  Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+from plugin import BOUND, wait_until
+
+from benchmarks.backends import Backend, marker
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a subprocess: POSIX"),
+]
+
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interrupt_child.py")
+#: The child's long statement runs this long (interrupt_child.LONG).
+LONG = 20.0
+
+
+class Child:
+    """The child process, read line by line with a bound."""
+
+    def __init__(self, backend: Backend, mode: str) -> None:
+        self.tag = marker()
+        self.proc = subprocess.Popen(
+            [sys.executable, CHILD, backend.name, self.tag, mode],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=os.environ.copy())
+
+    def expect(self, word: str) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.strip() == word, (line, self.stderr())
+
+    def interrupt(self) -> float:
+        started = time.monotonic()
+        os.kill(self.proc.pid, signal.SIGINT)
+        return started
+
+    def result(self) -> dict[str, Any]:
+        try:
+            out, err = self.proc.communicate(timeout=BOUND * 2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            pytest.fail(f"the child hung after SIGINT: {err}")
+        assert self.proc.returncode == 0, err
+        lines = [ln for ln in out.splitlines() if ln.startswith("OUT ")]
+        assert lines, (out, err)
+        return dict(json.loads(lines[-1][4:]))
+
+    def stderr(self) -> str:
+        if self.proc.poll() is None:
+            return ""
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def _run(backend: Backend, mode: str) -> tuple[dict[str, Any], float, Child]:
+    """Start the child, interrupt its running statement; (its report, seconds to gone)."""
+    child = Child(backend, mode)
+    try:
+        with backend.monitor() as running:
+            child.expect("READY")
+            child.expect("RUNNING")
+            if backend.server is not None:
+                assert wait_until(lambda: bool(running(child.tag)), BOUND), \
+                    "the statement never showed on the server"
+            sent = child.interrupt()
+            gone_after = float("nan")
+            if backend.server is not None:
+                assert wait_until(lambda: not running(child.tag), BOUND), \
+                    f"{child.tag} still running on the server after SIGINT"
+                gone_after = time.monotonic() - sent
+            report = child.result()
+        return report, gone_after, child
+    finally:
+        child.kill()
+
+
+@pytest.mark.parametrize("mode", ["plain", "cancel_after"])
+def test_sigint_cancels_the_statement(backend: Backend, mode: str) -> None:
+    report, gone_after, _ = _run(backend, mode)
+    assert report["raised"] == "KeyboardInterrupt", report
+    assert report["elapsed"] < LONG / 2, report
+    assert report["after"] == 1, report
+    if backend.server is not None:
+        assert gone_after < LONG / 2
+    if mode == "cancel_after" and backend.name not in ("pyodbc-mariadb", "duckdb"):
+        # the job path: the driver's own cancel error is the context (MariaDB's
+        # KILL QUERY can make SLEEP() return early with no error, and a DuckDB
+        # interrupt that lands as execute returns ends the operation CANCELED
+        # with no driver error: no context then)
+        assert report["context"] not in ("None", None), report
+
+
+@pytest.mark.parametrize("name", ["sqlite3", "psycopg", "pyodbc-postgresql"])
+def test_own_sigint_handler_is_left_alone(name: str) -> None:
+    from plugin import require
+
+    backend = require(name)
+    child = Child(backend, "own-handler")
+    try:
+        child.expect("READY")
+        child.expect("RUNNING")
+        child.interrupt()
+        report = child.result()
+    finally:
+        child.kill()
+    # the statement ran to its end; the program's handler ran; no KeyboardInterrupt
+    assert report["raised"] is None, report
+    assert report["handled"] == 1, report
+    assert report["after"] == 1, report
+
+
+@pytest.mark.parametrize("name", ["sqlite3", "psycopg"])
+def test_waiting_on_an_operation_never_cancels_it(name: str) -> None:
+    from plugin import require
+
+    backend = require(name)
+    child = Child(backend, "wait")
+    try:
+        child.expect("READY")
+        child.expect("RUNNING")
+        child.interrupt()
+        report = child.result()
+    finally:
+        child.kill()
+    assert report["raised"] == "KeyboardInterrupt", report
+    # the wait was interrupted; the operation went on until the child aborted it
+    assert report["op_phase_after_interrupt"] == "INITIALIZATION", report
+    assert report["op_phase"] == "CANCELED", report
+    assert report["after"] == 1, report
+
+
+def test_sigint_during_a_fetch_waiting_on_population_aborts_it() -> None:
+    from plugin import require
+
+    backend = require("sqlite3")
+    child = Child(backend, "population")
+    try:
+        child.expect("READY")
+        child.expect("RUNNING")
+        child.interrupt()
+        report = child.result()
+    finally:
+        child.kill()
+    assert report["raised"] == "KeyboardInterrupt", report
+    assert report["elapsed"] < LONG / 2, report
+    assert report["op_phase"] == "CANCELED", report
+    assert report["after"] == 1, report
