@@ -54,6 +54,9 @@ SLOW_SQL = {
     "postgresql": "SELECT pg_sleep(120)",
     "mysql": "SELECT SLEEP(120)",
     "duckdb": "SELECT count(*) FROM range(1000000000000000) t(x) WHERE x % 7 = 3",
+    # endless: 1 ms a row in blocks of 10 rows (a KILL QUERY is noticed between blocks)
+    "clickhouse": ("SELECT count() FROM system.numbers WHERE sleepEachRow(0.001) = 0 "
+                   "SETTINGS max_block_size = 10"),
 }
 _FAMILY_OF_MODULE = {
     "sqlite3": "sqlite", "_sqlite3": "sqlite", "apsw": "sqlite", "adbc_driver_sqlite": "sqlite",
@@ -61,7 +64,17 @@ _FAMILY_OF_MODULE = {
     "psycopg": "postgresql", "psycopg2": "postgresql", "pg8000": "postgresql",
     "adbc_driver_postgresql": "postgresql",
     "pymysql": "mysql", "MySQLdb": "mysql", "mariadb": "mysql", "mysql": "mysql",
+    "clickhouse_driver": "clickhouse",
 }
+#: Drivers whose connect callable is not ``module.connect`` (apsw is no PEP 249
+#: module: ``asynchdb.connect(apsw.Connection, path)``, docs/drivers.md).
+_CONNECT_ATTR = {"apsw": "Connection"}
+
+
+def connector(module: Any) -> Any:
+    """What ``asynchdb.connect`` and a plain connection take for ``module``."""
+    attr = _CONNECT_ATTR.get(getattr(module, "__name__", ""), "connect")
+    return module if attr == "connect" else getattr(module, attr)
 #: Seconds a check's bounded waits allow (a statement that outlives it was not stopped).
 BOUND = 10.0
 #: Seconds a whole child may take.
@@ -140,10 +153,18 @@ class Monitor:
         elif spec.family == "mysql":
             self.sql = ("SELECT info FROM information_schema.processlist "
                         "WHERE id <> CONNECTION_ID() AND info LIKE '%asynchdb_check_%'")
+        #: ClickHouse: one plain connection a server of the target's clusters.
+        self.others: list[Any] = []
+        if spec.family == "clickhouse":
+            # the polling query's own text holds the pattern: it excludes itself
+            self.sql = ("SELECT query FROM system.processes WHERE query LIKE "
+                        "'%asynchdb_check_%' AND query NOT LIKE '%system.processes%'")
         if self.sql is not None:
             mod = importlib.import_module(spec.module)
             self.raw = mod.connect(*spec.args, **spec.kwargs)
             _set_autocommit(self.raw)
+            if spec.family == "clickhouse":
+                self.others = _clickhouse_servers(mod, self.raw, spec)
 
     @property
     def server(self) -> bool:
@@ -152,18 +173,20 @@ class Monitor:
     def running(self, tag: str) -> Optional[list[str]]:
         if self.raw is None or self.sql is None:
             return None
-        cur = self.raw.cursor()
-        try:
-            # the pattern is the tags' common prefix, so the polling query (whose
-            # text holds it) never finds itself or another monitor's query
-            cur.execute(self.sql)
-            found = [str(r[0]) for r in cur.fetchall()]
-        finally:
-            cur.close()
-        try:
-            self.raw.rollback()   # PostgreSQL caches pg_stat_activity per transaction
-        except Exception:  # noqa: BLE001 - autocommit drivers may refuse
-            pass
+        found: list[str] = []
+        for raw in (self.raw, *self.others):
+            cur = raw.cursor()
+            try:
+                # the pattern is the tags' common prefix, so the polling query (whose
+                # text holds it) never finds itself or another monitor's query
+                cur.execute(self.sql)
+                found += [str(r[0]) for r in cur.fetchall()]
+            finally:
+                cur.close()
+            try:
+                raw.rollback()   # PostgreSQL caches pg_stat_activity per transaction
+            except Exception:  # noqa: BLE001 - autocommit drivers may refuse
+                pass
         return [q for q in found if tag in q]
 
     def wait(self, tag: str, present: bool, timeout: float = BOUND) -> bool:
@@ -179,12 +202,45 @@ class Monitor:
             pause.wait(0.01)
 
     def close(self) -> None:
-        if self.raw is not None:
-            try:
-                self.raw.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self.raw = None
+        for raw in (self.raw, *self.others):
+            if raw is not None:
+                try:
+                    raw.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        self.raw = None
+        self.others = []
+
+
+def _clickhouse_servers(mod: Any, first: Any, spec: Spec) -> list[Any]:
+    """Plain connections to the other servers of the target's clusters (``system.clusters``).
+
+    A statement on a Distributed table runs on every shard, and asynchdb's
+    ClickHouse adapter kills it on each: the check looks for it on each.  A
+    server of the configuration that does not answer (ClickHouse ships example
+    clusters) is left out.
+    """
+    cur = first.cursor()
+    try:
+        cur.execute("SELECT DISTINCT host_address, port FROM system.clusters "
+                    "WHERE is_local = 0")
+        servers = [(str(h), int(p)) for h, p in cur.fetchall()]
+    finally:
+        cur.close()
+    login = {k: v for k, v in spec.kwargs.items() if k in ("user", "password")}
+    conns = []
+    for host, port in servers:
+        raw = mod.connect(host=host, port=port, database="system", connect_timeout=2,
+                          **login)
+        try:
+            probe = raw.cursor()
+            probe.execute("SELECT 1")
+            probe.fetchall()
+        except Exception:  # noqa: BLE001 - not a server of ours: left out
+            raw.close()
+            continue
+        conns.append(raw)
+    return conns
 
 
 def tagged(spec: Spec, tag: str) -> str:
@@ -202,7 +258,7 @@ class _Child:
         self.monitor = Monitor(spec)
 
     def connect(self) -> Any:
-        return asynchdb_connect(self.module, *self.spec.args, **self.spec.kwargs)
+        return asynchdb_connect(connector(self.module), *self.spec.args, **self.spec.kwargs)
 
     def start(self, conn: Any, cur: Any = None, **kw: Any) -> tuple[Any, Any, str]:
         """Start the slow statement asynchronously; wait until it runs."""
@@ -694,14 +750,20 @@ def render_json(header: dict[str, Any], results: list[Outcome]) -> str:
 
 
 def describe_driver(spec: Spec) -> dict[str, Any]:
-    """Which adapter the driver gets (imports the driver)."""
-    from .adapters import _for_module
+    """Which adapter the driver gets and whether it cancels (opens one connection).
 
+    ``can_cancel`` is the connection's, not the adapter class's: an adapter
+    may learn at connect that its driver has no cancel (ADBC's SQLite driver).
+    """
     mod = importlib.import_module(spec.module)
-    adapter = _for_module(mod)
+    conn = asynchdb_connect(connector(mod), *spec.args, **spec.kwargs)
+    try:
+        stats = conn.statistics()
+    finally:
+        conn.close()
     version = getattr(mod, "__version__", None) or getattr(mod, "version", None)
     return {"driver": spec.module, "driver_version": str(version) if version else None,
-            "adapter": adapter.name, "can_cancel": bool(adapter.can_cancel)}
+            "adapter": stats["driver"], "can_cancel": bool(stats["can_cancel"])}
 
 
 # ---------------------------------------------------------------------------
@@ -778,13 +840,14 @@ def run(ns: Any) -> int:
               "runs for at least 10 s)", file=sys.stderr)
         return 2
     spec = Spec(module, list(args), kwargs, slow, family, max(1, ns.tries))
-    header = {**describe_driver(spec), "target": shown, "family": family, "slow_sql": slow}
     if ns.format == "table":
         print(f"checking {module} on {shown} ...", file=sys.stderr, flush=True)
     try:
+        header = {**describe_driver(spec), "target": shown, "family": family,
+                  "slow_sql": slow}
         results = run_checks(spec, only, progress=lambda r: print(
             f"  {r.verdict:4} {r.title}", file=sys.stderr, flush=True))
-    except Exception as exc:  # noqa: BLE001 - the monitor's connect failed: unreachable
+    except Exception as exc:  # noqa: BLE001 - a connect failed: unreachable
         print(f"asynchdb check: cannot use {shown}: {type(exc).__name__}: "
               f"{target.scrub(str(exc))}", file=sys.stderr)
         return 1
