@@ -151,3 +151,22 @@ def test_psycopg_chunked_executemany_aborts_and_keeps_nothing(conn: asynchdb.Con
     assert st.progress < N
     cur.execute(f"SELECT count(*) FROM {table}")
     assert rows(cur) == [(0,)]  # all or nothing, as psycopg's own pipelined executemany
+
+
+@pytest.mark.backend("mariadb")
+def test_mariadb_chunked_executemany_is_all_or_nothing(conn: asynchdb.Connection) -> None:
+    """One bulk command is all or nothing: so are its chunks, in autocommit or not."""
+    for autocommit in (True, False):
+        conn.autocommit = autocommit
+        table = f"emp_{uuid.uuid4().hex[:8]}"
+        cur = conn.cursor()
+        cur.execute(f"CREATE TEMPORARY TABLE {table} (x INTEGER PRIMARY KEY) ENGINE=InnoDB")
+        if not autocommit:
+            cur.execute(f"INSERT INTO {table} VALUES (-1)")  # earlier work, kept
+        params = [(i,) for i in range(N)] + [(0,)]  # the last set violates the key
+        op = cur.executemany(f"INSERT INTO {table} VALUES (?)", params, asynch=True)
+        assert op.wait_for_completion(BOUND)
+        assert op.exception(0) is not None
+        cur.execute(f"SELECT count(*) FROM {table}")
+        assert rows(cur) == [(0 if autocommit else 1,)], autocommit
+        conn.rollback()
