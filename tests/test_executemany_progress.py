@@ -170,3 +170,26 @@ def test_mariadb_chunked_executemany_is_all_or_nothing(conn: asynchdb.Connection
         cur.execute(f"SELECT count(*) FROM {table}")
         assert rows(cur) == [(0 if autocommit else 1,)], autocommit
         conn.rollback()
+
+
+@pytest.mark.backend("mariadb")
+def test_mariadb_chunked_executemany_aborts_and_keeps_nothing(conn: asynchdb.Connection) -> None:
+    for autocommit in (True, False):
+        conn.autocommit = autocommit
+        table = f"emp_{uuid.uuid4().hex[:8]}"
+        cur = conn.cursor()
+        cur.execute(f"CREATE TEMPORARY TABLE {table} (x INTEGER) ENGINE=InnoDB")
+        if not autocommit:
+            cur.execute(f"INSERT INTO {table} VALUES (-1)")  # earlier work, kept
+        # each set sleeps 2 ms on the server: the whole would take 2 s
+        op = cur.executemany(f"INSERT INTO {table} VALUES (? + SLEEP(0.002) * 0)",
+                             [(i,) for i in range(N)], asynch=True)
+        assert wait_until(lambda: op.get_status().progress > 0), "no chunk was ever done"
+        op.abort()
+        assert op.wait_for_completion(BOUND)
+        st = op.get_status()
+        assert st.phase is Phase.CANCELED, st
+        assert st.progress < N
+        cur.execute(f"SELECT count(*) FROM {table}")
+        assert rows(cur) == [(0 if autocommit else 1,)], autocommit
+        conn.rollback()
