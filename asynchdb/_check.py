@@ -8,7 +8,8 @@ not show in the process list.  The parent prints one row a check: ``pass``,
 
 Where the statement runs is checked on the server when the server is known
 (PostgreSQL: ``pg_stat_activity``; MariaDB/MySQL:
-``information_schema.processlist``), through a second plain connection opened
+``information_schema.processlist``; ClickHouse: ``system.processes`` on the
+target and on each server of its ``system.clusters``), through a second plain connection opened
 with the same arguments; the slow statement carries a unique comment so that
 it can be found there.  In-process engines (SQLite, DuckDB) have no server:
 there "stopped" means the driver call returned.
@@ -782,15 +783,17 @@ def add_parser(commands: Any) -> None:
                "postgresql://user@host:port/db (psycopg, else psycopg2; "
                "postgresql+psycopg2:// or +pg8000:// to choose), mysql:// or mariadb://"
                "user@host/db (PyMySQL, else mysqlclient, else mariadb; mysql+mysqldb://, "
-               "mysql+mariadbconnector://), odbc:<connection string>; with --driver "
-               "MODULE, TARGET is passed as is to MODULE.connect(TARGET).",
+               "mysql+mariadbconnector://), clickhouse://host:port/db, odbc:<connection "
+               "string>; with --driver "
+               "MODULE, TARGET is passed as is to MODULE.connect(TARGET) "
+               "(apsw: apsw.Connection(TARGET)).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     check.add_argument("target", metavar="TARGET", help="database URL (see below)")
     check.add_argument("--driver", metavar="MODULE",
                        help="DB-API module to use; TARGET goes to its connect() unchanged")
     check.add_argument("--slow-sql", metavar="SQL",
                        help="a statement that runs for at least 10 s (default for SQLite, "
-                            "PostgreSQL, MariaDB/MySQL and DuckDB)")
+                            "PostgreSQL, MariaDB/MySQL, DuckDB and ClickHouse)")
     check.add_argument("--format", choices=("table", "json"), default="table",
                        help="table (Markdown, to paste into an issue) or json")
     check.add_argument("--tries", type=int, default=30, metavar="N",

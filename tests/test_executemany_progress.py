@@ -184,7 +184,7 @@ def test_mariadb_chunked_executemany_aborts_and_keeps_nothing(conn: asynchdb.Con
         # each set sleeps 2 ms on the server: the whole would take 2 s
         op = cur.executemany(f"INSERT INTO {table} VALUES (? + SLEEP(0.002) * 0)",
                              [(i,) for i in range(N)], asynch=True)
-        assert wait_until(lambda: op.get_status().progress > 0), "no chunk was ever done"
+        assert wait_until(lambda o=op: o.get_status().progress > 0), "no chunk was ever done"
         op.abort()
         assert op.wait_for_completion(BOUND)
         st = op.get_status()
