@@ -8,7 +8,8 @@ not show in the process list.  The parent prints one row a check: ``pass``,
 
 Where the statement runs is checked on the server when the server is known
 (PostgreSQL: ``pg_stat_activity``; MariaDB/MySQL:
-``information_schema.processlist``), through a second plain connection opened
+``information_schema.processlist``; ClickHouse: ``system.processes`` on the
+target and on each server of its ``system.clusters``), through a second plain connection opened
 with the same arguments; the slow statement carries a unique comment so that
 it can be found there.  In-process engines (SQLite, DuckDB) have no server:
 there "stopped" means the driver call returned.
@@ -54,6 +55,9 @@ SLOW_SQL = {
     "postgresql": "SELECT pg_sleep(120)",
     "mysql": "SELECT SLEEP(120)",
     "duckdb": "SELECT count(*) FROM range(1000000000000000) t(x) WHERE x % 7 = 3",
+    # endless: 1 ms a row in blocks of 10 rows (a KILL QUERY is noticed between blocks)
+    "clickhouse": ("SELECT count() FROM system.numbers WHERE sleepEachRow(0.001) = 0 "
+                   "SETTINGS max_block_size = 10"),
 }
 _FAMILY_OF_MODULE = {
     "sqlite3": "sqlite", "_sqlite3": "sqlite", "apsw": "sqlite", "adbc_driver_sqlite": "sqlite",
@@ -61,7 +65,17 @@ _FAMILY_OF_MODULE = {
     "psycopg": "postgresql", "psycopg2": "postgresql", "pg8000": "postgresql",
     "adbc_driver_postgresql": "postgresql",
     "pymysql": "mysql", "MySQLdb": "mysql", "mariadb": "mysql", "mysql": "mysql",
+    "clickhouse_driver": "clickhouse",
 }
+#: Drivers whose connect callable is not ``module.connect`` (apsw is no PEP 249
+#: module: ``asynchdb.connect(apsw.Connection, path)``, docs/drivers.md).
+_CONNECT_ATTR = {"apsw": "Connection"}
+
+
+def connector(module: Any) -> Any:
+    """What ``asynchdb.connect`` and a plain connection take for ``module``."""
+    attr = _CONNECT_ATTR.get(getattr(module, "__name__", ""), "connect")
+    return module if attr == "connect" else getattr(module, attr)
 #: Seconds a check's bounded waits allow (a statement that outlives it was not stopped).
 BOUND = 10.0
 #: Seconds a whole child may take.
@@ -140,10 +154,18 @@ class Monitor:
         elif spec.family == "mysql":
             self.sql = ("SELECT info FROM information_schema.processlist "
                         "WHERE id <> CONNECTION_ID() AND info LIKE '%asynchdb_check_%'")
+        #: ClickHouse: one plain connection a server of the target's clusters.
+        self.others: list[Any] = []
+        if spec.family == "clickhouse":
+            # the polling query's own text holds the pattern: it excludes itself
+            self.sql = ("SELECT query FROM system.processes WHERE query LIKE "
+                        "'%asynchdb_check_%' AND query NOT LIKE '%system.processes%'")
         if self.sql is not None:
             mod = importlib.import_module(spec.module)
             self.raw = mod.connect(*spec.args, **spec.kwargs)
             _set_autocommit(self.raw)
+            if spec.family == "clickhouse":
+                self.others = _clickhouse_servers(mod, self.raw, spec)
 
     @property
     def server(self) -> bool:
@@ -152,18 +174,20 @@ class Monitor:
     def running(self, tag: str) -> Optional[list[str]]:
         if self.raw is None or self.sql is None:
             return None
-        cur = self.raw.cursor()
-        try:
-            # the pattern is the tags' common prefix, so the polling query (whose
-            # text holds it) never finds itself or another monitor's query
-            cur.execute(self.sql)
-            found = [str(r[0]) for r in cur.fetchall()]
-        finally:
-            cur.close()
-        try:
-            self.raw.rollback()   # PostgreSQL caches pg_stat_activity per transaction
-        except Exception:  # noqa: BLE001 - autocommit drivers may refuse
-            pass
+        found: list[str] = []
+        for raw in (self.raw, *self.others):
+            cur = raw.cursor()
+            try:
+                # the pattern is the tags' common prefix, so the polling query (whose
+                # text holds it) never finds itself or another monitor's query
+                cur.execute(self.sql)
+                found += [str(r[0]) for r in cur.fetchall()]
+            finally:
+                cur.close()
+            try:
+                raw.rollback()   # PostgreSQL caches pg_stat_activity per transaction
+            except Exception:  # noqa: BLE001 - autocommit drivers may refuse
+                pass
         return [q for q in found if tag in q]
 
     def wait(self, tag: str, present: bool, timeout: float = BOUND) -> bool:
@@ -179,12 +203,45 @@ class Monitor:
             pause.wait(0.01)
 
     def close(self) -> None:
-        if self.raw is not None:
-            try:
-                self.raw.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self.raw = None
+        for raw in (self.raw, *self.others):
+            if raw is not None:
+                try:
+                    raw.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        self.raw = None
+        self.others = []
+
+
+def _clickhouse_servers(mod: Any, first: Any, spec: Spec) -> list[Any]:
+    """Plain connections to the other servers of the target's clusters (``system.clusters``).
+
+    A statement on a Distributed table runs on every shard, and asynchdb's
+    ClickHouse adapter kills it on each: the check looks for it on each.  A
+    server of the configuration that does not answer (ClickHouse ships example
+    clusters) is left out.
+    """
+    cur = first.cursor()
+    try:
+        cur.execute("SELECT DISTINCT host_address, port FROM system.clusters "
+                    "WHERE is_local = 0")
+        servers = [(str(h), int(p)) for h, p in cur.fetchall()]
+    finally:
+        cur.close()
+    login = {k: v for k, v in spec.kwargs.items() if k in ("user", "password")}
+    conns = []
+    for host, port in servers:
+        raw = mod.connect(host=host, port=port, database="system", connect_timeout=2,
+                          **login)
+        try:
+            probe = raw.cursor()
+            probe.execute("SELECT 1")
+            probe.fetchall()
+        except Exception:  # noqa: BLE001 - not a server of ours: left out
+            raw.close()
+            continue
+        conns.append(raw)
+    return conns
 
 
 def tagged(spec: Spec, tag: str) -> str:
@@ -202,7 +259,7 @@ class _Child:
         self.monitor = Monitor(spec)
 
     def connect(self) -> Any:
-        return asynchdb_connect(self.module, *self.spec.args, **self.spec.kwargs)
+        return asynchdb_connect(connector(self.module), *self.spec.args, **self.spec.kwargs)
 
     def start(self, conn: Any, cur: Any = None, **kw: Any) -> tuple[Any, Any, str]:
         """Start the slow statement asynchronously; wait until it runs."""
@@ -355,23 +412,41 @@ class _Child:
                        f"({canceled} aborts confirmed)")
 
     def close_during_call(self) -> Outcome:
-        conn = self.connect()
-        op, _cur, tag = self.start(conn)
+        # The thread that opens the connection also closes it while the statement
+        # runs on asynchdb's worker: what a program does, and the only thread a
+        # sqlite3 connection opened without check_same_thread=False may be
+        # closed from (API.md section 1, "Threads").  The main thread watches
+        # with bounded waits, so a close that blocks fails the check.
         box: dict[str, Any] = {}
+        started = threading.Event()
 
-        def close() -> None:
+        def body() -> None:
+            try:
+                conn = self.connect()
+                box["op"], _cur, box["tag"] = self.start(conn)
+            except BaseException as exc:  # noqa: BLE001 - reported
+                box["start-error"] = exc
+                started.set()
+                return
+            started.set()
+            t0 = time.monotonic()
             try:
                 conn.close()
             except BaseException as exc:  # noqa: BLE001 - reported
                 box["error"] = exc
+            box["took"] = (time.monotonic() - t0) * 1000
 
-        t0 = time.monotonic()
-        th = threading.Thread(target=close, daemon=True)
+        th = threading.Thread(target=body, name="asynchdb-check-opener", daemon=True)
         th.start()
+        if not started.wait(2 * BOUND):
+            return Outcome("close-during-call", "fail", "the slow statement did not start")
+        if "start-error" in box:
+            return Outcome("close-during-call", "fail",
+                           f"starting the statement raised {box['start-error']!r}")
         th.join(BOUND)
         if th.is_alive():
             return Outcome("close-during-call", "fail", f"close() blocked more than {BOUND:g} s")
-        took = (time.monotonic() - t0) * 1000
+        op, tag = box["op"], box["tag"]
         if "error" in box:
             return Outcome("close-during-call", "fail", f"close() raised {box['error']!r}")
         if not op.wait_for_completion(BOUND):
@@ -383,7 +458,7 @@ class _Child:
         if still:
             return Outcome("close-during-call", "fail", still)
         return Outcome("close-during-call", "pass",
-                       f"close() returned in {took:.1f} ms, operation {self.ended(op)}")
+                       f"close() returned in {box['took']:.1f} ms, operation {self.ended(op)}")
 
     def cancel_after(self) -> Outcome:
         conn = self.connect()
@@ -676,14 +751,20 @@ def render_json(header: dict[str, Any], results: list[Outcome]) -> str:
 
 
 def describe_driver(spec: Spec) -> dict[str, Any]:
-    """Which adapter the driver gets (imports the driver)."""
-    from .adapters import _for_module
+    """Which adapter the driver gets and whether it cancels (opens one connection).
 
+    ``can_cancel`` is the connection's, not the adapter class's: an adapter
+    may learn at connect that its driver has no cancel (ADBC's SQLite driver).
+    """
     mod = importlib.import_module(spec.module)
-    adapter = _for_module(mod)
+    conn = asynchdb_connect(connector(mod), *spec.args, **spec.kwargs)
+    try:
+        stats = conn.statistics()
+    finally:
+        conn.close()
     version = getattr(mod, "__version__", None) or getattr(mod, "version", None)
     return {"driver": spec.module, "driver_version": str(version) if version else None,
-            "adapter": adapter.name, "can_cancel": bool(adapter.can_cancel)}
+            "adapter": stats["driver"], "can_cancel": bool(stats["can_cancel"])}
 
 
 # ---------------------------------------------------------------------------
@@ -702,15 +783,17 @@ def add_parser(commands: Any) -> None:
                "postgresql://user@host:port/db (psycopg, else psycopg2; "
                "postgresql+psycopg2:// or +pg8000:// to choose), mysql:// or mariadb://"
                "user@host/db (PyMySQL, else mysqlclient, else mariadb; mysql+mysqldb://, "
-               "mysql+mariadbconnector://), odbc:<connection string>; with --driver "
-               "MODULE, TARGET is passed as is to MODULE.connect(TARGET).",
+               "mysql+mariadbconnector://), clickhouse://host:port/db, odbc:<connection "
+               "string>; with --driver "
+               "MODULE, TARGET is passed as is to MODULE.connect(TARGET) "
+               "(apsw: apsw.Connection(TARGET)).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     check.add_argument("target", metavar="TARGET", help="database URL (see below)")
     check.add_argument("--driver", metavar="MODULE",
                        help="DB-API module to use; TARGET goes to its connect() unchanged")
     check.add_argument("--slow-sql", metavar="SQL",
                        help="a statement that runs for at least 10 s (default for SQLite, "
-                            "PostgreSQL, MariaDB/MySQL and DuckDB)")
+                            "PostgreSQL, MariaDB/MySQL, DuckDB and ClickHouse)")
     check.add_argument("--format", choices=("table", "json"), default="table",
                        help="table (Markdown, to paste into an issue) or json")
     check.add_argument("--tries", type=int, default=30, metavar="N",
@@ -760,13 +843,14 @@ def run(ns: Any) -> int:
               "runs for at least 10 s)", file=sys.stderr)
         return 2
     spec = Spec(module, list(args), kwargs, slow, family, max(1, ns.tries))
-    header = {**describe_driver(spec), "target": shown, "family": family, "slow_sql": slow}
     if ns.format == "table":
         print(f"checking {module} on {shown} ...", file=sys.stderr, flush=True)
     try:
+        header = {**describe_driver(spec), "target": shown, "family": family,
+                  "slow_sql": slow}
         results = run_checks(spec, only, progress=lambda r: print(
             f"  {r.verdict:4} {r.title}", file=sys.stderr, flush=True))
-    except Exception as exc:  # noqa: BLE001 - the monitor's connect failed: unreachable
+    except Exception as exc:  # noqa: BLE001 - a connect failed: unreachable
         print(f"asynchdb check: cannot use {shown}: {type(exc).__name__}: "
               f"{target.scrub(str(exc))}", file=sys.stderr)
         return 1

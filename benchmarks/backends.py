@@ -521,6 +521,9 @@ _CLICKHOUSE_NA = {
     "test_executemany_asynch_inserts_every_row":
         "a ClickHouse INSERT takes its rows as data after VALUES, not as placeholders, and "
         "VARCHAR(20) is no ClickHouse type (tests/test_clickhouse.py covers executemany)",
+    "test_executemany_progress_counts_parameter_sets":
+        "a ClickHouse INSERT takes its rows as data after VALUES, not as placeholders, and "
+        "VARCHAR(20) is no ClickHouse type (tests/test_clickhouse.py covers executemany)",
     "test_a_cancel_landing_as_the_statement_returns":
         "its DML half inserts with placeholders, which ClickHouse's INSERT does not take "
         "(tests/test_clickhouse.py runs the same late cancel on a SELECT and an INSERT)",

@@ -37,10 +37,21 @@ SHORT = {"abort-stops": "abort stops it on the server", "abort-before-start":
          "exit-pending": "exit with a statement pending"}
 
 
+#: Drivers whose registry URL is given to check as a TARGET of this scheme.
+_SCHEME_OF = {"pg8000": "postgresql+pg8000", "clickhouse_driver.dbapi": "clickhouse"}
+
+
 def target_of(b: Backend) -> list[str]:
     """The ``check`` arguments that reach backend ``b`` (its TARGET, or --driver and it)."""
     if b.url:
         return [b.dsn()]
+    dsn = b.dsn()
+    # a URL the driver takes as is would reach --driver's connect unchanged; a
+    # driver that takes keywords (pg8000, clickhouse_driver's dbapi) needs the
+    # scheme that makes check parse it into them
+    scheme = _SCHEME_OF.get(b.module_name)
+    if scheme is not None and "://" in dsn:
+        return [scheme + "://" + dsn.split("://", 1)[1]]
     if b.module_name == "pyodbc":
         return ["odbc:" + b.dsn()]
     if b.module_name == "sqlite3":

@@ -67,9 +67,22 @@ def test_check_passes_on_every_backend(backend: Backend) -> None:
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert lines, (proc.returncode, proc.stdout, proc.stderr)
     report = json.loads(lines[-1])
-    assert report["can_cancel"] is True
+    assert report["can_cancel"] is backend.can_cancel
     verdicts = {c["check"]: (c["verdict"], c["detail"]) for c in report["checks"]}
     assert len(verdicts) == 8
+    if not backend.can_cancel:
+        # A driver with no cancel (adbc-sqlite) gets the honest abandon verdicts, not
+        # passes: every abort and close abandons the running call (API.md section 5).
+        assert verdicts["abort-stops"][0] == "fail"
+        assert "abandoned" in verdicts["abort-stops"][1]
+        assert verdicts["close-during-call"][0] == "fail"
+        assert "abandoned" in verdicts["close-during-call"][1]
+        assert verdicts["cancel-after"][0] == "fail"      # fires, the call still runs
+        for check in ("abort-before-start", "next-statement", "usable-after-abort"):
+            assert verdicts[check][0] == "n/a", verdicts[check]
+        assert verdicts["exit-pending"][0] == "pass", verdicts["exit-pending"]
+        assert proc.returncode == 1
+        return
     failed = {k: v for k, v in verdicts.items() if v[0] == "fail"}
     assert set(failed) <= {"ctrl-c"}, failed
     assert all(v[0] == "pass" for k, v in verdicts.items() if k != "ctrl-c"), verdicts

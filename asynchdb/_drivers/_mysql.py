@@ -47,10 +47,14 @@ password, so a wrapped connection of theirs cannot open a twin: an abort then
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
 from ..adapters import Adapter, CallView, ConnectionView
 from ._killquery import ER_QUERY_INTERRUPTED, KillQuery, error_code
+
+#: The savepoint a chunked executemany of Connector/Python runs behind.
+_SAVEPOINT = "asynchdb_executemany"
 
 
 class _State:
@@ -193,11 +197,57 @@ class MySQLdbAdapter(_MySQLAdapter):
 class MariaDBAdapter(_MySQLAdapter):
     """MariaDB Connector/Python (``mariadb``).
 
-    Its ``executemany`` sends every parameter set in one bulk command, so it
-    reports 0 of 1 until done.
+    Its ``executemany`` sends every parameter set in one bulk command
+    (``COM_STMT_BULK_EXECUTE``), so nothing can be counted inside it: an
+    asynchronous ``executemany`` runs in chunks (:meth:`chunked_executemany`)
+    and progress counts the parameter sets of the chunks done.
     """
 
     name = "mariadb"
+    chunks_executemany = True
+
+    def chunked_executemany(self, conn: ConnectionView, cursor: Any, operation: Any,
+                            chunks: Iterable[list[Any]], kwargs: dict[str, Any]) -> bool:
+        # owner thread.  The one bulk command is one statement: all of its sets
+        # or none (InnoDB statement rollback), in autocommit its own transaction.
+        # The chunks keep that: in autocommit they run in one transaction; in a
+        # transaction, behind a savepoint rolled back to when one fails or the
+        # call is aborted (the earlier work of the transaction is kept, as a
+        # failed bulk command keeps it).  rowcount is the sum, as the bulk's.
+        # RETURNING gives a result set of every set: not chunked.
+        if kwargs or "returning" in str(operation).lower():
+            return False
+        raw = conn.raw
+        autocommit = bool(getattr(raw, "autocommit", False))
+        if autocommit:
+            raw.begin()
+        else:
+            cursor.execute(f"SAVEPOINT {_SAVEPOINT}")
+        total = 0
+        try:
+            for chunk in chunks:
+                cursor.executemany(operation, chunk)
+                if cursor.rowcount > 0:
+                    total += cursor.rowcount
+        except BaseException:
+            # a KILL QUERY re-sent for an aborted call may land on the rollback
+            # statement too: in autocommit it is tried once more (a killed
+            # ROLLBACK TO SAVEPOINT leaves the chunks in the open transaction)
+            try:
+                if autocommit:
+                    raw.rollback()
+                else:
+                    cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                if autocommit:
+                    raw.rollback()
+            raise
+        if autocommit:
+            raw.commit()
+        else:
+            cursor.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        cursor._rowcount = total  # Connector/Python's own slot behind rowcount
+        return True
 
     def _thread_id(self, raw: Any) -> int:
         return int(raw.thread_id)  # an attribute here, not a method
