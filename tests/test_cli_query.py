@@ -663,3 +663,33 @@ def test_driver_option_passes_the_target_as_is() -> None:
     proc = run_cli("query", "--driver", "psycopg", BY_NAME["psycopg"].dsn(),
                    "SELECT 40 + 2 AS answer", "--format", "json")
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, '{"answer": 42}\n', "")
+
+
+@pytest.mark.backend("clickhouse")
+def test_pty_clickhouse_progress_and_ctrl_c_stop_both_shards() -> None:
+    """``query clickhouse://``: the live line shows rows read, Ctrl-C stops both shards."""
+    from benchmarks.backends import clickhouse_monitor, marker
+
+    backend = BY_NAME["clickhouse"]
+    tag = marker()
+    with clickhouse_monitor(backend) as servers:
+        def on_both() -> bool:
+            found = servers(tag)
+            return len(found) == 2 and all(found.values())
+
+        run = PtyRun(["query", backend.dsn(), backend.long_sql(60, tag)], cols=80, style="plain")
+        try:
+            # ClickHouse's own figures, live: "rows" appears once progress packets arrive
+            assert run.read_until(lambda out: b"rows" in out), run.output
+            assert wait_until(on_both, interval=0.05), f"never ran on both shards: {servers(tag)}"
+            sent = time.monotonic()
+            os.write(run.master, b"\x03")  # what Ctrl-C types
+            assert run.finish() == 130
+            assert time.monotonic() - sent < 5
+        finally:
+            run.close()
+        assert wait_until(lambda: not any(servers(tag).values()), timeout=5, interval=0.05), \
+            f"still running: {servers(tag)}"
+    _, message = _status_part(run.output, b"interrupted")
+    assert message.decode().strip() == "interrupted: the statement was cancelled in the database"
+    assert run.stdout == ""
