@@ -171,7 +171,9 @@ class Cursor:
             if self._guard is not None:
                 self._settle(True)
             ch = self._ch
-            if ch.take():
+            # a pure-Python driver on the main thread hops, so that Ctrl-C
+            # never lands inside it (Adapter.python_in_call)
+            if (not ch.python_in_call or not _interrupt.interruptible_here()) and ch.take():
                 try:
                     # spelled out: a plain call skips building the argument tuple
                     # and dict again (about 10% of a SELECT 1, benchmarks P1)
@@ -329,7 +331,7 @@ class Cursor:
                     _interrupt.population_interrupted(self._guard)
                     raise
         ch = self._ch
-        if ch.take():
+        if (not ch.python_in_call or not _interrupt.interruptible_here()) and ch.take():
             try:
                 return self._raw.fetchone()
             except BaseException as exc:
@@ -368,7 +370,7 @@ class Cursor:
                     _interrupt.population_interrupted(self._guard)
                     raise
         ch = self._ch
-        if ch.take():
+        if (not ch.python_in_call or not _interrupt.interruptible_here()) and ch.take():
             try:
                 return self._raw.fetchall()
             except BaseException as exc:
