@@ -191,6 +191,17 @@ class MySQLdbAdapter(_MySQLAdapter):
     def module_label(self) -> str:
         return "MySQLdb"
 
+    def after_abort(self, conn: ConnectionView) -> None:
+        # owner thread.  A KeyboardInterrupt (Ctrl-C) raised in MySQLdb's own
+        # Python code after ``query()`` returned (a killed SLEEP() returns a row,
+        # no error) leaves the statement's result unread: every later command
+        # then fails with 2014 "Commands out of sync".  Read and drop what is
+        # left; with nothing pending both calls return at once (no round trip).
+        raw = conn.raw
+        raw.store_result()
+        while raw.next_result() == 0:
+            raw.store_result()
+
 
 class MariaDBAdapter(_MySQLAdapter):
     """MariaDB Connector/Python (``mariadb``).
