@@ -480,7 +480,8 @@ class Channel:
             self.running = call
             return True
 
-    def cancel_inline(self, view: CallView) -> bool:
+    def cancel_inline(self, view: CallView,
+                      still: Optional[Callable[[], bool]] = None) -> bool:
         """Send the driver's cancel for a call made with no job (Ctrl-C; watcher thread).
 
         The drop-in fast path keeps no record of its call: ``view`` describes
@@ -488,7 +489,7 @@ class Channel:
         call is not the one being interrupted) or once the connection closed.
         """
         with self._cancel_lock:
-            if self.running is not None or self.raw_closed:
+            if self.running is not None or self.raw_closed or (still is not None and not still()):
                 return False
             self.counters["aborted"] += 1
             self.adapter.cancel(self.view, view)
@@ -597,7 +598,10 @@ class Channel:
         if self._graveyard:
             self._bury()
         raw = self.raw
-        self.raw_closed = True
+        with self._cancel_lock:
+            # a Ctrl-C cancel (cancel_inline, watcher thread) in flight ends
+            # first, and none starts after: never a cancel racing the close
+            self.raw_closed = True
         try:
             if raw is not None:
                 self.adapter.close_connection(raw)
