@@ -176,8 +176,6 @@ class Channel:
 
     def __init__(self, adapter: Adapter, raw: Any = None) -> None:
         self.adapter = adapter
-        #: Main-thread calls hop to the worker while Ctrl-C could reach them.
-        self.python_in_call = bool(adapter.python_in_call)
         self.raw = raw
         self.module: Any = adapter.module
         #: What the adapter sees of this channel.
@@ -223,7 +221,6 @@ class Channel:
     def set_adapter(self, adapter: Adapter) -> None:
         """The adapter, once known from the connection a connect callable returned."""
         self.adapter = adapter
-        self.python_in_call = bool(adapter.python_in_call)
         self.module = adapter.module
         if self.pin is None:
             self.cursor_anywhere = adapter.cursor_anywhere
@@ -386,7 +383,7 @@ class Channel:
     # ------------------------------------------------------------------
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call the driver synchronously: inline when the connection is free, else in turn."""
-        if (not self.python_in_call or not _interrupt.interruptible_here()) and self.take():
+        if (not self.adapter.interrupt_on_worker or not _interrupt.interruptible_here()) and self.take():
             try:
                 return fn(*args, **kwargs)
             except BaseException as exc:

@@ -171,9 +171,9 @@ class Cursor:
             if self._guard is not None:
                 self._settle(True)
             ch = self._ch
-            # a pure-Python driver on the main thread hops, so that Ctrl-C
-            # never lands inside it (Adapter.python_in_call)
-            if (not ch.python_in_call or not _interrupt.interruptible_here()) and ch.take():
+            # some drivers' main-thread calls hop, so that Ctrl-C lands in
+            # the wait, not inside the driver (Adapter.interrupt_on_worker)
+            if (not ch.adapter.interrupt_on_worker or not _interrupt.interruptible_here()) and ch.take():
                 try:
                     # spelled out: a plain call skips building the argument tuple
                     # and dict again (about 10% of a SELECT 1, benchmarks P1)
@@ -331,7 +331,7 @@ class Cursor:
                     _interrupt.population_interrupted(self._guard)
                     raise
         ch = self._ch
-        if (not ch.python_in_call or not _interrupt.interruptible_here()) and ch.take():
+        if (not ch.adapter.interrupt_on_worker or not _interrupt.interruptible_here()) and ch.take():
             try:
                 return self._raw.fetchone()
             except BaseException as exc:
@@ -370,7 +370,7 @@ class Cursor:
                     _interrupt.population_interrupted(self._guard)
                     raise
         ch = self._ch
-        if (not ch.python_in_call or not _interrupt.interruptible_here()) and ch.take():
+        if (not ch.adapter.interrupt_on_worker or not _interrupt.interruptible_here()) and ch.take():
             try:
                 return self._raw.fetchall()
             except BaseException as exc:

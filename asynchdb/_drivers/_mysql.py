@@ -149,7 +149,7 @@ class PyMySQLAdapter(_MySQLAdapter):
 
     name = "pymysql"
     #: Pure Python: Ctrl-C must not land inside its socket read (docs/interrupts.md).
-    python_in_call = True
+    interrupt_on_worker = True
     #: ``executemany`` takes parameter sets one at a time from an iterator
     #: (a multi-row INSERT is sent whenever ``max_stmt_length`` fills up).
     counts_executemany = True

@@ -138,7 +138,7 @@ class Pg8000Adapter(Adapter):
     #: A cancel request that reached the server before the query did is ignored.
     reissue_cancel = 0.05
     #: Pure Python: Ctrl-C must not land inside its socket read (docs/interrupts.md).
-    python_in_call = True
+    interrupt_on_worker = True
     #: pg8000's ``executemany`` executes one parameter set at a time.
     counts_executemany = True
 
