@@ -197,10 +197,17 @@ class MySQLdbAdapter(_MySQLAdapter):
         # no error) leaves the statement's result unread: every later command
         # then fails with 2014 "Commands out of sync".  Read and drop what is
         # left; with nothing pending both calls return at once (no round trip).
+        # The killed statement's own error (1317) may be what is left: read,
+        # it is dropped too.
         raw = conn.raw
-        raw.store_result()
-        while raw.next_result() == 0:
+        error = getattr(self.module, "Error", Exception)
+        try:
             raw.store_result()
+            while raw.next_result() == 0:
+                raw.store_result()
+        except error as exc:
+            if error_code(exc) != ER_QUERY_INTERRUPTED:
+                raise
 
 
 class MariaDBAdapter(_MySQLAdapter):
