@@ -331,7 +331,7 @@ class Cursor:
                     _interrupt.population_interrupted(self._guard)
                     raise
         ch = self._ch
-        if (not ch.adapter.interrupt_on_worker or not _interrupt.interruptible_here()) and ch.take():
+        if ch.take():  # no hop: these drivers' fetches read rows held in memory
             try:
                 return self._raw.fetchone()
             except BaseException as exc:
@@ -370,7 +370,7 @@ class Cursor:
                     _interrupt.population_interrupted(self._guard)
                     raise
         ch = self._ch
-        if (not ch.adapter.interrupt_on_worker or not _interrupt.interruptible_here()) and ch.take():
+        if ch.take():  # no hop: these drivers' fetches read rows held in memory
             try:
                 return self._raw.fetchall()
             except BaseException as exc:
