@@ -383,7 +383,8 @@ class Channel:
     # ------------------------------------------------------------------
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call the driver synchronously: inline when the connection is free, else in turn."""
-        if (not self.adapter.interrupt_on_worker or not _interrupt.interruptible_here()) and self.take():
+        if (not self.adapter.interrupt_on_worker
+                or not _interrupt.interruptible_here()) and self.take():
             try:
                 return fn(*args, **kwargs)
             except BaseException as exc:

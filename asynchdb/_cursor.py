@@ -173,7 +173,8 @@ class Cursor:
             ch = self._ch
             # some drivers' main-thread calls hop, so that Ctrl-C lands in
             # the wait, not inside the driver (Adapter.interrupt_on_worker)
-            if (not ch.adapter.interrupt_on_worker or not _interrupt.interruptible_here()) and ch.take():
+            if (not ch.adapter.interrupt_on_worker
+                    or not _interrupt.interruptible_here()) and ch.take():
                 try:
                     # spelled out: a plain call skips building the argument tuple
                     # and dict again (about 10% of a SELECT 1, benchmarks P1)
