@@ -38,6 +38,12 @@ How (threads):
   ``KeyboardInterrupt`` beat :func:`after_error` to it, the watcher notices
   that the call ended unclaimed and runs the repair as the connection's
   owner.
+* An adapter with ``interrupt_on_worker`` (pure-Python drivers, ADBC) has
+  the main thread's ``execute`` run on the worker while Ctrl-C could reach
+  it (a thread hop, as for a call that waits its turn): the
+  ``KeyboardInterrupt`` lands in the wait (:func:`hopped_call_interrupted`),
+  never inside the driver.  A cancel is re-sent only while the main thread
+  is still in the interrupted call, and never once the connection closes.
 * Calls that build a job (``cancel_after=``, ``listener=``) run on a worker
   when the main thread could be interrupted, so the ``KeyboardInterrupt``
   lands in the wait (:func:`wait_job`), never inside the engine's
