@@ -383,7 +383,8 @@ class Channel:
     # ------------------------------------------------------------------
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call the driver synchronously: inline when the connection is free, else in turn."""
-        if self.take():
+        if (not self.adapter.interrupt_on_worker
+                or not _interrupt.interruptible_here()) and self.take():
             try:
                 return fn(*args, **kwargs)
             except BaseException as exc:
@@ -477,7 +478,8 @@ class Channel:
             self.running = call
             return True
 
-    def cancel_inline(self, view: CallView) -> bool:
+    def cancel_inline(self, view: CallView,
+                      still: Optional[Callable[[], bool]] = None) -> bool:
         """Send the driver's cancel for a call made with no job (Ctrl-C; watcher thread).
 
         The drop-in fast path keeps no record of its call: ``view`` describes
@@ -485,7 +487,7 @@ class Channel:
         call is not the one being interrupted) or once the connection closed.
         """
         with self._cancel_lock:
-            if self.running is not None or self.raw_closed:
+            if self.running is not None or self.raw_closed or (still is not None and not still()):
                 return False
             self.counters["aborted"] += 1
             self.adapter.cancel(self.view, view)
@@ -594,7 +596,10 @@ class Channel:
         if self._graveyard:
             self._bury()
         raw = self.raw
-        self.raw_closed = True
+        with self._cancel_lock:
+            # a Ctrl-C cancel (cancel_inline, watcher thread) in flight ends
+            # first, and none starts after: never a cancel racing the close
+            self.raw_closed = True
         try:
             if raw is not None:
                 self.adapter.close_connection(raw)

@@ -171,7 +171,10 @@ class Cursor:
             if self._guard is not None:
                 self._settle(True)
             ch = self._ch
-            if ch.take():
+            # some drivers' main-thread calls hop, so that Ctrl-C lands in
+            # the wait, not inside the driver (Adapter.interrupt_on_worker)
+            if (not ch.adapter.interrupt_on_worker
+                    or not _interrupt.interruptible_here()) and ch.take():
                 try:
                     # spelled out: a plain call skips building the argument tuple
                     # and dict again (about 10% of a SELECT 1, benchmarks P1)
@@ -329,7 +332,7 @@ class Cursor:
                     _interrupt.population_interrupted(self._guard)
                     raise
         ch = self._ch
-        if ch.take():
+        if ch.take():  # no hop: these drivers' fetches read rows held in memory
             try:
                 return self._raw.fetchone()
             except BaseException as exc:
@@ -368,7 +371,7 @@ class Cursor:
                     _interrupt.population_interrupted(self._guard)
                     raise
         ch = self._ch
-        if ch.take():
+        if ch.take():  # no hop: these drivers' fetches read rows held in memory
             try:
                 return self._raw.fetchall()
             except BaseException as exc:

@@ -38,6 +38,12 @@ How (threads):
   ``KeyboardInterrupt`` beat :func:`after_error` to it, the watcher notices
   that the call ended unclaimed and runs the repair as the connection's
   owner.
+* An adapter with ``interrupt_on_worker`` (pure-Python drivers, ADBC) has
+  the main thread's ``execute`` run on the worker while Ctrl-C could reach
+  it (a thread hop, as for a call that waits its turn): the
+  ``KeyboardInterrupt`` lands in the wait (:func:`hopped_call_interrupted`),
+  never inside the driver.  A cancel is re-sent only while the main thread
+  is still in the interrupted call, and never once the connection closes.
 * Calls that build a job (``cancel_after=``, ``listener=``) run on a worker
   when the main thread could be interrupted, so the ``KeyboardInterrupt``
   lands in the wait (:func:`wait_job`), never inside the engine's
@@ -112,9 +118,10 @@ class _Call:
 class _Record:
     """One inline call the watcher sent a cancel for."""
 
-    __slots__ = ("channel", "claimed", "sent", "until", "view")
+    __slots__ = ("channel", "claimed", "frame", "sent", "until", "view")
 
-    def __init__(self, channel: Any, view: _Call) -> None:
+    def __init__(self, frame: FrameType, channel: Any, view: _Call) -> None:
+        self.frame = frame
         self.channel = channel
         self.view = view
         self.claimed = False
@@ -325,7 +332,7 @@ def _record(frame: FrameType, ch: Any, view: _Call) -> _Record:
     # watcher, holding _lock
     rec = _records.get(frame)
     if rec is None:
-        rec = _records[frame] = _Record(ch, view)
+        rec = _records[frame] = _Record(frame, ch, view)
     return rec
 
 
@@ -337,9 +344,19 @@ def _cancel(rec: _Record) -> None:
     # watcher thread, outside _lock: a cancel may take a network round trip
     try:
         log.debug("asynchdb: Ctrl-C: cancelling %s", rec.view.kind)
-        rec.channel.cancel_inline(rec.view)
+        rec.channel.cancel_inline(rec.view, lambda: _still_running(rec))
     except Exception:
         log.info("asynchdb: the cancel for Ctrl-C failed", exc_info=True)
+
+
+def _still_running(rec: _Record) -> bool:
+    """Whether the main thread is still in the interrupted call (watcher, cancel lock held).
+
+    A cancel re-sent once the call returned could stop the caller's next
+    statement (MySQL's ``KILL QUERY`` and PostgreSQL's cancel request target
+    the connection); and the connection may be closing.
+    """
+    return not rec.claimed and any(f is rec.frame for f in _main_frames())
 
 
 def _follow_up() -> None:
@@ -353,7 +370,7 @@ def _follow_up() -> None:
         for frame, rec in list(_records.items()):
             if id(frame) in frames and now < rec.until:
                 again = rec.channel.adapter.reissue_cancel
-                if again is not None and now - rec.sent >= again:
+                if again is not None and now - rec.sent >= again and not rec.claimed:
                     rec.sent = now
                     resend.append(rec)
                 continue

@@ -46,6 +46,8 @@ from benchmarks._harness import Mode, compare, interleave, quantile, summarize
 from benchmarks.backends import BACKENDS, BY_NAME, Backend, marker
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: Backends P7 runs (``--backends``); empty: all.
+ONLY_BACKENDS: set[str] = set()
 
 
 def _load() -> str:
@@ -58,10 +60,16 @@ def _load() -> str:
 # ---------------------------------------------------------------------------
 # P7
 # ---------------------------------------------------------------------------
-def _raw_cancel(backend: Backend, raw: Any, cur: Any) -> Callable[[], None]:
-    """The driver's own cancel primitive for a statement running on ``cur``."""
+def _raw_cancel(backend: Backend, raw: Any, cur: Any) -> Optional[Callable[[], None]]:
+    """The driver's own cancel primitive for a statement running on ``cur``, if any.
+
+    For the drivers with none of their own, what a user would send by hand:
+    PostgreSQL's cancel request with pg8000's key, ``KILL QUERY`` from a
+    second connection for the MySQL family.  None: no baseline (ClickHouse,
+    adbc-sqlite).
+    """
     mod = backend.module_name
-    if mod == "sqlite3":
+    if mod in ("sqlite3", "apsw"):
         return raw.interrupt  # type: ignore[no-any-return]
     if mod == "duckdb":
         return cur.interrupt  # type: ignore[no-any-return]
@@ -69,7 +77,30 @@ def _raw_cancel(backend: Backend, raw: Any, cur: Any) -> Callable[[], None]:
         return cur.cancel  # type: ignore[no-any-return]
     if mod == "psycopg":
         return lambda: raw.cancel_safe(timeout=5)
-    raise ValueError(mod)
+    if mod == "psycopg2":
+        return raw.cancel  # type: ignore[no-any-return]
+    if mod == "adbc_driver_postgresql.dbapi":
+        return cur.adbc_cancel  # type: ignore[no-any-return]
+    if mod == "pg8000":
+        from asynchdb._drivers._pg8000 import _target_of, send_cancel_request
+
+        target = _target_of(raw)
+        return None if target is None else (lambda: send_cancel_request(target))
+    if mod in ("pymysql", "MySQLdb", "mariadb"):
+        tid = raw.thread_id
+        tid = int(tid() if callable(tid) else tid)
+
+        def kill() -> None:
+            twin = backend.connect_raw()
+            try:
+                c = twin.cursor()
+                c.execute(f"KILL QUERY {tid}")
+                c.close()
+            finally:
+                twin.close()
+
+        return kill
+    return None
 
 
 def _trial(backend: Backend, mode: str, conn: Any, raw: Any,
@@ -99,12 +130,17 @@ def _trial(backend: Backend, mode: str, conn: Any, raw: Any,
         if mode == "asynchdb":
             os.kill(os.getpid(), signal.SIGINT)
         else:
-            _raw_cancel(backend, raw, cur)()
+            if cancel is None:
+                result.pop("sent")
+                return
+            cancel()
         if running(tag) is not None:
             while running(tag) and time.monotonic() - result["sent"] < 10:
                 time.sleep(0.001)
             result["gone"] = time.monotonic()
 
+    # read on this thread: MySQLdb refuses thread_id() while a call runs
+    cancel = _raw_cancel(backend, raw, cur) if mode == "raw" else None
     helper = threading.Thread(target=stopper)
     helper.start()
     inside.set()
@@ -118,8 +154,9 @@ def _trial(backend: Backend, mode: str, conn: Any, raw: Any,
     helper.join(15)
     with contextlib.suppress(Exception):
         cur.close()
-    if mode == "raw" and backend.module_name == "psycopg":
-        raw.rollback()
+    if mode == "raw":  # a canceled statement may have failed the transaction
+        with contextlib.suppress(Exception):
+            raw.rollback()
     if "sent" not in result:
         return None
     end = result.get("gone", result.get("returned"))
@@ -133,9 +170,14 @@ def run_p7(trials: int) -> dict[str, Any]:
         out["skipped"] = "Python's default SIGINT handler is not installed"
         return out
     for b in BACKENDS:
+        if ONLY_BACKENDS and b.name not in ONLY_BACKENDS:
+            continue
         reason = b.unavailable()
         if reason is not None:
             out["backends"][b.name] = {"skipped": reason}
+            continue
+        if not b.can_cancel:
+            out["backends"][b.name] = {"skipped": "no cancel: Ctrl-C behaves as raw"}
             continue
         seconds = 20.0
         conn = b.connect()
@@ -435,13 +477,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--only", default="P7,P8,P9")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--pool", type=int, default=50)
+    parser.add_argument("--backends", default="", help="P7 only on these (comma-separated)")
+    parser.add_argument("--trials", type=int, default=0, help="P7 trials per mode")
     args = parser.parse_args(argv)
+    ONLY_BACKENDS.update(n.strip() for n in args.backends.split(",") if n.strip())
     wanted = {w.strip().upper() for w in args.only.split(",") if w.strip()}
     results: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                "load_start": _load(), "python": sys.version.split()[0],
                                "asynchdb": asynchdb.__version__}
     if "P7" in wanted:
-        results["P7"] = run_p7(5 if args.quick else 25)
+        results["P7"] = run_p7(args.trials or (5 if args.quick else 25))
     if "P8" in wanted:
         results["P8"] = run_p8(50 if args.quick else 300, 3 if args.quick else 8)
     if "P9" in wanted:

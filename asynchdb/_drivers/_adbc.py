@@ -90,6 +90,11 @@ class AdbcAdapter(Adapter):
     can_cancel = True
     #: A cancel that reached the server before the query did is ignored.
     reissue_cancel = 0.05
+    #: On the main thread ADBC swaps in its own SIGINT handler around a call
+    #: and turns Ctrl-C into its cancel's error, with no KeyboardInterrupt:
+    #: main-thread calls run on the worker instead, where ADBC leaves SIGINT
+    #: alone (docs/interrupts.md).  Not without a cancel (SQLite: raw).
+    interrupt_on_worker = True
 
     def __init__(self, module: Any | None) -> None:
         # the exceptions live in adbc_driver_manager (the dbapi modules re-export them)
@@ -100,6 +105,7 @@ class AdbcAdapter(Adapter):
         conn.state = _State()
         if not self._cancel_implemented(conn.raw):
             self.can_cancel = False
+            self.interrupt_on_worker = False  # Ctrl-C as raw: ADBC's own handling
 
     def _cancel_implemented(self, raw: Any) -> bool:
         """Whether the driver behind ``raw`` implements ``AdbcStatementCancel``."""

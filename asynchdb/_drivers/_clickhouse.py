@@ -237,6 +237,8 @@ class _State:
 
 class ClickHouseAdapter(Adapter):
     name = "clickhouse"
+    #: Pure Python: Ctrl-C must not land inside its socket read (docs/interrupts.md).
+    interrupt_on_worker = True
     can_cancel = True
     #: A kill that arrives before the query, or before a shard's part, finds
     #: nothing: re-sent while the call runs.

@@ -152,6 +152,8 @@ class PyMySQLAdapter(_MySQLAdapter):
     """PyMySQL (pure Python)."""
 
     name = "pymysql"
+    #: Pure Python: Ctrl-C must not land inside its socket read (docs/interrupts.md).
+    interrupt_on_worker = True
     #: ``executemany`` takes parameter sets one at a time from an iterator
     #: (a multi-row INSERT is sent whenever ``max_stmt_length`` fills up).
     counts_executemany = True
@@ -192,6 +194,24 @@ class MySQLdbAdapter(_MySQLAdapter):
     @property
     def module_label(self) -> str:
         return "MySQLdb"
+
+    def after_abort(self, conn: ConnectionView) -> None:
+        # owner thread.  A KeyboardInterrupt (Ctrl-C) raised in MySQLdb's own
+        # Python code after ``query()`` returned (a killed SLEEP() returns a row,
+        # no error) leaves the statement's result unread: every later command
+        # then fails with 2014 "Commands out of sync".  Read and drop what is
+        # left; with nothing pending both calls return at once (no round trip).
+        # The killed statement's own error (1317) may be what is left: read,
+        # it is dropped too.
+        raw = conn.raw
+        error = getattr(self.module, "Error", Exception)
+        try:
+            raw.store_result()
+            while raw.next_result() == 0:
+                raw.store_result()
+        except error as exc:
+            if error_code(exc) != ER_QUERY_INTERRUPTED:
+                raise
 
 
 class MariaDBAdapter(_MySQLAdapter):
