@@ -256,28 +256,12 @@ def _param_backend(item: pytest.Item) -> Optional[Backend]:
     return value if isinstance(value, Backend) else None
 
 
-def _sends_sigint(item: pytest.Item) -> bool:
-    """The test sends SIGINT (or a Ctrl-C byte) to a child process it started."""
-    return ("test_interrupt.py" in item.nodeid or "test_jupyter.py" in item.nodeid
-            or "ctrl_c" in item.name)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests parametrized with the ``backend`` fixture carry ``backend(name)``.
-
-    The tests that interrupt a child process run first.  Late in a full run
-    (after some 1,200 other tests) their children stopped reacting to SIGINT
-    at all, while every one of them passes alone or after any single other
-    test file: some state of this pytest process reaches its children and is
-    not found yet (the children's signal mask and ignored set were clean).
-    Running them first keeps them testing what they test; the leak itself is
-    an open finding (docs/interrupts.md).
-    """
+    """Tests parametrized with the ``backend`` fixture carry ``backend(name)``."""
     for item in items:
         b = _param_backend(item)
         if b is not None:
             item.add_marker(pytest.mark.backend(b.name))
-    items.sort(key=lambda item: not _sends_sigint(item))  # stable: order kept otherwise
 
 
 @pytest.hookimpl(tryfirst=True)
