@@ -30,6 +30,7 @@ import gc
 import importlib
 import importlib.util
 import os
+import signal
 import socket
 import sqlite3
 import threading
@@ -254,6 +255,20 @@ def _param_backend(item: pytest.Item) -> Optional[Backend]:
     if isinstance(value, str):
         return BY_NAME[value]
     return value if isinstance(value, Backend) else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the tests a terminal's Ctrl-C: SIGINT at Python's default handler.
+
+    A test run started in the background of a shell without job control (a
+    CI runner, ``cmd &`` in a script) inherits SIGINT *ignored* (POSIX, for
+    asynchronous lists); Python then installs no handler, and every child the
+    tests start inherits the ignore too, so no Ctrl-C test can deliver one.
+    A shell gives a foreground program the default, and so does this: the
+    children of a process whose handler is set get SIGINT's default on exec.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
