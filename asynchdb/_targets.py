@@ -242,10 +242,11 @@ def _postgresql(url: _Url, module: str) -> tuple[tuple[Any, ...], dict[str, Any]
     return (), kwargs
 
 
-def _mysql(url: _Url, module: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _keywords(url: _Url, host: Optional[str] = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The URL's parts as the usual connect keywords (host, port, user, password, database)."""
     kwargs: dict[str, Any] = {}
-    if url.host:
-        kwargs["host"] = url.host
+    if url.host or host:
+        kwargs["host"] = url.host or host
     if url.port is not None:
         kwargs["port"] = url.port
     if url.user:
@@ -256,20 +257,14 @@ def _mysql(url: _Url, module: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
         kwargs["database"] = url.database
     kwargs.update(url.query)
     return (), kwargs
+
+
+def _mysql(url: _Url, module: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return _keywords(url)
 
 
 def _clickhouse(url: _Url, module: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    kwargs: dict[str, Any] = {"host": url.host or "localhost"}
-    if url.port is not None:
-        kwargs["port"] = url.port
-    if url.user:
-        kwargs["user"] = url.user
-    if url.password is not None:
-        kwargs["password"] = url.password
-    if url.database:
-        kwargs["database"] = url.database
-    kwargs.update(url.query)
-    return (), kwargs
+    return _keywords(url, host="localhost")
 
 
 _Builder = Callable[[_Url, str], tuple[tuple[Any, ...], dict[str, Any]]]
