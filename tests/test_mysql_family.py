@@ -133,3 +133,27 @@ def test_a_broken_twin_connection_is_replaced(name: str) -> None:
                     raw.close()
         cur.execute("SELECT 1")
         assert [tuple(r) for r in cur.fetchall()] == [(1,)]
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.backend(n)) for n in NAMES])
+def test_an_abort_needs_no_repair_and_logs_nothing(name: str,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """After a killed statement the adapter's repair finds nothing to drop.
+
+    mysqlclient's repair reads a result a Ctrl-C left unread; with none pending
+    the C client answers "Commands out of sync" (2014), which means "nothing
+    here", not a failed repair.
+    """
+    backend = _family(name)
+    with backend.wrapped() as conn, backend.monitor() as running:
+        cur = conn.cursor()
+        tag = marker()
+        with caplog.at_level("WARNING", logger="asynchdb"):
+            op = cur.execute(backend.long_sql(60, tag), asynch=True)
+            assert wait_until(lambda: bool(running(tag)) or op.done())
+            op.abort()
+            assert op.wait_for_completion(BOUND)
+            assert op.get_status().phase is Phase.CANCELED
+            cur.execute("SELECT 1")
+            assert [tuple(r) for r in cur.fetchall()] == [(1,)]
+        assert [r.getMessage() for r in caplog.records] == []

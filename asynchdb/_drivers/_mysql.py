@@ -53,6 +53,8 @@ from typing import Any, Callable, Optional
 from ..adapters import Adapter, CallView, ConnectionView
 from ._killquery import ER_QUERY_INTERRUPTED, KillQuery, error_code
 
+#: The C client's "Commands out of sync": ``store_result()`` with no result pending.
+CR_COMMANDS_OUT_OF_SYNC = 2014
 #: The savepoint a chunked executemany of Connector/Python runs behind.
 _SAVEPOINT = "asynchdb_executemany"
 
@@ -200,13 +202,21 @@ class MySQLdbAdapter(_MySQLAdapter):
         # Python code after ``query()`` returned (a killed SLEEP() returns a row,
         # no error) leaves the statement's result unread: every later command
         # then fails with 2014 "Commands out of sync".  Read and drop what is
-        # left; with nothing pending both calls return at once (no round trip).
-        # The killed statement's own error (1317) may be what is left: read,
-        # it is dropped too.
+        # left.  With nothing pending (the usual case: the killed statement's
+        # 1317 was already raised by the call) the C client answers
+        # ``store_result()`` with that same 2014 at once, no round trip: it
+        # means there is nothing to drop.  The killed statement's own error
+        # (1317) may be what is left: read, it is dropped too.
         raw = conn.raw
         error = getattr(self.module, "Error", Exception)
         try:
             raw.store_result()
+        except error as exc:
+            if error_code(exc) == CR_COMMANDS_OUT_OF_SYNC:
+                return  # nothing pending
+            if error_code(exc) != ER_QUERY_INTERRUPTED:
+                raise
+        try:
             while raw.next_result() == 0:
                 raw.store_result()
         except error as exc:
