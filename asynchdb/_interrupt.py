@@ -245,7 +245,6 @@ def _read(sock: socket.socket) -> bytes:
 
 def _watch() -> None:
     # watcher thread
-    global _watcher
     sock = _rsock
     assert sock is not None
     while True:
@@ -254,23 +253,35 @@ def _watch() -> None:
             select.select([sock], [], [], timeout)
         except (OSError, ValueError):  # pragma: no cover - closed under us
             return
-        sends: list[_Record] = []
-        with _lock:
-            data = _read(sock)
-            if _STOP in data and HUB.open_count() == 0:
-                if _watcher is threading.current_thread():
-                    _watcher = None
-                _records.clear()
-                return
-            if signal.SIGINT in data and \
-                    signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-                rec = _target()
-                if rec is not None:
-                    sends.append(rec)
-        for rec in sends:
-            _cancel(rec)
-        if _records:
-            _follow_up()
+        if not _wake(sock):
+            return
+
+
+def _wake(sock: socket.socket) -> bool:
+    """One wake-up of the watcher: False when it is to stop (watcher thread).
+
+    A function of its own so that nothing it touched stays referenced while
+    the watcher sleeps: a record holds the interrupted call's frame, and with
+    it the caller's cursor, which must be free to be released (and its
+    statement aborted) once the call is over.
+    """
+    global _watcher
+    rec: Optional[_Record] = None
+    with _lock:
+        data = _read(sock)
+        if _STOP in data and HUB.open_count() == 0:
+            if _watcher is threading.current_thread():
+                _watcher = None
+            _records.clear()
+            return False
+        if signal.SIGINT in data and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            rec = _target()
+    if rec is not None:
+        _cancel(rec)
+    if _records:
+        _follow_up()
+    return True
 
 
 def _main_frames() -> list[FrameType]:

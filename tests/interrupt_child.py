@@ -15,12 +15,14 @@ Operation: the operation must go on).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
 import sys
 import threading
 import time
+import weakref
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -109,6 +111,15 @@ def main() -> None:
         out["after"] = cur.fetchall()[0][0]
     except BaseException as exc:
         out["after"] = repr(exc)
+    # once released, the interrupted call's cursor is freed while the
+    # connection stays open (nothing in the Ctrl-C machinery keeps it)
+    ref = weakref.ref(cur)
+    del cur
+    deadline = time.monotonic() + 2.0
+    while ref() is not None and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.01)
+    out["cursor_freed"] = ref() is None
     conn.close()
     print("OUT " + json.dumps(out), flush=True)
 
