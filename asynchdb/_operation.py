@@ -598,10 +598,10 @@ class Job:
         try:
             if self._abort_requested and (error is None or
                                           ch.adapter.is_cancel_error(error)):
+                if error is not None:
+                    self._repair()  # before a waiter wakes (see _finish_error)
                 buf.finish()
                 self._finish_canceled(error)
-                if error is not None:
-                    self._repair()
                 return
             if error is not None:
                 buf.finish(error)
@@ -636,15 +636,25 @@ class Job:
         else:
             self._after_end()
 
+    def _stopped_by(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the driver confirming our abort (or close)."""
+        return ((self._abort_requested or self.channel.closing)
+                and (isinstance(exc, StoppedByAbort)
+                     or self.channel.adapter.is_cancel_error(exc)))
+
     def _finish_error(self, exc: BaseException) -> None:
+        # The repair runs before the waiter wakes: a waiter may use the driver
+        # connection at once, outside asynchdb's ownership (SQLAlchemy's
+        # rollback after a deadline), and mysqlclient refuses a second thread.
+        repaired = self._state != CANCELED and self._stopped_by(exc)
+        if repaired:
+            self._repair()
         with self._lock:
             if self._state == CANCELED:
                 late = True
             else:
                 late = False
-                if (self._abort_requested or self.channel.closing) \
-                        and (isinstance(exc, StoppedByAbort)
-                             or self.channel.adapter.is_cancel_error(exc)):
+                if self._stopped_by(exc):
                     if self._abort_error is None:
                         # close() stopped it (sqlite3's hook) before abort_all reached it
                         self._abort_requested = True
@@ -659,8 +669,8 @@ class Job:
         if late:
             self._late(None, exc)
             return
-        if canceled:
-            self._repair()
+        if canceled and not repaired:
+            self._repair()  # an abort that came in just now
         self._after_end()
 
     def _finish_canceled(self, cause: BaseException | None) -> None:

@@ -284,6 +284,48 @@ def test_abort_while_running_cancels_in_the_driver(env: Env) -> None:
     assert ei.value is exc
 
 
+class _RepairGate(fake.FakeAdapter):
+    """The fake's adapter with a repair (``after_abort``) the test holds open."""
+
+    started = threading.Event()
+    proceed = threading.Event()
+
+    def after_abort(self, conn: Any) -> None:
+        type(self).started.set()
+        assert type(self).proceed.wait(WAIT)
+
+
+class _RepairGateConnection(fake.FakeConnection):
+    __module__ = "asynchdb.testing"  # the module holding the driver's exceptions
+    __asynchdb_adapter__ = _RepairGate
+
+
+def test_the_waiter_wakes_after_the_repair() -> None:
+    """The repair of an aborted call ends before anyone waiting hears of the end.
+
+    A waiter may use the driver connection at once, outside asynchdb
+    (SQLAlchemy's rollback after a deadline), and a driver such as mysqlclient
+    refuses a connection used by two threads at the same time.
+    """
+    _RepairGate.started.clear()
+    _RepairGate.proceed.clear()
+    conn = asynchdb.wrap(_RepairGateConnection())
+    raw: Any = conn.driver_connection
+    try:
+        op = conn.cursor().execute("block g1", asynch=True)
+        assert raw.started("g1").wait(WAIT)
+        op.abort()
+        assert _RepairGate.started.wait(WAIT)
+        ended_during_repair = op.wait_for_completion(0)
+        _RepairGate.proceed.set()
+        assert op.wait_for_completion(WAIT)
+        assert not ended_during_repair, "the waiter woke while the repair still ran"
+        assert op.get_status().phase is Phase.CANCELED
+    finally:
+        _RepairGate.proceed.set()
+        conn.close()
+
+
 def test_abort_landing_just_before_the_driver_starts_is_not_lost(env: Env) -> None:
     """The worker is inside the driver call but the statement is not running yet.
 
