@@ -47,6 +47,7 @@ password, so a wrapped connection of theirs cannot open a twin: an abort then
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
@@ -62,13 +63,15 @@ _SAVEPOINT = "asynchdb_executemany"
 class _State:
     """Per-connection adapter state (``ConnectionView.state``)."""
 
-    __slots__ = ("killer", "thread_id")
+    __slots__ = ("aborted", "killer", "thread_id")
 
     def __init__(self, thread_id: int, killer: KillQuery) -> None:
         #: The server's id of the connection (``CONNECTION_ID()``).
         self.thread_id = thread_id
         #: The twin that sends ``KILL QUERY`` (opened at the first abort).
         self.killer = killer
+        #: The driver cursor of the call last cancelled (for the repair).
+        self.aborted: Optional[weakref.ref[Any]] = None
 
 
 class _MySQLAdapter(Adapter):
@@ -129,6 +132,12 @@ class _MySQLAdapter(Adapter):
         state = conn.state
         if not isinstance(state, _State) or call.kind == "connect":
             return
+        cursor = call.cursor
+        if cursor is not None:
+            try:
+                state.aborted = weakref.ref(cursor)
+            except TypeError:  # a cursor type without weak references
+                state.aborted = None
         state.killer.send(self._live_thread_id(conn.raw, state))
 
     def is_cancel_error(self, exc: BaseException) -> bool:
@@ -281,3 +290,28 @@ class MariaDBAdapter(_MySQLAdapter):
 
     def _thread_id(self, raw: Any) -> int:
         return int(raw.thread_id)  # an attribute here, not a method
+
+    def after_abort(self, conn: ConnectionView) -> None:
+        # owner thread.  A KeyboardInterrupt (Ctrl-C) raised in the driver's
+        # own Python code between reading a result's header and reading its
+        # rows (``_readresponse()`` then ``_initresult()`` in its execute; a
+        # killed SLEEP() returns a row, no error) leaves the rows unread: every
+        # other cursor then fails with "Commands out of sync" (stress: 3 in
+        # 300 operations).  That cursor drops them with its own
+        # ``_clear_result()``, as its next execute would (measured: closing it
+        # works too, but the user's cursor must stay usable).
+        state = conn.state
+        if not isinstance(state, _State) or state.aborted is None:
+            return
+        cursor, state.aborted = state.aborted(), None
+        if cursor is None or not getattr(cursor, "field_count", 0):
+            return
+        clear = getattr(cursor, "_clear_result", None)
+        if clear is None:
+            return
+        error = getattr(self.module, "Error", Exception)
+        try:
+            clear()
+        except error as exc:
+            if error_code(exc) != ER_QUERY_INTERRUPTED:
+                raise
