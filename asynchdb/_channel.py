@@ -171,6 +171,10 @@ class _StoppedCall(Exception):
     """Marks a queued call that the connection's close ended before it ran."""
 
 
+#: Seconds the one-time question "is this connection bound to its opener?" may take.
+PROBE_WAIT = 5.0
+
+
 class Channel:
     """One driver connection and its logical worker (internal)."""
 
@@ -215,6 +219,9 @@ class Channel:
         #: The thread of asynchdb's own that makes every driver call of a
         #: connection the driver binds to its opening thread (_pin.py), or None.
         self.pin: Optional[PinThread] = None
+        #: The driver connection refuses every thread but its opener's (asked
+        #: once, when a synchronous job would hop; None until then).
+        self._bound: Optional[bool] = None
         HUB.opened(self)
         _interrupt.arm()  # Ctrl-C reaches the database (main thread only)
 
@@ -428,7 +435,8 @@ class Channel:
         """
         try:
             inline = self.owns() or (self.adapter.can_cancel
-                                     and not _interrupt.interruptible_here())
+                                     and (not _interrupt.interruptible_here()
+                                          or self._bound_to_opener()))
             if inline and self.take():
                 try:
                     task.run()
@@ -441,6 +449,34 @@ class Channel:
             _interrupt.wait_job(task)
         finally:
             del task  # a kept traceback may keep this frame (Job.run explains)
+
+    def _bound_to_opener(self) -> bool:
+        """Whether the driver connection refuses other threads (asked once; caller thread).
+
+        A synchronous job on the main thread runs on a worker so that Ctrl-C
+        lands in the wait (``run_sync``); a connection the driver binds to its
+        opening thread (``asynchdb.wrap()`` of a sqlite3 connection opened with
+        ``check_same_thread=True``, as SQLAlchemy opens an in-memory database)
+        cannot go there, so its job runs inline, as before Ctrl-C support.
+        The adapter is asked on a short-lived thread of its own: the question
+        only has an answer away from the opener.
+        """
+        bound = self._bound
+        if bound is None:
+            adapter = self.adapter
+            if (self.home is not None or self.pin is not None
+                    or type(adapter).bound_to_opener is Adapter.bound_to_opener):
+                bound = False  # asynchdb opened it (or pins it): any thread may call
+            else:
+                answer: list[bool] = []
+                probe = threading.Thread(
+                    target=lambda: answer.append(adapter.bound_to_opener(self.raw)),
+                    name="asynchdb-probe", daemon=True)
+                probe.start()
+                probe.join(PROBE_WAIT)
+                bound = bool(answer and answer[0])
+            self._bound = bound
+        return bound
 
     # ------------------------------------------------------------------
     # the running call (owner thread) and its cancel (any thread)

@@ -691,3 +691,25 @@ def test_import_does_not_import_sqlalchemy() -> None:
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_sqlite_in_memory_engine_takes_a_deadline() -> None:
+    """``sqlite://`` (in memory): SQLAlchemy opens it with sqlite3's same-thread check on.
+
+    A statement with an option runs on the caller's thread then (a worker
+    would get sqlite3's "created in a thread" error), and its deadline still
+    stops it.
+    """
+    engine = asa.instrument(sa.create_engine("sqlite://"))
+    try:
+        with engine.connect() as conn:
+            opts = {asa.CANCEL_AFTER: LONG}
+            assert conn.execute(sa.text("SELECT 1"), execution_options=opts).scalar() == 1
+            with pytest.raises(DeadlineExceeded):
+                conn.execute(sa.text(BY_NAME["sqlite3"].long_sql(LONG)),
+                             execution_options={asa.CANCEL_AFTER: DEADLINE}).all()
+            assert not conn.invalidated
+            conn.rollback()
+            assert conn.execute(sa.text("SELECT 2")).scalar() == 2
+    finally:
+        engine.dispose()

@@ -216,6 +216,29 @@ def test_wrap_same_thread_connection_async_gets_sqlite3s_own_error() -> None:
         conn.close()
 
 
+def test_wrap_same_thread_connection_sync_deadline_and_listener_work() -> None:
+    """Synchronous calls with ``cancel_after=`` or ``listener=`` on such a connection.
+
+    On the main thread a synchronous job runs on a worker so that Ctrl-C lands
+    in the wait; a connection sqlite3 binds to its opener cannot go there, so
+    the job runs on the caller's thread (SQLAlchemy opens an in-memory
+    database this way).  The deadline still stops a statement that overruns.
+    """
+    assert threading.current_thread() is threading.main_thread()
+    conn = asynchdb.wrap(sqlite3.connect(":memory:"))
+    try:
+        cur = conn.cursor()
+        assert cur.execute("SELECT 1", cancel_after=60).fetchall() == [(1,)]
+        rec = Recorder()
+        assert cur.execute("SELECT 2", listener=rec).fetchall() == [(2,)]
+        assert [kind for kind, _ in rec.events][-1] == "stop"
+        with pytest.raises(DeadlineExceeded):
+            cur.execute(LONG, cancel_after=0.2)
+        assert cur.execute("SELECT 3").fetchall() == [(3,)]
+    finally:
+        conn.close()
+
+
 def test_driver_errors_pass_through_unchanged(conn: Any) -> None:
     conn.execute("CREATE TABLE u(x UNIQUE)")
     conn.execute("INSERT INTO u VALUES (1)")
