@@ -809,3 +809,37 @@ def test_adbc_recognises_a_cancel_that_landed_on_its_begin() -> None:
                                       status_code=code.INVALID_ARGUMENT, sqlstate="42601")
     assert adapter.is_cancel_error(on_begin) and adapter.is_cancel_error(in_query)
     assert not adapter.is_cancel_error(syntax)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.backend(n))
+                                  for n in ("psycopg", "psycopg2", "clickhouse")])
+def test_new_cursor_does_not_wait_for_a_busy_connection(name: str) -> None:
+    """Drivers whose ``cursor()`` never talks to the server: no wait behind a statement.
+
+    An asyncio program makes its cursors on the event loop's thread; waiting
+    there for another statement's end would stall the loop.
+    """
+    backend = require(name)
+    with backend.wrapped() as conn, backend.monitor() as running:
+        tag = marker()
+        op = conn.cursor().execute(backend.long_sql(60, tag), asynch=True)
+        assert wait_until(lambda: bool(running(tag)) or op.done())
+        made: list[Any] = []
+        returned = threading.Event()
+
+        def make() -> None:
+            made.append(conn.cursor())
+            returned.set()
+
+        t = threading.Thread(target=make, daemon=True)
+        t.start()
+        try:
+            assert returned.wait(2.0), "conn.cursor() waited for the running statement"
+            assert not op.done()
+        finally:
+            op.abort()
+            assert op.wait_for_completion(BOUND)
+            t.join(BOUND)
+        cur = made[0]
+        cur.execute("SELECT 1")
+        assert [tuple(r) for r in cur.fetchall()] == [(1,)]

@@ -54,6 +54,9 @@ class Psycopg2Adapter(Adapter):
     reissue_cancel = 0.05
     #: psycopg2's ``executemany`` takes the parameter sets one at a time from an iterator.
     counts_executemany = True
+    #: ``connection.cursor()`` builds the cursor without talking to the server
+    #: (psycopg2 2.9: 0 ms while another thread's ``pg_sleep(1)`` ran).
+    cursor_anywhere = True
 
     def __init__(self, module: Any | None) -> None:
         if module is None or getattr(module, "__name__", "") != "psycopg2":
