@@ -529,6 +529,11 @@ class Channel:
             self.adapter.cancel(self.view, view)
             return True
 
+    def settle_cancels(self) -> None:
+        """Return once no cancel is being sent (any thread; a barrier on the cancel lock)."""
+        with self._cancel_lock:
+            pass
+
     # ------------------------------------------------------------------
     # cursors
     # ------------------------------------------------------------------

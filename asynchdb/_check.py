@@ -572,7 +572,15 @@ def _child_main() -> int:
 # the parent
 # ---------------------------------------------------------------------------
 def _spawn(spec: Spec, check: str, tag: str = "") -> subprocess.Popen[str]:
-    code = "import sys; from asynchdb._check import _child_main; sys.exit(_child_main())"
+    # A check must see the driver, not the shell: a process started in the
+    # background of a shell without job control inherits SIGINT ignored
+    # (docs/interrupts.md), and the Ctrl-C check's child would then never
+    # get its KeyboardInterrupt.  The child restores Python's default handler.
+    code = ("import signal, sys\n"
+            "if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:\n"
+            "    signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "from asynchdb._check import _child_main\n"
+            "sys.exit(_child_main())")
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,

@@ -436,6 +436,13 @@ def after_error(ch: Any, exc: BaseException) -> None:
         elif _rsock is None or not _pending_sigint(_rsock):
             return
     del caller
+    if rec is not None:
+        # A cancel the watcher is sending at this moment (it checked that the
+        # call still ran, then sends) must be out before the caller goes on:
+        # sent during the caller's next statement it would stop that one
+        # (pyodbc-postgresql: 57014 on the next SELECT, or SQLCancel closing
+        # its result, HY010; 2 of 6 `check` runs).  Later sends see the claim.
+        ch.settle_cancels()
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return
     _repair(ch)
