@@ -47,7 +47,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from . import _interrupt
 from ._hub import HUB
-from ._pin import PinThread
+from ._pin import PinThread, bound_to_opener, elsewhere
 from .adapters import Adapter, CallView
 from .errors import AsynchError
 
@@ -458,8 +458,8 @@ class Channel:
         opening thread (``asynchdb.wrap()`` of a sqlite3 connection opened with
         ``check_same_thread=True``, as SQLAlchemy opens an in-memory database)
         cannot go there, so its job runs inline, as before Ctrl-C support.
-        The adapter is asked on a short-lived thread of its own: the question
-        only has an answer away from the opener.
+        The adapter is asked on a short-lived thread (``_pin.elsewhere``): the
+        question only has an answer away from the opener.
         """
         bound = self._bound
         if bound is None:
@@ -468,13 +468,7 @@ class Channel:
                     or type(adapter).bound_to_opener is Adapter.bound_to_opener):
                 bound = False  # asynchdb opened it (or pins it): any thread may call
             else:
-                answer: list[bool] = []
-                probe = threading.Thread(
-                    target=lambda: answer.append(adapter.bound_to_opener(self.raw)),
-                    name="asynchdb-probe", daemon=True)
-                probe.start()
-                probe.join(PROBE_WAIT)
-                bound = bool(answer and answer[0])
+                bound = bool(elsewhere(bound_to_opener, adapter, self.raw, timeout=PROBE_WAIT))
             self._bound = bound
         return bound
 

@@ -19,7 +19,7 @@ from ._channel import Channel
 from ._cursor import Cursor, unwrap_args, unwrap_kwargs
 from ._notify import make_sink
 from ._operation import Job, Operation
-from ._pin import PinThread, elsewhere
+from ._pin import PinThread, bound_to_opener, elsewhere
 from .adapters import Adapter, _for_connection, _for_module
 from .errors import NotSupportedError
 from .status import Asynch
@@ -362,19 +362,11 @@ def _resolved(adapter: Adapter, raw: Any, resolve: bool) -> Adapter:
     return _for_connection(raw) if resolve else adapter
 
 
-def _bound(adapter: Adapter, raw: Any) -> bool:
-    # not on the opener's thread
-    try:
-        return bool(adapter.bound_to_opener(raw))
-    except Exception:  # noqa: BLE001 - a probe that fails proves nothing
-        return False
-
-
 def _settle_pin(ch: Channel, raw: Any, resolve: bool) -> None:
     # pin thread, just after a connect callable returned ``raw``
     adapter = _resolved(ch.adapter, raw, resolve)
     ch.set_adapter(adapter)
-    if not elsewhere(_bound, adapter, raw):
+    if not elsewhere(bound_to_opener, adapter, raw):
         ch.unpin()
 
 
@@ -388,7 +380,7 @@ def _open_pinnable(adapter: Adapter, factory: Callable[..., Any], args: tuple[An
         pin.stop()
         raise
     adapter = _resolved(adapter, raw, resolve)
-    if not _bound(adapter, raw):  # asked here: not the opener's thread
+    if not bound_to_opener(adapter, raw):  # asked here: not the opener's thread
         pin.stop(join=1.0)
         return _wrap(adapter, raw)
     ch = Channel(adapter, raw)

@@ -109,8 +109,11 @@ class PinThread:
             thread.join(join)
 
 
-def elsewhere(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` on a short-lived thread (a probe that must not run on the caller's)."""
+def elsewhere(fn: Callable[..., Any], *args: Any, timeout: Optional[float] = None) -> Any:
+    """``fn(*args)`` on a short-lived thread (a probe that must not run on the caller's).
+
+    ``timeout``: seconds to wait for the answer; None (the answer never came) after it.
+    """
     box: dict[str, Any] = {}
 
     def run() -> None:
@@ -121,7 +124,18 @@ def elsewhere(fn: Callable[..., Any], *args: Any) -> Any:
 
     t = threading.Thread(target=run, name="asynchdb-probe", daemon=True)
     t.start()
-    t.join()
+    t.join(timeout)
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+def bound_to_opener(adapter: Any, raw: Any) -> bool:
+    """The adapter's ``bound_to_opener(raw)``, asked on a thread other than the opener's.
+
+    A probe that fails proves nothing: False.
+    """
+    try:
+        return bool(adapter.bound_to_opener(raw))
+    except Exception:  # noqa: BLE001 - a probe that fails proves nothing
+        return False
