@@ -486,6 +486,13 @@ class PtyRun:
             self.read(0.05)
         return bool(predicate(self.output))
 
+    def ctrl_c(self) -> tuple[int, float]:
+        """Type Ctrl-C; the command's exit status and the seconds it took to end."""
+        sent = time.monotonic()
+        os.write(self.master, b"\x03")  # what Ctrl-C types
+        status = self.finish()
+        return status, time.monotonic() - sent
+
     def finish(self, timeout: float = BOUND) -> int:
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None and time.monotonic() < deadline:
@@ -551,8 +558,8 @@ def test_pty_ctrl_c_stops_a_sqlite_statement(style: str) -> None:
     run = PtyRun(["query", "sqlite://", SQLITE_FOREVER], cols=80, style=style)
     try:
         assert run.read_until(lambda out: b"virtual-machine steps" in out), run.output
-        os.write(run.master, b"\x03")
-        assert run.finish() == 130
+        status, _ = run.ctrl_c()
+        assert status == 130
     finally:
         run.close()
     status, message = _status_part(run.output, b"interrupted")
@@ -604,10 +611,9 @@ def test_pty_ctrl_c_stops_the_postgresql_statement(style: str) -> None:
     try:
         assert run.read_until(lambda out: b"running" in out), run.output
         assert wait_until(lambda: _pg_running(tag), interval=0.05), "never ran on the server"
-        sent = time.monotonic()
-        os.write(run.master, b"\x03")  # what Ctrl-C types
-        assert run.finish() == 130
-        assert time.monotonic() - sent < 5
+        status, took = run.ctrl_c()
+        assert status == 130
+        assert took < 5
     finally:
         run.close()
     assert wait_until(lambda: not _pg_running(tag), timeout=5, interval=0.05), \
@@ -682,10 +688,9 @@ def test_pty_clickhouse_progress_and_ctrl_c_stop_both_shards() -> None:
             # ClickHouse's own figures, live: "rows" appears once progress packets arrive
             assert run.read_until(lambda out: b"rows" in out), run.output
             assert wait_until(on_both, interval=0.05), f"never ran on both shards: {servers(tag)}"
-            sent = time.monotonic()
-            os.write(run.master, b"\x03")  # what Ctrl-C types
-            assert run.finish() == 130
-            assert time.monotonic() - sent < 5
+            status, took = run.ctrl_c()
+            assert status == 130
+            assert took < 5
         finally:
             run.close()
         assert wait_until(lambda: not any(servers(tag).values()), timeout=5, interval=0.05), \

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 import pytest
-from plugin import BOUND, wait_until
+from plugin import BOUND, require, wait_until
 
 from benchmarks.backends import Backend, marker
 
@@ -142,19 +142,21 @@ def test_sigint_cancels_the_statement(backend: Backend, mode: str) -> None:
         assert report["context"] not in ("None", None), report
 
 
-@pytest.mark.parametrize("name", ["sqlite3", "psycopg", "pyodbc-postgresql"])
-def test_own_sigint_handler_is_left_alone(name: str) -> None:
-    from plugin import require
-
-    backend = require(name)
-    child = Child(backend, "own-handler")
+def _report_after_sigint(name: str, mode: str) -> dict[str, Any]:
+    """The child's report after one SIGINT (no look at the server: ``_run`` does that)."""
+    child = Child(require(name), mode)
     try:
         child.expect("READY")
         child.expect("RUNNING")
         child.interrupt()
-        report = child.result()
+        return child.result()
     finally:
         child.kill()
+
+
+@pytest.mark.parametrize("name", ["sqlite3", "psycopg", "pyodbc-postgresql"])
+def test_own_sigint_handler_is_left_alone(name: str) -> None:
+    report = _report_after_sigint(name, "own-handler")
     # the statement ran to its end; the program's handler ran; no KeyboardInterrupt
     assert report["raised"] is None, report
     assert report["handled"] == 1, report
@@ -163,17 +165,7 @@ def test_own_sigint_handler_is_left_alone(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["sqlite3", "psycopg"])
 def test_waiting_on_an_operation_never_cancels_it(name: str) -> None:
-    from plugin import require
-
-    backend = require(name)
-    child = Child(backend, "wait")
-    try:
-        child.expect("READY")
-        child.expect("RUNNING")
-        child.interrupt()
-        report = child.result()
-    finally:
-        child.kill()
+    report = _report_after_sigint(name, "wait")
     assert report["raised"] == "KeyboardInterrupt", report
     # the wait was interrupted; the operation went on until the child aborted it
     assert report["op_phase_after_interrupt"] == "INITIALIZATION", report
@@ -182,17 +174,7 @@ def test_waiting_on_an_operation_never_cancels_it(name: str) -> None:
 
 
 def test_sigint_during_a_fetch_waiting_on_population_aborts_it() -> None:
-    from plugin import require
-
-    backend = require("sqlite3")
-    child = Child(backend, "population")
-    try:
-        child.expect("READY")
-        child.expect("RUNNING")
-        child.interrupt()
-        report = child.result()
-    finally:
-        child.kill()
+    report = _report_after_sigint("sqlite3", "population")
     assert report["raised"] == "KeyboardInterrupt", report
     assert report["elapsed"] < LONG / 2, report
     assert report["op_phase"] == "CANCELED", report
