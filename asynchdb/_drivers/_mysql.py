@@ -70,7 +70,7 @@ class _State:
         self.thread_id = thread_id
         #: The twin that sends ``KILL QUERY`` (opened at the first abort).
         self.killer = killer
-        #: The driver cursor of the call last cancelled (for the repair).
+        #: The driver cursor of the call last cancelled (Connector/Python's repair).
         self.aborted: Optional[weakref.ref[Any]] = None
 
 
@@ -132,12 +132,6 @@ class _MySQLAdapter(Adapter):
         state = conn.state
         if not isinstance(state, _State) or call.kind == "connect":
             return
-        cursor = call.cursor
-        if cursor is not None:
-            try:
-                state.aborted = weakref.ref(cursor)
-            except TypeError:  # a cursor type without weak references
-                state.aborted = None
         state.killer.send(self._live_thread_id(conn.raw, state))
 
     def is_cancel_error(self, exc: BaseException) -> bool:
@@ -290,6 +284,16 @@ class MariaDBAdapter(_MySQLAdapter):
 
     def _thread_id(self, raw: Any) -> int:
         return int(raw.thread_id)  # an attribute here, not a method
+
+    def cancel(self, conn: ConnectionView, call: CallView) -> None:
+        # aborting thread: remember the call's cursor for after_abort
+        state = conn.state
+        if isinstance(state, _State) and call.cursor is not None:
+            try:
+                state.aborted = weakref.ref(call.cursor)
+            except TypeError:  # a cursor type without weak references
+                state.aborted = None
+        super().cancel(conn, call)
 
     def after_abort(self, conn: ConnectionView) -> None:
         # owner thread.  A KeyboardInterrupt (Ctrl-C) raised in the driver's
