@@ -195,6 +195,14 @@ class Channel:
         self._cancel_lock = threading.RLock()
         #: The call inside the driver right now (its cancel target).
         self.running: Optional[Running] = None
+        #: The synchronous call made without a job that is inside the driver
+        #: right now, on its owner's thread (what Ctrl-C cancels): the driver
+        #: cursor with ``inline_kind`` the method's name, or the bound driver
+        #: method with ``inline_kind`` None; both None between calls.  Set and
+        #: restored by the caller around the call (nested calls restore the
+        #: outer one).
+        self.inline: Any = None
+        self.inline_kind: Optional[str] = None
         #: No new work is accepted.
         self.closed = False
         #: Closing: hooks stop whatever statement runs.
@@ -328,6 +336,16 @@ class Channel:
         """Whether the current thread owns the connection."""
         return self._owner._is_owned()  # type: ignore[attr-defined,no-any-return]
 
+    def owned_by(self, thread_id: int) -> bool:
+        """Whether ``thread_id`` owns the connection right now (any thread; a snapshot).
+
+        For the Ctrl-C watcher only: the lock keeps its owner's id but shows
+        it only in its ``repr`` (``owner=<id>``, CPython 3.9 to 3.14;
+        tests/unit/test_interrupt_registry.py checks it).  This keeps the
+        drop-in path free of a ``get_ident`` per call.
+        """
+        return f" owner={thread_id} " in repr(self._owner)
+
     # ------------------------------------------------------------------
     # queueing (any thread)
     # ------------------------------------------------------------------
@@ -392,6 +410,8 @@ class Channel:
         """Call the driver synchronously: inline when the connection is free, else in turn."""
         if (not self.adapter.interrupt_on_worker
                 or not _interrupt.interruptible_here()) and self.take():
+            outer, outer_kind = self.inline, self.inline_kind
+            self.inline, self.inline_kind = fn, None  # what Ctrl-C would cancel
             try:
                 return fn(*args, **kwargs)
             except BaseException as exc:
@@ -399,6 +419,7 @@ class Channel:
                     _interrupt.after_error(self, exc)
                 raise
             finally:
+                self.inline, self.inline_kind = outer, outer_kind
                 self.release()
         task = _Call(fn, args, kwargs)
         target = getattr(fn, "__self__", None)  # what Ctrl-C would cancel

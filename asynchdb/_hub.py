@@ -146,6 +146,11 @@ class Hub:
         """How many connections are open."""
         return self._open
 
+    def open_channels(self) -> list[Channel]:
+        """The open connections' channels (any thread; a snapshot)."""
+        with self._lock:
+            return list(self._channels)
+
     def thread_count(self) -> int:
         with self._lock:
             return len(self._threads)

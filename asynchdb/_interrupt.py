@@ -17,11 +17,16 @@ How (threads):
   unset).  Python's C-level signal handler writes the signal number there at
   once, even while the main thread is blocked inside a driver's C code.
 * The **watcher thread** (``asynchdb-sigint``, alive while connections are
-  open) reads it.  For a SIGINT under Python's default handler it looks at
-  the main thread's stack (``sys._current_frames``) for the asynchdb frame
-  that is calling the driver, and sends the adapter's cancel for that call
-  (re-sent every ``reissue_cancel`` seconds while the main thread is still
-  in it, as for an abort).  A wait on an ``Operation`` (``result()``,
+  open) reads it.  For a SIGINT under Python's default handler it looks
+  for the call the main thread is making inside the driver: every inline
+  driver call registers itself on its channel for its duration
+  (``Channel.inline``, two attribute stores and their restore, about 25 ns;
+  the only per-call cost of Ctrl-C), and the channel's ownership lock tells
+  whose call it is.  It sends the adapter's cancel for that call (re-sent
+  every ``reissue_cancel`` seconds while the main thread is still in it, as
+  for an abort).  It never reads the main thread's frames: doing that from
+  another thread (``sys._current_frames()`` and ``f_back``) crashed CPython
+  3.11 once in our stress runs (docs/reliability.md).  A wait on an ``Operation`` (``result()``,
   ``wait_for_completion()``) is never cancelled.  A fetch waiting for
   background population is a Python-level wait: the main thread's own
   ``KeyboardInterrupt`` ends it, and the cursor aborts the population
@@ -70,10 +75,8 @@ import logging
 import select
 import signal
 import socket
-import sys
 import threading
 import time
-from types import FrameType
 from typing import Any, Optional
 
 from ._hub import HUB
@@ -85,10 +88,10 @@ log = logging.getLogger("asynchdb")
 #: Seconds an interrupted call is followed: cancels re-sent, then the repair.
 FOLLOW = 5.0
 #: Seconds between two looks at an interrupted call that still runs.  Short:
-#: a record holds the call's frame (and so its cursor) until a look finds the
-#: call over, when Python's own KeyboardInterrupt beat :func:`after_error` to
-#: it (DuckDB, measured: 4 of 10 Ctrl-Cs); a released cursor aborts only once
-#: that record is gone.  Looks happen only for FOLLOW seconds after a Ctrl-C.
+#: a record holds the call's driver cursor until a look finds the call over,
+#: when Python's own KeyboardInterrupt beat :func:`after_error` to it (DuckDB,
+#: measured: 4 of 10 Ctrl-Cs), and the connection's repair waits for that
+#: look.  Looks happen only for FOLLOW seconds after a Ctrl-C.
 LOOK = 0.01
 #: Seconds a job interrupted by Ctrl-C may take to end before the wait gives up.
 JOB_WAIT = 5.0
@@ -103,8 +106,8 @@ _lock = threading.Lock()  # the socket's read side, _records, _watcher
 _rsock: Optional[socket.socket] = None
 _wsock: Optional[socket.socket] = None
 _watcher: Optional[threading.Thread] = None
-#: Interrupted inline calls, by the frame of the asynchdb function calling the driver.
-_records: dict[FrameType, _Record] = {}
+#: Interrupted inline calls, by channel (the innermost call on each).
+_records: dict[Any, _Record] = {}
 
 
 class _Call:
@@ -122,15 +125,27 @@ class _Call:
 class _Record:
     """One inline call the watcher sent a cancel for."""
 
-    __slots__ = ("channel", "claimed", "frame", "sent", "until", "view")
+    __slots__ = ("channel", "claimed", "inline", "kind", "sent", "until", "view")
 
-    def __init__(self, frame: FrameType, channel: Any, view: _Call) -> None:
-        self.frame = frame
+    def __init__(self, channel: Any, inline: Any, kind: Optional[str]) -> None:
         self.channel = channel
-        self.view = view
+        self.inline = inline
+        self.kind = kind
+        if kind is None:  # a bound driver method (Channel.call)
+            owner = getattr(inline, "__self__", None)
+            cursor = None if owner is None or owner is getattr(channel, "raw", None) else owner
+            self.view = _Call(getattr(inline, "__name__", "call"), cursor)
+        else:  # a driver cursor, in one of the cursor's own fast paths
+            self.view = _Call(kind, inline)
         self.claimed = False
         self.sent = time.monotonic()
         self.until = self.sent + FOLLOW
+
+    def running(self) -> bool:
+        """Whether the main thread is still in this call (any thread; a snapshot)."""
+        ch = self.channel
+        return (ch.inline is self.inline and ch.inline_kind == self.kind
+                and ch.owned_by(_MAIN))
 
 
 # ---------------------------------------------------------------------------
@@ -265,12 +280,11 @@ def _wake(sock: socket.socket) -> bool:
     """One wake-up of the watcher: False when it is to stop (watcher thread).
 
     A function of its own so that nothing it touched stays referenced while
-    the watcher sleeps: a record holds the interrupted call's frame, and with
-    it the caller's cursor, which must be free to be released (and its
-    statement aborted) once the call is over.
+    the watcher sleeps: a record holds the interrupted call's driver cursor,
+    which the caller must be free to close (or release) once the call is over.
     """
     global _watcher
-    rec: Optional[_Record] = None
+    found: list[_Record] = []
     with _lock:
         data = _read(sock)
         if _STOP in data and HUB.open_count() == 0:
@@ -280,75 +294,50 @@ def _wake(sock: socket.socket) -> bool:
             return False
         if signal.SIGINT in data and \
                 signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            rec = _target()
-    if rec is not None:
+            found = _targets()
+    for rec in found:
         _cancel(rec)
     if _records:
         _follow_up()
     return True
 
 
-def _main_frames() -> list[FrameType]:
-    """The main thread's frames, innermost first (watcher thread)."""
-    frame = sys._current_frames().get(_MAIN)
-    frames = []
-    while frame is not None:
-        frames.append(frame)
-        frame = frame.f_back
-    return frames
+def _main_calls() -> list[tuple[Any, Any, Optional[str]]]:
+    """The inline driver calls the main thread is in: ``(channel, inline, kind)`` (any thread).
 
-
-_CURSOR_CALLS = frozenset({"execute", "fetchone", "fetchall", "fetchmany"})
-
-
-def _target() -> Optional[_Record]:
-    """The main thread's driver call to cancel, recorded.
-
-    Watcher thread, holding ``_lock``.
+    Read from what each call registers on its channel (``Channel.inline``),
+    never from the main thread's stack: reading another thread's frames
+    (``sys._current_frames()`` and ``f_back``) can crash CPython 3.11 when
+    that thread pops them meanwhile (one segmentation fault in about 95,000
+    stress operations that did, docs/reliability.md; the same crash is
+    reported against profilers that sample that way).
     """
-    for frame in _main_frames():
-        module = frame.f_globals.get("__name__", "")
-        if not module.startswith("asynchdb."):
-            continue
-        name = frame.f_code.co_name
-        if module in ("asynchdb._operation", "asynchdb._aio"):
-            # waiting on an Operation never cancels it; a job's wait handles
-            # its own KeyboardInterrupt (wait_job)
-            return None
-        if module == "asynchdb._cursor" and name in _CURSOR_CALLS:
-            local = frame.f_locals
-            cursor = local.get("self")
-            if local.get("buf") is not None:
-                # a fetch waiting for background population: the wait is
-                # interrupted on the main thread (population_interrupted)
-                return None
-            ch = local.get("ch")
-            if ch is None or cursor is None:
-                return None
-            return _record(frame, ch, _Call(name, cursor._raw))
-        if module == "asynchdb._channel" and name == "call":
-            local = frame.f_locals
-            ch = local.get("self")
-            task = local.get("task")
-            if task is not None:
-                # queued behind other work: the main thread's own interrupted
-                # wait stops it if it has not started (Channel.call)
-                return None
-            fn = local.get("fn")
-            owner = getattr(fn, "__self__", None)
-            cursor = None if owner is None or owner is getattr(ch, "raw", None) else owner
-            return _record(frame, ch, _Call(getattr(fn, "__name__", "call"), cursor))
-        if module in ("asynchdb._connection", "asynchdb._population"):
-            continue
-    return None
+    calls = []
+    for ch in HUB.open_channels():
+        c: Any = ch
+        inline, kind = c.inline, c.inline_kind
+        if inline is not None and c.owned_by(_MAIN):
+            calls.append((c, inline, kind))
+    return calls
 
 
-def _record(frame: FrameType, ch: Any, view: _Call) -> _Record:
-    # watcher, holding _lock
-    rec = _records.get(frame)
-    if rec is None:
-        rec = _records[frame] = _Record(frame, ch, view)
-    return rec
+def _targets() -> list[_Record]:
+    """The main thread's driver calls to cancel, recorded.
+
+    Watcher thread, holding ``_lock``.  A wait on an ``Operation`` (or a
+    job's wait, or a fetch waiting for population) registers no inline call,
+    so it is never cancelled; those waits handle their own
+    ``KeyboardInterrupt``.  Nested calls on one connection register the
+    innermost; calls nested across connections are each recorded (the
+    ``KeyboardInterrupt`` ends them all).
+    """
+    found = []
+    for ch, inline, kind in _main_calls():
+        rec = _records.get(ch)
+        if rec is None or rec.inline is not inline or rec.kind != kind:
+            rec = _records[ch] = _Record(ch, inline, kind)
+        found.append(rec)
+    return found
 
 
 def _interrupted(kind: str) -> OperationCanceled:
@@ -371,25 +360,24 @@ def _still_running(rec: _Record) -> bool:
     statement (MySQL's ``KILL QUERY`` and PostgreSQL's cancel request target
     the connection); and the connection may be closing.
     """
-    return not rec.claimed and any(f is rec.frame for f in _main_frames())
+    return not rec.claimed and rec.running()
 
 
 def _follow_up() -> None:
     """Re-send cancels to calls still running; repair the connections of unclaimed ones."""
     # watcher thread
-    frames = set(map(id, _main_frames()))
     now = time.monotonic()
     resend: list[_Record] = []
     repair: list[_Record] = []
     with _lock:
-        for frame, rec in list(_records.items()):
-            if id(frame) in frames and now < rec.until:
-                again = rec.channel.adapter.reissue_cancel
+        for ch, rec in list(_records.items()):
+            if rec.running() and now < rec.until:
+                again = ch.adapter.reissue_cancel
                 if again is not None and now - rec.sent >= again and not rec.claimed:
                     rec.sent = now
                     resend.append(rec)
                 continue
-            del _records[frame]
+            del _records[ch]
             if not rec.claimed:
                 repair.append(rec)
     for rec in resend:
@@ -432,17 +420,16 @@ def after_error(ch: Any, exc: BaseException) -> None:
     """
     if threading.get_ident() != _MAIN:
         return
-    caller = sys._getframe(1)
     with _lock:
-        # claimed, and forgotten at once: the record holds the call's frame,
-        # and so the caller's cursor, which must be free to go as soon as the
-        # caller lets go of it (a released cursor aborts its next statement)
-        rec = _records.pop(caller, None)
-        if rec is not None:
+        # claimed, and forgotten at once: the record holds the driver cursor
+        rec = _records.get(ch)
+        if rec is not None and rec.inline is ch.inline and rec.kind == ch.inline_kind:
+            del _records[ch]
             rec.claimed = True
         elif _rsock is None or not _pending_sigint(_rsock):
             return
-    del caller
+        else:
+            rec = None
     if rec is not None:
         # A cancel the watcher is sending at this moment (it checked that the
         # call still ran, then sends) must be out before the caller goes on:

@@ -267,13 +267,10 @@ def _dump_holders(refs: tuple[weakref.ref[Any], ...]) -> None:
                 level = nxt[:40]
             del obj, level, nxt
         f.write(f"\ngc.garbage: {len(gc.garbage)}\n\nrunning frames:\n")
-        for ident, top in sys._current_frames().items():
-            frame: Any = top
-            while frame is not None:
-                f.write(f"  thread {ident}: {frame.f_code.co_filename}:{frame.f_lineno} "
-                        f"{frame.f_code.co_name} at {id(frame):#x}\n")
-                frame = frame.f_back
         f.flush()
+        # faulthandler reads the stacks in C, holding the GIL throughout: a
+        # walk of other threads' frames in Python (f_back) can crash 3.11
+        faulthandler.dump_traceback(file=f, all_threads=True)
 
 
 class _Stop:
@@ -720,20 +717,18 @@ class Child:
         delay = self.rng.choice([0.0, 0.0, 0.001, 0.005, 0.02])
         main = threading.main_thread().ident or 0
         sent: list[float] = []
+        ch = cur._ch  # what the main thread's inline call registers (Channel.inline)
+        hopped = ch.counters["hopped"]
 
         def send() -> None:
-            # helper thread: wait (bounded) until the main thread is inside the call
+            # helper thread: wait (bounded) until the main thread is inside the
+            # driver's execute, or waits for it on the worker (interrupt_on_worker
+            # drivers): read from the channel, as the Ctrl-C watcher does, never
+            # from the main thread's frames (a cross-thread walk can crash 3.11)
             deadline = time.monotonic() + self.watchdog
             while time.monotonic() < deadline:
-                frame = sys._current_frames().get(main)
-                inside = False
-                while frame is not None:
-                    if frame.f_code.co_name == "execute" and \
-                            frame.f_globals.get("__name__") == "asynchdb._cursor":
-                        inside = True
-                        break
-                    frame = frame.f_back
-                if inside:
+                if (ch.inline_kind == "execute" and ch.owned_by(main)) or \
+                        ch.counters["hopped"] > hopped:
                     _pause(delay)
                     sent.append(time.monotonic())
                     os.kill(os.getpid(), signal.SIGINT)

@@ -2,8 +2,8 @@
 
 Usage: ``python tests/interrupt_child.py BACKEND TAG MODE``.  It opens a
 wrapped connection, prints ``READY``, prints ``RUNNING`` once its main thread
-is inside the long statement (a helper thread watches the main thread's
-stack: a bounded poll, so the parent never guesses with a sleep), then runs
+is inside the long statement (a helper thread watches for it: a bounded
+poll, so the parent never guesses with a sleep), then runs
 it, and prints ``OUT {json}``: what the statement call raised, how long it
 took, and whether the connection answers ``SELECT 1`` afterwards.
 
@@ -11,6 +11,9 @@ Modes: ``plain`` (the drop-in call), ``cancel_after`` (a synchronous call with
 a deadline: the job path), ``own-handler`` (the program installed its own
 SIGINT handler: asynchdb must leave it alone), ``wait`` (waiting on an
 Operation: the operation must go on).
+
+``sys._current_frames`` raises here: asynchdb's Ctrl-C watcher must find
+the interrupted call without reading the main thread's frames.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 import threading
 import time
 import weakref
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -36,12 +40,47 @@ LONG = 20.0
 SHORT = 2.0
 
 
+#: The real ``sys._current_frames``: asynchdb must never call it (below).
+_current_frames = sys._current_frames
+
+
+def _frames_forbidden() -> dict[int, object]:
+    # Reading another thread's frames can crash CPython 3.11 (docs/reliability.md):
+    # the Ctrl-C watcher must find the call without it, so here it fails loudly.
+    raise AssertionError("sys._current_frames() called: the Ctrl-C path must not read frames")
+
+
+sys._current_frames = _frames_forbidden
+
+
+def _announce_inline(ch: object) -> None:
+    """Print RUNNING once the main thread's execute is inside the driver (helper thread).
+
+    Read from what the call registers on its channel, as the Ctrl-C watcher
+    does; a driver whose main-thread calls hop to the worker counts once
+    the hop is made.
+    """
+    main = threading.main_thread().ident or 0
+    c: Any = ch
+    hopped = c.counters["hopped"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if (c.inline_kind == "execute" and c.owned_by(main)) or c.counters["hopped"] > hopped:
+            print("RUNNING", flush=True)
+            return
+        time.sleep(0.005)
+
+
 def _announce_running(names: set[str]) -> None:
-    """Print RUNNING once the main thread is inside one of ``names`` (helper thread)."""
+    """Print RUNNING once the main thread is inside one of ``names`` (helper thread).
+
+    For the modes where the main thread waits in asynchdb's Python code (no
+    driver call of its own to register): a walk of its frames, test-only.
+    """
     main = threading.main_thread().ident
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        frame = sys._current_frames().get(main or 0)
+        frame = _current_frames().get(main or 0)
         while frame is not None:
             if frame.f_code.co_name in names and \
                     frame.f_globals.get("__name__", "").startswith("asynchdb."):
@@ -60,9 +99,12 @@ def main() -> None:
     conn = backend.connect()
     cur = conn.cursor()
     out: dict[str, object] = {}
-    watch = {"plain": {"execute"}, "own-handler": {"execute"}, "cancel_after": {"wait"},
-             "wait": {"result"}, "population": {"take_all"}}[mode]
-    threading.Thread(target=_announce_running, args=(watch,), daemon=True).start()
+    if mode in ("plain", "own-handler"):
+        announce = threading.Thread(target=_announce_inline, args=(cur._ch,), daemon=True)
+    else:
+        watch = {"cancel_after": {"wait"}, "wait": {"result"}, "population": {"take_all"}}[mode]
+        announce = threading.Thread(target=_announce_running, args=(watch,), daemon=True)
+    announce.start()
     print("READY", flush=True)
     started = time.monotonic()
     op = None

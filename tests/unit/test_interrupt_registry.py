@@ -1,0 +1,141 @@
+"""How Ctrl-C finds the call to cancel: each inline driver call registers itself.
+
+The Ctrl-C watcher used to find the main thread's driver call by walking the
+main thread's frames from its own thread (``sys._current_frames()`` and
+``f_back``), which can crash CPython 3.11 (docs/reliability.md).  Now every
+inline driver call sets ``Channel.inline`` (and ``inline_kind``) for its
+duration, nested calls restore the outer one, and ``Channel.owned_by`` tells
+whose call it is.  These tests pin that registry on sqlite3 (user functions
+run inside the call, on the calling thread) and the lock's ``repr`` contract
+that ``owned_by`` reads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from typing import Any
+
+import asynchdb
+from asynchdb import _interrupt
+from asynchdb._channel import Channel
+
+BOUND = 10.0
+
+
+def _main_calls() -> list[tuple[Any, Any, Any]]:
+    return _interrupt._main_calls()
+
+
+def test_owned_by_reads_the_owner_of_the_lock() -> None:
+    conn = asynchdb.wrap(sqlite3.connect(":memory:", check_same_thread=False))
+    try:
+        ch: Channel = conn._ch
+        me = threading.get_ident()
+        assert not ch.owned_by(me)
+        assert ch.take()
+        try:
+            assert ch.owned_by(me)
+            seen: list[bool] = []
+            t = threading.Thread(target=lambda: seen.append(ch.owned_by(threading.get_ident())))
+            t.start()
+            t.join(BOUND)
+            assert seen == [False]
+            # a prefix of the owner's id is not the owner
+            assert not ch.owned_by(int(str(me)[:-1]))
+        finally:
+            ch.release()
+        assert not ch.owned_by(me)
+    finally:
+        conn.close()
+
+
+def test_an_inline_call_registers_itself_and_nested_calls_restore_it() -> None:
+    raw = sqlite3.connect(":memory:")
+    conn = asynchdb.wrap(raw)
+    try:
+        ch: Channel = conn._ch
+        outer = conn.cursor()
+        inner = conn.cursor()
+        seen: dict[str, Any] = {}
+
+        def f(x: int) -> int:
+            # inside the outer execute, on this (the calling) thread
+            seen["outer"] = (ch.inline, ch.inline_kind)
+            seen["main_calls"] = [(c is ch, k) for c, _, k in _main_calls()]
+            inner.execute("SELECT 2")
+            seen["inner_done"] = (ch.inline, ch.inline_kind)
+            seen["fetched"] = inner.fetchall()
+            return x
+
+        raw.create_function("f", 1, f)
+        outer.execute("SELECT f(1)")
+        assert seen["outer"] == (outer.driver_cursor, "execute")
+        assert seen["main_calls"] == [(True, "execute")]
+        assert seen["inner_done"] == (outer.driver_cursor, "execute"), "nested call did not restore"
+        assert seen["fetched"] == [(2,)]
+        assert (ch.inline, ch.inline_kind) == (None, None)
+        assert outer.fetchall() == [(1,)]
+        # a call made through Channel.call registers the bound driver method (kind None)
+        seen.clear()
+        def g() -> int:
+            seen["g"] = (ch.inline, ch.inline_kind)
+            return 0
+
+        raw.create_function("g", 0, g)
+        outer.execute("CREATE TABLE t (x)")
+        outer.executemany("INSERT INTO t VALUES (g() + ?)", [(1,)])
+        inline, kind = seen["g"]
+        assert kind is None and getattr(inline, "__name__", None) == "executemany"
+        assert getattr(inline, "__self__", None) is outer.driver_cursor
+        assert (ch.inline, ch.inline_kind) == (None, None)
+    finally:
+        conn.close()
+
+
+def test_another_threads_inline_call_is_not_the_main_threads() -> None:
+    raw = sqlite3.connect(":memory:", check_same_thread=False)
+    conn = asynchdb.wrap(raw)
+    inside = threading.Event()
+    go = threading.Event()
+    try:
+        ch: Channel = conn._ch
+
+        def block() -> int:
+            inside.set()
+            go.wait(BOUND)
+            return 1
+
+        raw.create_function("block", 0, block)
+        cur = conn.cursor()
+        t = threading.Thread(target=lambda: cur.execute("SELECT block()"), daemon=True)
+        t.start()
+        try:
+            assert inside.wait(BOUND)
+            assert ch.inline_kind == "execute"  # registered, but on that thread
+            assert not ch.owned_by(threading.get_ident())
+            if threading.current_thread() is threading.main_thread():
+                assert [c for c, _, _ in _main_calls() if c is ch] == []
+        finally:
+            go.set()
+            t.join(BOUND)
+        assert not t.is_alive()
+        assert (ch.inline, ch.inline_kind) == (None, None)
+    finally:
+        conn.close()
+
+
+def test_a_failed_call_restores_the_registration() -> None:
+    conn = asynchdb.wrap(sqlite3.connect(":memory:"))
+    try:
+        ch: Channel = conn._ch
+        cur = conn.cursor()
+        try:
+            cur.execute("SELECT * FROM no_such_table")
+        except sqlite3.OperationalError:
+            pass
+        else:  # pragma: no cover
+            raise AssertionError("the driver's error was lost")
+        assert (ch.inline, ch.inline_kind) == (None, None)
+    finally:
+        conn.close()
