@@ -416,7 +416,12 @@ class Channel:
                 return fn(*args, **kwargs)
             except BaseException as exc:
                 if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
-                    _interrupt.after_error(self, exc)
+                    try:
+                        _interrupt.after_error(self, exc)
+                    except KeyboardInterrupt as ki:
+                        # Python's own handler raised it on entering after_error
+                        _interrupt.after_error(self, ki)
+                        raise
                 raise
             finally:
                 self.inline, self.inline_kind = outer, outer_kind

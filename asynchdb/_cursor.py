@@ -192,7 +192,12 @@ class Cursor:
                         raw.execute(operation)
                 except BaseException as exc:
                     if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
-                        _interrupt.after_error(ch, exc)
+                        try:
+                            _interrupt.after_error(ch, exc)
+                        except KeyboardInterrupt as ki:
+                            # Python's own handler raised it on entering after_error
+                            _interrupt.after_error(ch, ki)
+                            raise
                     raise
                 finally:
                     ch.inline, ch.inline_kind = outer, outer_kind
@@ -344,8 +349,13 @@ class Cursor:
             try:
                 return raw.fetchone()
             except BaseException as exc:
-                if _interrupt.ARMED:
-                    _interrupt.after_error(ch, exc)
+                if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
+                    try:
+                        _interrupt.after_error(ch, exc)
+                    except KeyboardInterrupt as ki:
+                        # Python's own handler raised it on entering after_error
+                        _interrupt.after_error(ch, ki)
+                        raise
                 raise
             finally:
                 ch.inline, ch.inline_kind = outer, outer_kind
@@ -387,8 +397,13 @@ class Cursor:
             try:
                 return raw.fetchall()
             except BaseException as exc:
-                if _interrupt.ARMED:
-                    _interrupt.after_error(ch, exc)
+                if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
+                    try:
+                        _interrupt.after_error(ch, exc)
+                    except KeyboardInterrupt as ki:
+                        # Python's own handler raised it on entering after_error
+                        _interrupt.after_error(ch, ki)
+                        raise
                 raise
             finally:
                 ch.inline, ch.inline_kind = outer, outer_kind

@@ -39,10 +39,14 @@ How (threads):
   or right after the call.  The call's ``except`` clause (the error path
   only, so free when nothing fails) calls :func:`after_error`, which
   recognises the interrupted call, repairs the connection and raises
-  ``KeyboardInterrupt`` if the driver swallowed it.  If the handler's own
-  ``KeyboardInterrupt`` beat :func:`after_error` to it, the watcher notices
-  that the call ended unclaimed and runs the repair as the connection's
-  owner.
+  ``KeyboardInterrupt`` if the driver swallowed it, marked as repaired
+  (:func:`repaired`).  When the driver's call failed in C with the signal
+  pending, Python's handler raises on *entering* :func:`after_error`; the
+  ``except`` clause then calls it again with that ``KeyboardInterrupt``
+  (DuckDB, measured: most Ctrl-Cs under duckdb_engine).  If the handler's
+  ``KeyboardInterrupt`` came outside the call's ``except`` clause (after a
+  call that returned), the watcher notices that the call ended unclaimed and
+  runs the repair as the connection's owner.
 * An adapter with ``interrupt_on_worker`` (pure-Python drivers, ADBC) has
   the main thread's ``execute`` run on the worker while Ctrl-C could reach
   it (a thread hop, as for a call that waits its turn): the
@@ -441,8 +445,30 @@ def after_error(ch: Any, exc: BaseException) -> None:
         return
     _repair(ch)
     if isinstance(exc, KeyboardInterrupt):
+        _mark_repaired(exc)
         return
-    raise KeyboardInterrupt
+    raise _mark_repaired(KeyboardInterrupt())
+
+
+#: Set on a KeyboardInterrupt raised once its call was cancelled and the
+#: connection repaired (read by :func:`repaired`).
+_REPAIRED = "_asynchdb_repaired"
+
+
+def _mark_repaired(ki: KeyboardInterrupt) -> KeyboardInterrupt:
+    setattr(ki, _REPAIRED, True)
+    return ki
+
+
+def repaired(exc: BaseException) -> bool:
+    """Whether ``exc`` is a KeyboardInterrupt raised after its call ended and was repaired.
+
+    Then the connection is in a known state: the interrupted call is over
+    (cancelled, or finished) and the adapter's ``after_abort`` ran before the
+    exception left asynchdb.  ``asynchdb.sqlalchemy`` keeps such a connection
+    in the pool, as it does one whose deadline cancelled its statement.
+    """
+    return getattr(exc, _REPAIRED, False) is True
 
 
 def _pending_sigint(sock: socket.socket) -> bool:
@@ -478,6 +504,8 @@ def wait_job(job: Any) -> None:
             cause = error.__cause__ if isinstance(error, OperationCanceled) else error
             if cause is not None:
                 ki.__context__ = cause
+            if job.done():  # ended, and repaired before it woke this wait
+                _mark_repaired(ki)
         raise
 
 
@@ -529,7 +557,19 @@ def hopped_call_interrupted(ch: Any, task: Any, name: str, target: Any,
         ch.end(stand)
     if task.error is not None:
         ki.__context__ = task.error
-    ch.submit(_Repair(ch))
+    # the repair runs on the worker, in turn; wait for it (bounded), so that
+    # the caller meets a repaired connection when the KeyboardInterrupt lands
+    fix = _Repair(ch)
+    ch.submit(fix)
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0 or fix.wait(left):
+                break
+        except KeyboardInterrupt:
+            continue
+    if fix.done():
+        _mark_repaired(ki)
 
 
 class _Running:
@@ -563,20 +603,28 @@ class _Running:
 class _Repair:
     """The adapter's repair, queued on the channel like a synchronous call."""
 
-    __slots__ = ("ch", "ended")
+    __slots__ = ("ch", "ended", "stopped")
 
     def __init__(self, ch: Any) -> None:
         self.ch = ch
-        self.ended = False
+        self.ended = threading.Event()
+        self.stopped = False
 
     def run(self) -> None:
         # owner thread
-        if type(self.ch.adapter).after_abort is not Adapter.after_abort:
-            _repair(self.ch)
-        self.ended = True
+        try:
+            if not self.stopped and type(self.ch.adapter).after_abort is not Adapter.after_abort:
+                _repair(self.ch)
+        finally:
+            self.ended.set()
 
     def done(self) -> bool:
-        return self.ended
+        """Whether the repair ran (not just: was stopped by a close)."""
+        return self.ended.is_set() and not self.stopped
+
+    def wait(self, timeout: float) -> bool:
+        return self.ended.wait(timeout)
 
     def stop(self, reason: str) -> None:
-        self.ended = True
+        self.stopped = True
+        self.ended.set()

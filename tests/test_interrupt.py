@@ -179,3 +179,58 @@ def test_sigint_during_a_fetch_waiting_on_population_aborts_it() -> None:
     assert report["elapsed"] < LONG / 2, report
     assert report["op_phase"] == "CANCELED", report
     assert report["after"] == 1, report
+
+
+# A driver call that fails in C with SIGINT pending: Python's own handler
+# raises KeyboardInterrupt as soon as Python code runs again, which is on
+# entering asynchdb's after_error (sqlite3 waiting on a locked database: the
+# busy wait is in C and ends with "database is locked").  The call must still
+# be claimed and repaired, and the KeyboardInterrupt say so (repaired(), what
+# asynchdb.sqlalchemy reads to keep the connection in its pool).
+_KI_ON_ENTRY = """
+import json, os, signal, sqlite3, sys, tempfile, threading, time
+import asynchdb
+from asynchdb import _interrupt
+path = os.path.join(tempfile.mkdtemp(), "locked.db")
+holder = sqlite3.connect(path, isolation_level=None)
+holder.execute("CREATE TABLE t (x)")
+holder.execute("BEGIN EXCLUSIVE")  # every other connection now waits, in C
+conn = asynchdb.wrap(sqlite3.connect(path, timeout=2.0))
+cur = conn.cursor()
+ch = conn._ch
+main = threading.main_thread().ident
+
+def send():
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (
+            ch.inline_kind == "execute" and ch.owned_by(main)):
+        time.sleep(0.001)
+    time.sleep(0.2)  # well inside sqlite3's 2 s busy wait, in C
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=send, daemon=True).start()
+out = {}
+try:
+    cur.execute("SELECT * FROM t")
+    out["raised"] = None
+except KeyboardInterrupt as ki:
+    out["raised"] = "KeyboardInterrupt"
+    out["context"] = repr(ki.__context__)
+    out["repaired"] = _interrupt.repaired(ki)
+holder.execute("COMMIT")
+cur.execute("SELECT count(*) FROM t")
+out["after"] = cur.fetchall()[0][0]
+conn.close()
+print(json.dumps(out))
+"""
+
+
+def test_a_keyboard_interrupt_on_entering_after_error_still_repairs() -> None:
+    proc = subprocess.run([sys.executable, "-c", _KI_ON_ENTRY], capture_output=True,
+                          text=True, timeout=BOUND * 2)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["raised"] == "KeyboardInterrupt", report
+    assert "database is locked" in report["context"], report
+    assert report["repaired"] is True, report
+    assert report["after"] == 0, report
