@@ -26,7 +26,10 @@ SQLAlchemy or a dialect sees is replaced).  asynchdb works beside them:
   ``insertmanyvalues``) is also *fetched* inside that operation and handed to
   SQLAlchemy through its own ``FullyBufferedCursorFetchStrategy``, so the
   deadline covers the rows too: sqlite3 and DuckDB do most of a query's work
-  while fetching.
+  while fetching.  One statement that SQLAlchemy splits into several driver
+  calls has one deadline: the batches of ``insertmanyvalues`` and the
+  fetches from a server-side cursor (``_Streamed``) each get what the calls
+  before them left (``_LEFT`` on the execution context).
 * **Failing** (dialect event ``handle_error``): SQLAlchemy 2.x treats a
   ``TimeoutError`` (``DeadlineExceeded`` is one) as an exit exception and
   would invalidate the connection even after a confirmed cancel.  The handler
@@ -34,7 +37,11 @@ SQLAlchemy or a dialect sees is replaced).  asynchdb works beside them:
   connection in the pool (usable after the rollback SQLAlchemy does for any
   failed statement); a statement that was *abandoned* (a driver with no
   cancel primitive: it may still be running) invalidates that one connection
-  (not the pool), so it is never handed out again.
+  (not the pool), so it is never handed out again.  A ``KeyboardInterrupt``
+  (Ctrl-C) is judged the same way: asynchdb raises it once the cancelled call
+  returned and the adapter's repair ran (``_interrupt.repaired``), and then
+  the connection stays; any other ``KeyboardInterrupt`` is SQLAlchemy's to
+  judge (it invalidates).
 * **Closing** (the dialect's ``do_close`` and ``do_terminate``, replaced on
   this engine's dialect instance; SQLAlchemy has no event that can take a
   close over): a connection with a side is closed through asynchdb, on the
@@ -73,16 +80,19 @@ SQLAlchemy is imported when :func:`instrument` is first called, never by
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from types import MethodType
 from typing import Any, Callable, Optional
 
+from . import _interrupt
 from ._args import check_timeout
 from ._channel import Channel
 from ._connection import Connection, _wrap
 from ._notify import make_sink
 from ._operation import Job
 from .adapters import Adapter, _for_connection, _for_module
+from .errors import DeadlineExceeded, OperationCanceled
 
 __all__ = ["CANCEL_AFTER", "LISTENER", "instrument"]
 
@@ -234,7 +244,11 @@ def instrument(engine: Any) -> Any:
         if side is not None:
             opts = context.execution_options
             if CANCEL_AFTER not in opts and LISTENER not in opts:
-                side.ch.call(MethodType(_execute, cursor), dialect.do_execute, args)
+                try:
+                    side.ch.call(MethodType(_execute, cursor), dialect.do_execute, args)
+                except KeyboardInterrupt as ki:
+                    _interrupted(context, ki)
+                    raise
                 return True
         return _run(state, "execute", dialect.do_execute, cursor, args, context)
 
@@ -251,7 +265,11 @@ def instrument(engine: Any) -> Any:
         if side is not None:
             opts = context.execution_options
             if CANCEL_AFTER not in opts and LISTENER not in opts:
-                side.ch.call(MethodType(_execute, cursor), dialect.do_execute_no_params, args)
+                try:
+                    side.ch.call(MethodType(_execute, cursor), dialect.do_execute_no_params, args)
+                except KeyboardInterrupt as ki:
+                    _interrupted(context, ki)
+                    raise
                 return True
         return _run(state, "execute", dialect.do_execute_no_params, cursor, args, context)
 
@@ -337,15 +355,23 @@ def _run(state: _State, kind: str, method: Callable[..., Any], cursor: Any,
         # Operation, no hop), in turn otherwise.  The call is bound to the
         # driver cursor and named for its kind, as Cursor.execute's would be,
         # so what looks at the running call (Ctrl-C, section 9) finds both.
-        ch.call(MethodType(_BY_KIND[kind], cursor), method, args)
+        try:
+            ch.call(MethodType(_BY_KIND[kind], cursor), method, args)
+        except KeyboardInterrupt as ki:
+            _interrupted(context, ki)
+            raise
         return True
     # validate before anything runs (a bad option is the caller's error)
     secs = check_timeout(seconds, CANCEL_AFTER)
     sink = make_sink(listener) if listener is not None else None
+    if secs is not None:
+        # the batches of an insertmanyvalues statement share its deadline
+        secs = getattr(context, _LEFT, secs)
+    streamed = getattr(context, "_is_server_side", False)
     prefetch = (kind == "execute"
                 and context.execute_style is state.execute_style
                 and context.cursor_fetch_strategy is state.default_fetch
-                and not getattr(context, "_is_server_side", False)
+                and not streamed
                 and not opts.get("stream_results", False)
                 and not opts.get("yield_per"))
     started: list[bool] = []
@@ -359,13 +385,43 @@ def _run(state: _State, kind: str, method: Callable[..., Any], cursor: Any,
             return cursor.fetchall()
         return _NO_ROWS
 
+    value = _run_job(ch, kind, work, cursor, secs, sink, context, started)
+    if value is not _NO_ROWS:
+        context.cursor_fetch_strategy = state.buffered(cursor, None, value)
+    elif secs is not None and streamed:
+        # a server-side cursor: SQLAlchemy fetches from it later, and each
+        # fetch is a round trip the deadline covers too (psycopg2's named
+        # cursors have no description before their first fetch)
+        context.cursor = _Streamed(cursor, ch, context)
+    return True
+
+
+#: On an execution context: the seconds left of its statement's deadline.
+#: The batches of an insertmanyvalues statement and the fetches of a streamed
+#: result share one deadline: it bounds the time the statement spends in the
+#: database, not the time the application takes between two fetches.
+_LEFT = "_asynchdb_left"
+
+
+def _run_job(ch: Channel, kind: str, work: Callable[[], Any], cursor: Any,
+             secs: Optional[float], sink: Any, context: Any, started: list[bool]) -> Any:
+    """Run ``work`` as a synchronous operation on ``ch``; its value, or its error raised.
+
+    Caller thread.  With ``secs``, the deadline is what is left of the
+    statement's, and what this call used is taken off (``_LEFT``).
+    """
     job = Job(ch, kind, work, raw_cursor=cursor)
     if sink is not None:
         job.advise(sink)
+    began = time.monotonic()
     if secs is not None:
-        job.set_deadline(secs)
+        job.set_deadline(max(secs, 0.0))
     try:
-        ch.run_sync(job)
+        try:
+            ch.run_sync(job)
+        finally:
+            if secs is not None:
+                setattr(context, _LEFT, secs - (time.monotonic() - began))
     except BaseException:
         # the wait itself was interrupted (Ctrl-C, API.md section 9, aborts
         # the job before raising): say what became of the statement
@@ -375,15 +431,128 @@ def _run(state: _State, kind: str, method: Callable[..., Any], cursor: Any,
     _, value, error = job.outcome()
     if error is None:
         del job
-        if value is not _NO_ROWS:
-            context.cursor_fetch_strategy = state.buffered(cursor, None, value)
-        return True
+        return value
     _mark(context, job, bool(started), ch.adapter.can_cancel)
     del job
     try:
         raise error
     finally:
         error = None  # no reference cycle through the traceback
+
+
+#: Seconds the close of a streamed result's cursor may take once its
+#: statement's deadline passed, before it is cancelled in its turn.
+_LAST_CLOSE = 0.001
+
+
+class _Streamed:
+    """A server-side driver cursor whose fetches run under what is left of the deadline.
+
+    SQLAlchemy reads a streamed result (``stream_results``, ``yield_per`` on
+    a dialect with server-side cursors) from ``context.cursor`` after the
+    statement; this stands in for the driver cursor there.  Everything but
+    the fetches goes straight to the driver cursor.  It refers to the
+    execution context weakly (the context refers to it).
+    """
+
+    __slots__ = ("_asynchdb_aborted", "_asynchdb_ch", "_asynchdb_context", "_asynchdb_cursor")
+
+    def __init__(self, cursor: Any, ch: Channel, context: Any) -> None:
+        object.__setattr__(self, "_asynchdb_cursor", cursor)
+        object.__setattr__(self, "_asynchdb_ch", ch)
+        object.__setattr__(self, "_asynchdb_context", weakref.ref(context))
+        object.__setattr__(self, "_asynchdb_aborted", False)
+
+    def close(self) -> None:
+        """Close the driver cursor; after an aborted fetch its error is the abort's echo.
+
+        A server-side cursor whose fetch was cancelled reports that again on
+        close (psycopg2: "named cursor isn't valid anymore"; PyMySQL and
+        mysqlclient: 1317 while they drain the unbuffered result), which
+        SQLAlchemy would log as an error: the abort was already raised.
+        """
+        try:
+            self._asynchdb_cursor.close()
+        except Exception:
+            if not self._asynchdb_aborted:
+                raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._asynchdb_cursor, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._asynchdb_cursor, name, value)
+
+    def fetchone(self) -> Any:
+        return self._fetch("fetchone", ())
+
+    def fetchmany(self, *args: Any) -> Any:
+        return self._fetch("fetchmany", args)
+
+    def fetchall(self) -> Any:
+        return self._fetch("fetchall", ())
+
+    def __iter__(self) -> Any:
+        return iter(self.fetchone, None)
+
+    def _fetch(self, kind: str, args: tuple[Any, ...]) -> Any:
+        cursor = self._asynchdb_cursor
+        context = self._asynchdb_context()
+        if context is None:  # pragma: no cover - the result outlived its context
+            return getattr(cursor, kind)(*args)
+        method = getattr(cursor, kind)
+        started: list[bool] = []
+
+        def work() -> Any:
+            started.append(True)
+            return method(*args)
+
+        left = getattr(context, _LEFT, 0.0)
+        if left <= 0:
+            # The deadline passed (during the statement, or an earlier fetch
+            # that still returned rows): the statement is over, whatever the
+            # driver reported (Connector/Python ends an unbuffered result that
+            # KILL QUERY stopped as if it were complete).
+            self._end(cursor)
+            setattr(context, _ABANDONED, False)
+            raise DeadlineExceeded(f"{kind} was aborted: the statement's deadline passed")
+        try:
+            return _run_job(self._asynchdb_ch, kind, work, cursor, left, None, context, started)
+        except OperationCanceled:
+            self._end(cursor)
+            raise
+
+    def _end(self, cursor: Any) -> None:
+        """The statement was stopped: close its cursor now, quietly (caller thread).
+
+        The close runs under a deadline of its own (:data:`_LAST_CLOSE`): a
+        MySQL unbuffered result still running on the server would otherwise
+        be read to its end; cancelled, the close ends at once.  SQLAlchemy
+        closes the driver cursor too, and would log the abort's echo as an
+        error.
+        """
+        object.__setattr__(self, "_asynchdb_aborted", True)
+        job = Job(self._asynchdb_ch, "close", cursor.close, raw_cursor=cursor)
+        job.set_deadline(_LAST_CLOSE)
+        try:
+            self._asynchdb_ch.run_sync(job)
+        except Exception:  # noqa: BLE001 - the abort is the error to raise
+            pass
+        del job
+
+
+def _interrupted(context: Any, ki: KeyboardInterrupt) -> None:
+    """Ctrl-C ended a plain statement: keep its connection if asynchdb repaired it.
+
+    SQLAlchemy invalidates a connection whose statement raised an exit
+    exception (``KeyboardInterrupt``), since the driver may be mid-protocol.
+    When asynchdb cancelled the call and ran the adapter's repair before the
+    ``KeyboardInterrupt`` left it (:func:`asynchdb._interrupt.repaired`), the
+    connection is in a known state, as after a deadline's cancel: it stays.
+    Any other ``KeyboardInterrupt`` is SQLAlchemy's to judge.
+    """
+    if _interrupt.repaired(ki):
+        setattr(context, _ABANDONED, False)
 
 
 def _mark(context: Any, job: Job, started: bool, can_cancel: bool) -> None:
