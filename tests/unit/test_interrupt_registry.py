@@ -13,6 +13,7 @@ that ``owned_by`` reads.
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 from typing import Any
 
@@ -139,3 +140,52 @@ def test_a_failed_call_restores_the_registration() -> None:
         assert (ch.inline, ch.inline_kind) == (None, None)
     finally:
         conn.close()
+
+
+def _printed_inside(call_frame_holder: list[Any]) -> KeyboardInterrupt:
+    """A KeyboardInterrupt raised in a function called from this frame, as a driver prints it."""
+    call_frame_holder.append(sys._getframe())
+
+    def decode() -> None:  # what psycopg2 calls while it reads an error message
+        raise KeyboardInterrupt
+
+    try:
+        decode()
+    except KeyboardInterrupt as ki:
+        sys.last_type, sys.last_value, sys.last_traceback = type(ki), ki, ki.__traceback__
+        return ki
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def test_a_keyboard_interrupt_the_driver_printed_during_the_call_is_dropped() -> None:
+    """psycopg2's PyErr_Print leaves the Ctrl-C in sys.last_value, holding the call's frames."""
+    holder: list[Any] = []
+    try:
+        _printed_inside(holder)
+        assert isinstance(sys.last_value, KeyboardInterrupt)
+        _interrupt._forget_printed(holder[0])
+        assert not hasattr(sys, "last_value")
+        assert not hasattr(sys, "last_traceback")
+    finally:
+        for name in ("last_type", "last_value", "last_traceback"):
+            if hasattr(sys, name):
+                delattr(sys, name)
+
+
+def test_an_unrelated_last_value_is_kept() -> None:
+    holder: list[Any] = []
+    try:
+        ki = _printed_inside(holder)
+
+        def another_call() -> Any:
+            return sys._getframe()
+
+        _interrupt._forget_printed(another_call())  # not the call it was raised in
+        assert sys.last_value is ki
+        sys.last_value = ValueError("not a KeyboardInterrupt")
+        _interrupt._forget_printed(holder[0])
+        assert isinstance(sys.last_value, ValueError)
+    finally:
+        for name in ("last_type", "last_value", "last_traceback"):
+            if hasattr(sys, name):
+                delattr(sys, name)
