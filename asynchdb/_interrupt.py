@@ -84,7 +84,7 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ._hub import HUB
 from .adapters import Adapter
@@ -525,14 +525,7 @@ def wait_job(job: Any) -> None:
     except KeyboardInterrupt as ki:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             job.abort(_interrupted(job.kind), force=True)
-            deadline = time.monotonic() + JOB_WAIT
-            while True:
-                left = deadline - time.monotonic()
-                try:
-                    if left <= 0 or job.wait(left):
-                        break
-                except KeyboardInterrupt:
-                    continue
+            _wait_through_interrupts(job.wait, time.monotonic() + JOB_WAIT)
             error = job.outcome()[2]
             cause = error.__cause__ if isinstance(error, OperationCanceled) else error
             if cause is not None:
@@ -540,6 +533,21 @@ def wait_job(job: Any) -> None:
             if job.done():  # ended, and repaired before it woke this wait
                 _mark_repaired(ki)
         raise
+
+
+def _wait_through_interrupts(wait: Callable[[float], bool], deadline: float) -> None:
+    """Call ``wait(seconds)`` until it returns True or ``deadline`` passes (caller thread).
+
+    Further Ctrl-Cs while winding down an interrupted call are absorbed: the
+    first ``KeyboardInterrupt`` is already on its way out.
+    """
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0 or wait(left):
+                return
+        except KeyboardInterrupt:
+            continue
 
 
 def population_interrupted(job: Any) -> None:
@@ -594,13 +602,7 @@ def hopped_call_interrupted(ch: Any, task: Any, name: str, target: Any,
     # the caller meets a repaired connection when the KeyboardInterrupt lands
     fix = _Repair(ch)
     ch.submit(fix)
-    while True:
-        left = deadline - time.monotonic()
-        try:
-            if left <= 0 or fix.wait(left):
-                break
-        except KeyboardInterrupt:
-            continue
+    _wait_through_interrupts(fix.wait, deadline)
     if fix.done():
         _mark_repaired(ki)
 
