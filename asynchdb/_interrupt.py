@@ -18,20 +18,20 @@ How (threads):
   unset).  Python's C-level signal handler writes the signal number there at
   once, even while the main thread is blocked inside a driver's C code.
 * The **watcher thread** (``asynchdb-sigint``, alive while connections are
-  open) reads it.  For a SIGINT under Python's default handler it looks
-  for the call the main thread is making inside the driver: every inline
-  driver call registers itself on its channel for its duration
-  (``Channel.inline``, two attribute stores and their restore, about 25 ns;
-  the only per-call cost of Ctrl-C), and the channel's ownership lock tells
-  whose call it is.  It sends the adapter's cancel for that call (re-sent
-  every ``reissue_cancel`` seconds while the main thread is still in it, as
-  for an abort).  It never reads the main thread's frames: doing that from
-  another thread (``sys._current_frames()`` and ``f_back``) crashed CPython
-  3.11 once in our stress runs (docs/reliability.md).  A wait on an ``Operation`` (``result()``,
-  ``wait_for_completion()``) is never cancelled.  A fetch waiting for
-  background population is a Python-level wait: the main thread's own
-  ``KeyboardInterrupt`` ends it, and the cursor aborts the population
-  (:func:`population_interrupted`).
+  open) reads it. For a SIGINT under Python's default handler it looks for
+  the call the main thread is making inside the driver: every inline driver
+  call registers itself on its channel for its duration (``Channel.inline``,
+  two attribute stores and their restore, about 35 ns measured,
+  docs/interrupts.md; the only per-call cost of Ctrl-C), and the channel's
+  ownership lock tells whose call it is. It sends the adapter's cancel for
+  that call (re-sent every ``reissue_cancel`` seconds while the main thread
+  is still in it, as for an abort). It never reads the main thread's frames:
+  doing that from another thread (``sys._current_frames()`` and ``f_back``)
+  crashed CPython 3.11 once in our stress runs (docs/reliability.md). A wait
+  on an ``Operation`` (``result()``, ``wait_for_completion()``) is never
+  cancelled. A fetch waiting for background population is a Python-level
+  wait: the main thread's own ``KeyboardInterrupt`` ends it, and the cursor
+  aborts the population (:func:`population_interrupted`).
 * Back on the main thread, the driver call returns or raises.  Python runs
   the default handler at its first chance, which may be inside a driver's
   own Python code (psycopg then cancels too, and re-raises
@@ -44,7 +44,7 @@ How (threads):
   (:func:`repaired`).  When the driver's call failed in C with the signal
   pending, Python's handler raises on *entering* :func:`after_error`; the
   ``except`` clause then calls it again with that ``KeyboardInterrupt``
-  (DuckDB, measured: most Ctrl-Cs under duckdb_engine).  If the handler's
+  (DuckDB under duckdb_engine; sqlite3 waiting on a locked database).  If the handler's
   ``KeyboardInterrupt`` came outside the call's ``except`` clause (after a
   call that returned), the watcher notices that the call ended unclaimed and
   runs the repair as the connection's owner.
@@ -139,8 +139,7 @@ class _Record:
         self.inline = inline
         self.kind = kind
         if kind is None:  # a bound driver method (Channel.call)
-            owner = getattr(inline, "__self__", None)
-            cursor = None if owner is None or owner is getattr(channel, "raw", None) else owner
+            cursor = _cursor_of(channel, getattr(inline, "__self__", None))
             self.view = _Call(getattr(inline, "__name__", "call"), cursor)
         else:  # a driver cursor, in one of the cursor's own fast paths
             self.view = _Call(kind, inline)
@@ -148,11 +147,19 @@ class _Record:
         self.sent = time.monotonic()
         self.until = self.sent + FOLLOW
 
+    def is_for(self, inline: Any, kind: Optional[str]) -> bool:
+        """Whether this records the call that registered ``inline`` and ``kind``."""
+        return inline is self.inline and kind == self.kind
+
     def running(self) -> bool:
         """Whether the main thread is still in this call (any thread; a snapshot)."""
         ch = self.channel
-        return (ch.inline is self.inline and ch.inline_kind == self.kind
-                and ch.owned_by(_MAIN))
+        return self.is_for(ch.inline, ch.inline_kind) and ch.owned_by(_MAIN)
+
+
+def _cursor_of(ch: Any, owner: Any) -> Any:
+    """The driver cursor a bound driver method belongs to, or None for the connection's."""
+    return None if owner is None or owner is getattr(ch, "raw", None) else owner
 
 
 # ---------------------------------------------------------------------------
@@ -341,7 +348,7 @@ def _targets() -> list[_Record]:
     found = []
     for ch, inline, kind in _main_calls():
         rec = _records.get(ch)
-        if rec is None or rec.inline is not inline or rec.kind != kind:
+        if rec is None or not rec.is_for(inline, kind):
             rec = _records[ch] = _Record(ch, inline, kind)
         found.append(rec)
     return found
@@ -430,7 +437,7 @@ def after_error(ch: Any, exc: BaseException) -> None:
     with _lock:
         # claimed, and forgotten at once: the record holds the driver cursor
         rec = _records.get(ch)
-        if rec is not None and rec.inline is ch.inline and rec.kind == ch.inline_kind:
+        if rec is not None and rec.is_for(ch.inline, ch.inline_kind):
             del _records[ch]
             rec.claimed = True
         elif _rsock is None or not _pending_sigint(_rsock):
@@ -574,7 +581,7 @@ def hopped_call_interrupted(ch: Any, task: Any, name: str, target: Any,
     if not task.started() or task.done() or \
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return
-    cursor = None if target is None or target is getattr(ch, "raw", None) else target
+    cursor = _cursor_of(ch, target)
     # The call becomes the channel's running call for the time of the cancel
     # (sqlite3's progress handler reads its abort flag there), and its flag
     # is up only while it has not ended, so the next statement never sees it.

@@ -500,13 +500,6 @@ class _Streamed:
         context = self._asynchdb_context()
         if context is None:  # pragma: no cover - the result outlived its context
             return getattr(cursor, kind)(*args)
-        method = getattr(cursor, kind)
-        started: list[bool] = []
-
-        def work() -> Any:
-            started.append(True)
-            return method(*args)
-
         left = getattr(context, _LEFT, 0.0)
         if left <= 0:
             # The deadline passed (during the statement, or an earlier fetch
@@ -516,6 +509,13 @@ class _Streamed:
             self._end(cursor)
             setattr(context, _ABANDONED, False)
             raise DeadlineExceeded(f"{kind} was aborted: the statement's deadline passed")
+        method = getattr(cursor, kind)
+        started: list[bool] = []
+
+        def work() -> Any:
+            started.append(True)
+            return method(*args)
+
         try:
             return _run_job(self._asynchdb_ch, kind, work, cursor, left, None, context, started)
         except OperationCanceled:
