@@ -24,6 +24,7 @@ QUERY`` twin connection, has them); give the row its backend's name then.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import subprocess
 import sys
@@ -282,20 +283,27 @@ def test_insert_returning_with_deadline(cancelling: Setup) -> None:
     """insertmanyvalues with RETURNING: SQLAlchemy fetches each batch itself."""
     if not cancelling.engine.dialect.insert_executemany_returning:
         pytest.skip(f"{cancelling.dialect.id}: no INSERT..RETURNING for many rows")
-    md = sa.MetaData()
-    t = sa.Table(table_name(), md,
-                 sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-                 sa.Column("v", sa.Integer))
-    md.create_all(cancelling.engine)
-    try:
+    with _id_v_table(cancelling.engine) as t:
         with cancelling.engine.connect() as conn:
             conn = conn.execution_options(asynchdb_cancel_after=30)
             r = conn.execute(t.insert().returning(t.c.v, sort_by_parameter_order=True),
                              [{"id": i, "v": i * 10} for i in range(1, 31)])
             assert [row[0] for row in r] == [i * 10 for i in range(1, 31)]
             conn.commit()
+
+
+@contextlib.contextmanager
+def _id_v_table(engine: Any) -> Iterator[Any]:
+    """A new table ``(id INTEGER PRIMARY KEY, v INTEGER)``, dropped afterwards."""
+    md = sa.MetaData()
+    t = sa.Table(table_name(), md,
+                 sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                 sa.Column("v", sa.Integer))
+    md.create_all(engine)
+    try:
+        yield t
     finally:
-        md.drop_all(cancelling.engine)
+        md.drop_all(engine)
 
 
 # ---------------------------------------------------------------------------
@@ -461,6 +469,7 @@ def test_listener_can_stop_the_statement(cancelling: Setup) -> None:
 # Ctrl-C (API.md section 9; runs once asynchdb has it: the interrupt branch)
 # ---------------------------------------------------------------------------
 _CTRL_C = """
+import contextlib
 import json, os, signal, sys, threading, time
 import sqlalchemy as sa
 import asynchdb.sqlalchemy as asa
@@ -785,12 +794,7 @@ def test_insertmanyvalues_batches_share_the_statements_deadline(cancelling: Setu
         pytest.skip(f"{cancelling.dialect.id}: the RETURNING that sleeps is PostgreSQL's")
     if not cancelling.engine.dialect.insert_executemany_returning:
         pytest.skip(f"{cancelling.dialect.id}: no INSERT..RETURNING for many rows")
-    md = sa.MetaData()
-    t = sa.Table(table_name(), md,
-                 sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-                 sa.Column("v", sa.Integer))
-    md.create_all(cancelling.engine)
-    try:
+    with _id_v_table(cancelling.engine) as t:
         with cancelling.engine.connect() as conn:
             dbapi = conn.connection.dbapi_connection
             stmt = t.insert().returning(t.c.v, sa.func.pg_sleep(0.05),
@@ -806,5 +810,3 @@ def test_insertmanyvalues_batches_share_the_statements_deadline(cancelling: Setu
             conn.rollback()
             assert conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() == 0
             assert conn.connection.dbapi_connection is dbapi
-    finally:
-        md.drop_all(cancelling.engine)

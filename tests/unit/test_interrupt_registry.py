@@ -15,7 +15,10 @@ from __future__ import annotations
 import sqlite3
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 import asynchdb
 from asynchdb import _interrupt
@@ -157,35 +160,35 @@ def _printed_inside(call_frame_holder: list[Any]) -> KeyboardInterrupt:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def test_a_keyboard_interrupt_the_driver_printed_during_the_call_is_dropped() -> None:
+@pytest.fixture
+def no_last_value() -> Iterator[None]:
+    """``sys.last_*`` as the test found it: absent (pytest sets none), and absent after."""
+    yield
+    for name in ("last_type", "last_value", "last_traceback"):
+        if hasattr(sys, name):
+            delattr(sys, name)
+
+
+def test_a_keyboard_interrupt_the_driver_printed_during_the_call_is_dropped(
+        no_last_value: None) -> None:
     """psycopg2's PyErr_Print leaves the Ctrl-C in sys.last_value, holding the call's frames."""
     holder: list[Any] = []
-    try:
-        _printed_inside(holder)
-        assert isinstance(sys.last_value, KeyboardInterrupt)
-        _interrupt._forget_printed(holder[0])
-        assert not hasattr(sys, "last_value")
-        assert not hasattr(sys, "last_traceback")
-    finally:
-        for name in ("last_type", "last_value", "last_traceback"):
-            if hasattr(sys, name):
-                delattr(sys, name)
+    _printed_inside(holder)
+    assert isinstance(sys.last_value, KeyboardInterrupt)
+    _interrupt._forget_printed(holder[0])
+    assert not hasattr(sys, "last_value")
+    assert not hasattr(sys, "last_traceback")
 
 
-def test_an_unrelated_last_value_is_kept() -> None:
+def test_an_unrelated_last_value_is_kept(no_last_value: None) -> None:
     holder: list[Any] = []
-    try:
-        ki = _printed_inside(holder)
+    ki = _printed_inside(holder)
 
-        def another_call() -> Any:
-            return sys._getframe()
+    def another_call() -> Any:
+        return sys._getframe()
 
-        _interrupt._forget_printed(another_call())  # not the call it was raised in
-        assert sys.last_value is ki
-        sys.last_value = ValueError("not a KeyboardInterrupt")
-        _interrupt._forget_printed(holder[0])
-        assert isinstance(sys.last_value, ValueError)
-    finally:
-        for name in ("last_type", "last_value", "last_traceback"):
-            if hasattr(sys, name):
-                delattr(sys, name)
+    _interrupt._forget_printed(another_call())  # not the call it was raised in
+    assert sys.last_value is ki
+    sys.last_value = ValueError("not a KeyboardInterrupt")
+    _interrupt._forget_printed(holder[0])
+    assert isinstance(sys.last_value, ValueError)
