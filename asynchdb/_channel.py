@@ -408,23 +408,29 @@ class Channel:
     # ------------------------------------------------------------------
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call the driver synchronously: inline when the connection is free, else in turn."""
-        if (not self.adapter.interrupt_on_worker
-                or not _interrupt.interruptible_here()) and self.take():
-            outer, outer_kind = self.inline, self.inline_kind
-            self.inline, self.inline_kind = fn, None  # what Ctrl-C would cancel
+        if not self.adapter.interrupt_on_worker or not _interrupt.interruptible_here():
+            if self.take():
+                outer, outer_kind = self.inline, self.inline_kind
+                self.inline, self.inline_kind = fn, None  # what Ctrl-C would cancel
+                try:
+                    return fn(*args, **kwargs)
+                except BaseException as exc:
+                    if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
+                        try:
+                            _interrupt.after_error(self, exc)
+                        except KeyboardInterrupt as ki:
+                            # Python's own handler raised it on entering after_error
+                            _interrupt.after_error(self, ki)
+                            raise
+                    raise
+                finally:
+                    self.inline, self.inline_kind = outer, outer_kind
+                    self.release()
+        elif self.adapter.hold_interrupt and self.take():
+            # a pure-Python driver on the main thread: inline, Ctrl-C held off
             try:
-                return fn(*args, **kwargs)
-            except BaseException as exc:
-                if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
-                    try:
-                        _interrupt.after_error(self, exc)
-                    except KeyboardInterrupt as ki:
-                        # Python's own handler raised it on entering after_error
-                        _interrupt.after_error(self, ki)
-                        raise
-                raise
+                return _interrupt.held_call(self, fn, None, fn, args, kwargs)
             finally:
-                self.inline, self.inline_kind = outer, outer_kind
                 self.release()
         task = _Call(fn, args, kwargs)
         target = getattr(fn, "__self__", None)  # what Ctrl-C would cancel

@@ -202,6 +202,14 @@ class Cursor:
                 finally:
                     ch.inline, ch.inline_kind = outer, outer_kind
                     ch.release()
+            elif ch.adapter.hold_interrupt and _interrupt.interruptible_here() and ch.take():
+                # a pure-Python driver on the main thread: inline, Ctrl-C held off
+                try:
+                    raw = self._raw
+                    _interrupt.held_call(ch, raw, "execute", raw.execute,
+                                         (operation, *args), kwargs)
+                finally:
+                    ch.release()
             else:
                 ch.call(self._raw.execute, operation, *args, **kwargs)
             return self

@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import asynchdb
+from asynchdb import _interrupt
 from benchmarks.backends import BY_NAME
 
 #: Seconds the long statement would run if nothing stopped it.
@@ -137,6 +138,7 @@ def main() -> None:
     except KeyboardInterrupt as exc:
         out["raised"] = "KeyboardInterrupt"
         out["context"] = repr(exc.__context__)
+        out["repaired"] = _interrupt.repaired(exc)
     except BaseException as exc:
         out["raised"] = repr(exc)
     out["elapsed"] = time.monotonic() - started
@@ -156,6 +158,7 @@ def main() -> None:
         out["after"] = cur.fetchall()[0][0]
     except BaseException as exc:
         out["after"] = repr(exc)
+    out["hopped"] = cur._ch.counters["hopped"]  # calls that ran on the worker
     # once released, the interrupted call's cursor is freed while the
     # connection stays open (nothing in the Ctrl-C machinery keeps it)
     ref = weakref.ref(cur)

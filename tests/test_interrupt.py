@@ -108,6 +108,11 @@ SHORT = 2.0
 RAW_NO_CANCEL = {"adbc-sqlite": "NotSupportedError('NOT_IMPLEMENTED')"}
 
 
+#: Pure-Python drivers: a main-thread call runs inline with Ctrl-C held off
+#: (Adapter.hold_interrupt), no thread hop.
+HELD = {"pymysql", "pg8000", "clickhouse"}
+
+
 @pytest.mark.parametrize("mode", ["plain", "cancel_after"])
 def test_sigint_cancels_the_statement(backend: Backend, mode: str) -> None:
     report, gone_after, _ = _run(backend, mode)
@@ -126,6 +131,11 @@ def test_sigint_cancels_the_statement(backend: Backend, mode: str) -> None:
     assert report["raised"] == "KeyboardInterrupt", report
     assert report["elapsed"] < LONG / 2, report
     assert report["after"] == 1, report
+    if mode == "plain" and backend.name in HELD:
+        # the call stayed on the main thread, SIGINT's handler held off, and
+        # the KeyboardInterrupt came once it ended, the connection repaired
+        assert report["hopped"] == 0, report
+        assert report["repaired"] is True, report
     # nothing keeps the interrupted call's cursor alive once it is released
     # (the stress benchmark's drop scenario lost aborts when the watcher did)
     assert report["cursor_freed"] is True, report
@@ -234,3 +244,142 @@ def test_a_keyboard_interrupt_on_entering_after_error_still_repairs() -> None:
     assert "database is locked" in report["context"], report
     assert report["repaired"] is True, report
     assert report["after"] == 0, report
+
+
+#: A pure-Python driver held off from Ctrl-C (Adapter.hold_interrupt): its
+#: execute busy-waits in Python code and is "broken" (as PyMySQL's protocol
+#: is) if a KeyboardInterrupt is raised inside it.  ``argv[1]`` says whether
+#: the adapter's cancel stops it ("cancel") or the call runs to its end
+#: ("finish", a cancel that reached the server too late).
+_HELD = """
+import json, os, signal, sys, threading, time, types
+import asynchdb
+from asynchdb import _interrupt
+from asynchdb.adapters import Adapter
+
+holddb = types.ModuleType("holddb")
+sys.modules["holddb"] = holddb
+
+
+class Canceled(Exception):
+    pass
+
+
+class Cursor:
+    description = None
+    rowcount = -1
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def execute(self, seconds):
+        self.conn.inside = True
+        self.conn.broken = True  # until the call ends as a driver's call should
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if self.conn.cancelled:
+                self.conn.cancelled = self.conn.broken = False
+                raise Canceled("canceled")
+        self.conn.broken = False
+
+    def fetchall(self):
+        if self.conn.broken:
+            raise Canceled("protocol broken")
+        return [(1,)]
+
+    def close(self):
+        pass
+
+
+class Conn:
+    cancelled = broken = inside = False
+    repairs = 0
+
+    def cursor(self):
+        return Cursor(self)
+
+    def commit(self):
+        pass
+
+    def rollback(self):
+        pass
+
+    def close(self):
+        pass
+
+
+for cls in (Cursor, Conn, Canceled):
+    cls.__module__ = "holddb"
+    setattr(holddb, cls.__name__, cls)
+holddb.connect = Conn
+honour = sys.argv[1] == "cancel"
+
+
+class HoldAdapter(Adapter):
+    name = "holddb"
+    can_cancel = True
+    interrupt_on_worker = True
+    hold_interrupt = True
+
+    def cancel(self, conn, call):
+        if honour:
+            conn.raw.cancelled = True
+
+    def is_cancel_error(self, exc):
+        return isinstance(exc, Canceled)
+
+    def after_abort(self, conn):
+        conn.raw.repairs += 1
+
+
+asynchdb.adapters.register("holddb", HoldAdapter)
+conn = asynchdb.connect(holddb)
+raw = conn.driver_connection
+cur = conn.cursor()
+
+
+def send():
+    deadline = time.monotonic() + 10
+    while not raw.inside and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+threading.Thread(target=send, daemon=True).start()
+out = {}
+started = time.monotonic()
+try:
+    cur.execute(1.0)
+    out["raised"] = None
+except KeyboardInterrupt as ki:
+    out["raised"] = "KeyboardInterrupt"
+    out["context"] = repr(ki.__context__)
+    out["repaired"] = _interrupt.repaired(ki)
+out["elapsed"] = time.monotonic() - started
+out["handler_back"] = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+out["hopped"] = cur._ch.counters["hopped"]
+out["repairs"] = raw.repairs
+out["after"] = cur.execute(0.0).fetchall()[0][0]
+conn.close()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("cancel", ["cancel", "finish"])
+def test_a_held_call_gets_ctrl_c_only_once_it_ended(cancel: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", _HELD, cancel], capture_output=True,
+                          text=True, timeout=BOUND * 2)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    # never raised inside the driver (it would stay broken: "after" fails)
+    assert report["raised"] == "KeyboardInterrupt", report
+    assert report["after"] == 1, report
+    assert report["hopped"] == 0, report
+    assert report["handler_back"] is True, report
+    assert report["repaired"] is True and report["repairs"] == 1, report
+    if cancel == "cancel":
+        assert report["context"] == "Canceled('canceled')", report
+        assert report["elapsed"] < 0.9, report
+    else:  # the call ran to its end, and only then came the interrupt
+        assert report["context"] == "None", report
+        assert report["elapsed"] >= 1.0, report

@@ -237,8 +237,10 @@ class _State:
 
 class ClickHouseAdapter(Adapter):
     name = "clickhouse"
-    #: Pure Python: Ctrl-C must not land inside its socket read (docs/interrupts.md).
+    #: Pure Python: Ctrl-C must not land inside its socket read, so it is
+    #: held off while a main-thread call runs (docs/interrupts.md).
     interrupt_on_worker = True
+    hold_interrupt = True
     can_cancel = True
     #: A kill that arrives before the query, or before a shard's part, finds
     #: nothing: re-sent while the call runs.

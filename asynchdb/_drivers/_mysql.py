@@ -157,8 +157,10 @@ class PyMySQLAdapter(_MySQLAdapter):
     """PyMySQL (pure Python)."""
 
     name = "pymysql"
-    #: Pure Python: Ctrl-C must not land inside its socket read (docs/interrupts.md).
+    #: Pure Python: Ctrl-C must not land inside its socket read, so it is
+    #: held off while a main-thread call runs (docs/interrupts.md).
     interrupt_on_worker = True
+    hold_interrupt = True
     #: ``executemany`` takes parameter sets one at a time from an iterator
     #: (a multi-row INSERT is sent whenever ``max_stmt_length`` fills up).
     counts_executemany = True

@@ -137,8 +137,10 @@ class Pg8000Adapter(Adapter):
     can_cancel = True
     #: A cancel request that reached the server before the query did is ignored.
     reissue_cancel = 0.05
-    #: Pure Python: Ctrl-C must not land inside its socket read (docs/interrupts.md).
+    #: Pure Python: Ctrl-C must not land inside its socket read, so it is
+    #: held off while a main-thread call runs (docs/interrupts.md).
     interrupt_on_worker = True
+    hold_interrupt = True
     #: pg8000's ``executemany`` executes one parameter set at a time.
     counts_executemany = True
 
