@@ -4,8 +4,9 @@
 ``benchmarks/results/sqlalchemy.json`` and ``.md``; ``--quick`` is a smoke run
 that writes ``sqlalchemy-quick.{json,md}``.
 
-Per backend (sqlite3 in memory, PostgreSQL through psycopg, MariaDB through
-pyodbc + Connector/ODBC, DuckDB in memory), two engines of the same URL, one
+Per backend (sqlite3 in memory; PostgreSQL through psycopg, psycopg2 and
+pg8000; MariaDB through pyodbc + Connector/ODBC, PyMySQL, mysqlclient and
+Connector/Python; DuckDB in memory), two engines of the same URL, one
 of them passed to ``asynchdb.sqlalchemy.instrument``; each holds one
 connection and runs ``conn.execute(text(sql)).all()`` for ``SELECT 1`` and a
 100-row select.  Modes interleaved (:mod:`benchmarks._harness`), medians:
@@ -79,16 +80,38 @@ def _mariadb_url() -> tuple[str, dict[str, Any]]:
     return "mysql+pyodbc:///?odbc_connect=" + urllib.parse.quote_plus(dsn), {}
 
 
+def _psycopg2_url() -> tuple[str, dict[str, Any]]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return "postgresql+psycopg2://", conninfo_to_dict(BY_NAME["psycopg2"].dsn())
+
+
+def _url_of(backend: str, dialect: str) -> Callable[[], tuple[str, dict[str, Any]]]:
+    """A backend whose connection string is a URL: with ``dialect`` as its scheme."""
+    return lambda: (dialect + "://" + BY_NAME[backend].dsn().partition("://")[2], {})
+
+
+_PG_ROWS = "SELECT g, 'row' FROM generate_series(1, 100) g"
+_MARIADB_ROWS = "SELECT seq, 'row' FROM seq_1_to_100"
+
 TARGETS = (
     Target("sqlite3 (memory)", None, lambda: ("sqlite://", {}),
            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100) "
            "SELECT x, 'row' FROM c", 1.15, "sqlite3"),
-    Target("postgresql+psycopg", "psycopg", _psycopg_url,
-           "SELECT g, 'row' FROM generate_series(1, 100) g", 1.05, "psycopg"),
-    Target("mysql+pyodbc (MariaDB)", "pyodbc-mariadb", _mariadb_url,
-           "SELECT seq, 'row' FROM seq_1_to_100", 1.05, "pyodbc"),
+    Target("postgresql+psycopg", "psycopg", _psycopg_url, _PG_ROWS, 1.05, "psycopg"),
+    Target("mysql+pyodbc (MariaDB)", "pyodbc-mariadb", _mariadb_url, _MARIADB_ROWS, 1.05,
+           "pyodbc"),
     Target("duckdb (memory)", None, lambda: ("duckdb:///:memory:", {}),
            "SELECT range, 'row' FROM range(100)", 0.0, "duckdb_engine"),
+    Target("postgresql+psycopg2", "psycopg2", _psycopg2_url, _PG_ROWS, 1.05, "psycopg2"),
+    Target("postgresql+pg8000", "pg8000", _url_of("pg8000", "postgresql+pg8000"),
+           _PG_ROWS, 1.05, "pg8000"),
+    Target("mysql+pymysql (MariaDB)", "pymysql", _url_of("pymysql", "mysql+pymysql"),
+           _MARIADB_ROWS, 1.05, "pymysql"),
+    Target("mysql+mysqldb (MariaDB)", "mysqlclient", _url_of("mysqlclient", "mysql+mysqldb"),
+           _MARIADB_ROWS, 1.05, "MySQLdb"),
+    Target("mariadb+mariadbconnector", "mariadb",
+           _url_of("mariadb", "mariadb+mariadbconnector"), _MARIADB_ROWS, 1.05, "mariadb"),
 )
 
 
