@@ -13,8 +13,10 @@ SQLAlchemy or a dialect sees is replaced).  asynchdb works beside them:
   driver connection's identity, while the pool holds it).  Connections opened
   some other way (a ``creator=``, or pooled before ``instrument``) get their
   side at their first statement.
-* **Executing** (dialect events ``do_execute``, ``do_executemany``,
-  ``do_execute_no_params``): the dialect's own ``do_execute*`` method runs, on
+* **Executing** (the dialect's ``do_execute``, ``do_executemany`` and
+  ``do_execute_no_params``, replaced on this engine's dialect instance; a
+  ``do_execute`` event listener of the application still runs first and may
+  take a statement over): the dialect's own ``do_execute*`` method runs, on
   the driver cursor SQLAlchemy made, under the side's ownership rule.  Without
   asynchdb's execution options that is the drop-in path: the caller's thread,
   no hop, no Operation.  With ``asynchdb_cancel_after`` or
@@ -42,9 +44,9 @@ SQLAlchemy or a dialect sees is replaced).  asynchdb works beside them:
   returned and the adapter's repair ran (``_interrupt.repaired``), and then
   the connection stays; any other ``KeyboardInterrupt`` is SQLAlchemy's to
   judge (it invalidates).
-* **Closing** (the dialect's ``do_close`` and ``do_terminate``, replaced on
-  this engine's dialect instance; SQLAlchemy has no event that can take a
-  close over): a connection with a side is closed through asynchdb, on the
+* **Closing** (the dialect's ``do_close`` and ``do_terminate``, replaced
+  like the execution methods; SQLAlchemy has no event that can take a close
+  over): a connection with a side is closed through asynchdb, on the
   thread that owns it.  An abandoned statement still holds it: the close is
   queued behind it and the pool does not wait (closing a driver connection
   under a running call can crash C drivers).  A pool dropped without closing
@@ -232,10 +234,17 @@ def instrument(engine: Any) -> Any:
 
     sides = state.sides
 
-    # The three statement hooks run on the thread that runs the statement.  The
-    # common case (a known connection, no asynchdb option) is spelled out in
-    # each: it is all an instrumented engine costs per statement.
-    def on_execute(cursor: Any, statement: Any, parameters: Any, context: Any) -> bool:
+    # The dialect's three statement methods are replaced on this engine's
+    # dialect instance (not hooked through its do_execute events: SQLAlchemy's
+    # listener call cost more than the rest of the drop-in path, benchmarks/
+    # sqla.py).  They run on the thread that runs the statement.  The common
+    # case (a known connection, no asynchdb option) is spelled out in each: it
+    # is all an instrumented engine costs per statement.
+    execute_ = dialect.do_execute
+    executemany_ = dialect.do_executemany
+    execute_no_params_ = dialect.do_execute_no_params
+
+    def do_execute(cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
         try:
             side = sides[id(context._dbapi_connection.dbapi_connection)]
         except (KeyError, AttributeError):
@@ -245,18 +254,21 @@ def instrument(engine: Any) -> Any:
             opts = context.execution_options
             if CANCEL_AFTER not in opts and LISTENER not in opts:
                 try:
-                    side.ch.call(MethodType(_execute, cursor), dialect.do_execute, args)
+                    side.ch.call(MethodType(_execute, cursor), execute_, args)
                 except KeyboardInterrupt as ki:
                     _interrupted(context, ki)
                     raise
-                return True
-        return _run(state, "execute", dialect.do_execute, cursor, args, context)
+                return
+        if not _run(state, "execute", execute_, cursor, args, context):
+            execute_(*args)
 
-    def on_executemany(cursor: Any, statement: Any, parameters: Any, context: Any) -> bool:
-        return _run(state, "executemany", dialect.do_executemany, cursor,
-                    (cursor, statement, parameters, context), context)
+    def do_executemany(cursor: Any, statement: Any, parameters: Any,
+                       context: Any = None) -> None:
+        args = (cursor, statement, parameters, context)
+        if not _run(state, "executemany", executemany_, cursor, args, context):
+            executemany_(*args)
 
-    def on_execute_no_params(cursor: Any, statement: Any, context: Any) -> bool:
+    def do_execute_no_params(cursor: Any, statement: Any, context: Any = None) -> None:
         try:
             side = sides[id(context._dbapi_connection.dbapi_connection)]
         except (KeyError, AttributeError):
@@ -266,12 +278,13 @@ def instrument(engine: Any) -> Any:
             opts = context.execution_options
             if CANCEL_AFTER not in opts and LISTENER not in opts:
                 try:
-                    side.ch.call(MethodType(_execute, cursor), dialect.do_execute_no_params, args)
+                    side.ch.call(MethodType(_execute, cursor), execute_no_params_, args)
                 except KeyboardInterrupt as ki:
                     _interrupted(context, ki)
                     raise
-                return True
-        return _run(state, "execute", dialect.do_execute_no_params, cursor, args, context)
+                return
+        if not _run(state, "execute", execute_no_params_, cursor, args, context):
+            execute_no_params_(*args)
 
     def on_error(ctx: Any) -> None:
         abandoned = getattr(ctx.execution_context, _ABANDONED, None)
@@ -300,10 +313,10 @@ def instrument(engine: Any) -> Any:
 
     dialect.do_close = do_close
     dialect.do_terminate = do_terminate
+    dialect.do_execute = do_execute
+    dialect.do_executemany = do_executemany
+    dialect.do_execute_no_params = do_execute_no_params
     event.listen(engine, "do_connect", on_connect)
-    event.listen(engine, "do_execute", on_execute)
-    event.listen(engine, "do_executemany", on_executemany)
-    event.listen(engine, "do_execute_no_params", on_execute_no_params)
     event.listen(engine, "handle_error", on_error)
     return engine
 
