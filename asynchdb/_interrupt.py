@@ -522,6 +522,10 @@ def held_call(ch: Any, inline: Any, kind: Optional[str], fn: Callable[..., Any],
         except BaseException as exc:
             if ARMED:
                 after_error(ch, exc)  # raises KeyboardInterrupt after a Ctrl-C
+            if _caught and not isinstance(exc, KeyboardInterrupt):
+                # counted, but the watcher never saw it (its wakeup byte was
+                # lost): still the caller's Ctrl-C, never dropped
+                raise KeyboardInterrupt  # noqa: B904 - the error is its context, as elsewhere
             raise
         if _caught:  # Ctrl-C while it ran, and it finished anyway
             ki = KeyboardInterrupt()
