@@ -579,6 +579,41 @@ def test_instrument_is_idempotent(sqlite_engine: Any) -> None:
     assert seen.count("SELECT 5") == 1
 
 
+def test_application_do_execute_listeners_still_run(sqlite_engine: Any) -> None:
+    """The application's own ``do_execute`` listeners run first, wherever registered.
+
+    One that declines (returns False) leaves the statement to asynchdb, whose
+    listener option still works; one that takes a statement over runs it.
+    """
+    seen: list[str] = []
+
+    @sa.event.listens_for(sqlite_engine, "do_execute")
+    def before(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        seen.append("before " + statement)
+        return False
+
+    asa.instrument(sqlite_engine)
+
+    @sa.event.listens_for(sqlite_engine, "do_execute")
+    def after(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        seen.append("after " + statement)
+        if "taken" in statement:  # taken over: run here, outside asynchdb
+            cursor.execute("SELECT 7")
+            return True
+        return False
+
+    rec = Recorder()
+    with sqlite_engine.connect() as conn:
+        got = conn.execute(sa.text("SELECT :x"), {"x": 6},
+                           execution_options={"asynchdb_listener": rec}).scalar()
+        assert got == 6
+        assert rec.stopped.wait(BOUND)  # asynchdb ran it, with the listener
+        assert rec.phases[-1] == Phase.COMPLETE
+        assert conn.execute(sa.text("SELECT 'taken', :x"), {"x": 1}).scalar() == 7
+    assert seen == ["before SELECT ?", "after SELECT ?",
+                    "before SELECT 'taken', ?", "after SELECT 'taken', ?"]
+
+
 def test_instrument_takes_an_engine() -> None:
     with pytest.raises(TypeError):
         asa.instrument("sqlite://")
