@@ -99,7 +99,8 @@ from .adapters import Adapter
 from .errors import OperationCanceled
 
 # signal's own C functions, without signal.py's enum conversions around them:
-# getsignal costs 65 ns instead of 6 us, a handler swap 0.5 us instead of 10 us
+# getsignal costs 65 ns instead of 6 us, a swap and its restore about 1 us
+# instead of 20 us (measured on the 2026-12-06 host)
 _sig: Any = signal
 try:
     import _signal as _sig  # type: ignore[import-not-found,no-redef]
