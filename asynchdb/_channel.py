@@ -408,10 +408,22 @@ class Channel:
     # ------------------------------------------------------------------
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call the driver synchronously: inline when the connection is free, else in turn."""
+        return self.call_as(fn, None, fn, *args, **kwargs)
+
+    def call_as(self, inline: Any, kind: Optional[str], fn: Callable[..., Any],
+                *args: Any, **kwargs: Any) -> Any:
+        """:meth:`call`, registered as ``inline`` and ``kind`` (what Ctrl-C would cancel).
+
+        Caller thread.  ``inline`` and ``kind`` are as :attr:`inline` and
+        :attr:`inline_kind` say: the bound driver method and None (as
+        :meth:`call` passes them), or a driver cursor and the name of the
+        method ``fn`` runs on it (SQLAlchemy's ``do_execute``, which takes the
+        cursor as an argument, saves binding a method per statement).
+        """
         if not self.adapter.interrupt_on_worker or not _interrupt.interruptible_here():
             if self.take():
                 outer, outer_kind = self.inline, self.inline_kind
-                self.inline, self.inline_kind = fn, None  # what Ctrl-C would cancel
+                self.inline, self.inline_kind = inline, kind
                 try:
                     return fn(*args, **kwargs)
                 except BaseException as exc:
@@ -429,13 +441,15 @@ class Channel:
         elif self.adapter.hold_interrupt and self.take():
             # a pure-Python driver on the main thread: inline, Ctrl-C held off
             try:
-                return _interrupt.held_call(self, fn, None, fn, args, kwargs)
+                return _interrupt.held_call(self, inline, kind, fn, args, kwargs)
             finally:
                 self.release()
         task = _Call(fn, args, kwargs)
-        target = getattr(fn, "__self__", None)  # what Ctrl-C would cancel
-        name = getattr(fn, "__name__", "call")
-        del fn, args, kwargs
+        if kind is None:  # what Ctrl-C would cancel
+            target, name = getattr(inline, "__self__", None), getattr(inline, "__name__", "call")
+        else:
+            target, name = inline, kind
+        del inline, fn, args, kwargs
         self.counters["hopped"] += 1
         self.submit(task)
         try:

@@ -84,7 +84,6 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from types import MethodType
 from typing import Any, Callable, Optional
 
 from . import _interrupt
@@ -249,16 +248,17 @@ def instrument(engine: Any) -> Any:
             side = sides[id(context._dbapi_connection.dbapi_connection)]
         except (KeyError, AttributeError):
             side = None
-        args = (cursor, statement, parameters, context)
         if side is not None:
             opts = context.execution_options
             if CANCEL_AFTER not in opts and LISTENER not in opts:
                 try:
-                    side.ch.call(MethodType(_execute, cursor), execute_, args)
+                    side.ch.call_as(cursor, "execute", execute_,
+                                    cursor, statement, parameters, context)
                 except KeyboardInterrupt as ki:
                     _interrupted(context, ki)
                     raise
                 return
+        args = (cursor, statement, parameters, context)
         if not _run(state, "execute", execute_, cursor, args, context):
             execute_(*args)
 
@@ -273,16 +273,17 @@ def instrument(engine: Any) -> Any:
             side = sides[id(context._dbapi_connection.dbapi_connection)]
         except (KeyError, AttributeError):
             side = None
-        args = (cursor, statement, context)
         if side is not None:
             opts = context.execution_options
             if CANCEL_AFTER not in opts and LISTENER not in opts:
                 try:
-                    side.ch.call(MethodType(_execute, cursor), execute_no_params_, args)
+                    side.ch.call_as(cursor, "execute", execute_no_params_,
+                                    cursor, statement, context)
                 except KeyboardInterrupt as ki:
                     _interrupted(context, ki)
                     raise
                 return
+        args = (cursor, statement, context)
         if not _run(state, "execute", execute_no_params_, cursor, args, context):
             execute_no_params_(*args)
 
@@ -326,20 +327,6 @@ def _adapter_for(dialect: Any) -> Adapter:
     return _for_module(dialect.loaded_dbapi)
 
 
-def _execute(cursor: Any, method: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    method(*args)
-
-
-def _executemany(cursor: Any, method: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    method(*args)
-
-
-_execute.__name__ = "execute"
-_executemany.__name__ = "executemany"
-#: The call's kind -> the function run (bound to the driver cursor) on the drop-in path.
-_BY_KIND = {"execute": _execute, "executemany": _executemany}
-
-
 class _NoRows:
     """The value of a statement whose rows were not fetched inside its operation."""
 
@@ -364,12 +351,12 @@ def _run(state: _State, kind: str, method: Callable[..., Any], cursor: Any,
     listener = opts.get(LISTENER)
     ch = side.ch
     if seconds is None and listener is None:
-        # the drop-in path, Channel.call: inline when the connection is free (no
-        # Operation, no hop), in turn otherwise.  The call is bound to the
-        # driver cursor and named for its kind, as Cursor.execute's would be,
+        # the drop-in path, Channel.call_as: inline when the connection is free
+        # (no Operation, no hop), in turn otherwise.  The call registers the
+        # driver cursor and its kind, as Cursor.execute's would,
         # so what looks at the running call (Ctrl-C, section 9) finds both.
         try:
-            ch.call(MethodType(_BY_KIND[kind], cursor), method, args)
+            ch.call_as(cursor, kind, method, *args)
         except KeyboardInterrupt as ki:
             _interrupted(context, ki)
             raise
