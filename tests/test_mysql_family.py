@@ -10,7 +10,11 @@ never another connection's.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from plugin import BOUND, require, wait_until
@@ -157,3 +161,53 @@ def test_an_abort_needs_no_repair_and_logs_nothing(name: str,
             cur.execute("SELECT 1")
             assert [tuple(r) for r in cur.fetchall()] == [(1,)]
         assert [r.getMessage() for r in caplog.records] == []
+
+
+_COLLECTED = """
+import gc, json, sys, weakref
+import mariadb
+import asynchdb
+spec = json.loads(sys.argv[1])
+conn = asynchdb.connect(mariadb, *spec["args"], **spec["kwargs"])
+raw = conn.driver_connection
+before = sys.getrefcount(raw)
+freed = 0
+for _ in range(5):
+    cur = raw.cursor()
+    cur.execute("SELECT 1")
+    cur.fetchall()
+    cur.me = cur  # a reference cycle: only the collector frees this cursor
+    ref = weakref.ref(cur)
+    del cur
+    gc.collect()
+    freed += ref() is None
+after = sys.getrefcount(raw)
+rows = conn.cursor().execute("SELECT 2").fetchall()
+conn.close()
+print(json.dumps({"before": before, "after": after, "freed": freed,
+                  "rows": [list(r) for r in rows]}))
+"""
+
+
+@pytest.mark.backend("mariadb")
+def test_a_collected_cursor_keeps_its_connection() -> None:
+    """Connector/Python 1.1.13-1.1.14: the collector freeing a cursor frees the connection.
+
+    Its cursor's ``tp_clear`` releases a reference to the connection that
+    the cursor never took: two collected cursors and the open connection is
+    freed, and the next use crashes (asynchdb/_drivers/_mariadb_gc.py).  In a
+    child process, so that the crash fails this test instead of ending the
+    run.  Without the fix: exit -11.
+    """
+    backend = require("mariadb")
+    args, kwargs = backend.connect_args()
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-c", _COLLECTED,
+                           json.dumps({"args": list(args), "kwargs": kwargs})],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          cwd=root)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["freed"] == 5  # the cursors are freed, not kept alive
+    assert out["after"] == out["before"]  # and the connection lost no reference
+    assert out["rows"] == [[2]]

@@ -35,6 +35,10 @@ Connector/Python 1.1.14 (docs/drivers.md has the table):
   plain attribute, which follows a ``ping(reconnect=True)``).
 * All three release the GIL while waiting for the server (PyMySQL in socket
   reads; mysqlclient and Connector/Python around the C client's calls).
+* Connector/Python 1.1.13-1.1.14 frees a connection still in use once the
+  garbage collector has freed two of its cursors (a segmentation fault in
+  stress runs): :mod:`._mariadb_gc` routes around it for every connection of
+  the process.
 
 Opening the twin needs the password.  ``asynchdb.connect`` remembers the
 connect arguments, so every connection it opens gets a real cancel.  For
@@ -53,6 +57,7 @@ from typing import Any, Callable, Optional
 
 from ..adapters import Adapter, CallView, ConnectionView
 from ._killquery import ER_QUERY_INTERRUPTED, KillQuery, error_code
+from ._mariadb_gc import mend
 
 #: The C client's "Commands out of sync": ``store_result()`` with no result pending.
 CR_COMMANDS_OUT_OF_SYNC = 2014
@@ -240,6 +245,13 @@ class MariaDBAdapter(_MySQLAdapter):
 
     name = "mariadb"
     chunks_executemany = True
+
+    def __init__(self, module: Any | None) -> None:
+        super().__init__(module)
+        if module is not None:
+            # 1.1.13-1.1.14: a cursor the garbage collector frees takes a
+            # reference from its connection (_mariadb_gc says why and how)
+            mend(module)
 
     def chunked_executemany(self, conn: ConnectionView, cursor: Any, operation: Any,
                             chunks: Iterable[list[Any]], kwargs: dict[str, Any]) -> bool:
