@@ -49,7 +49,7 @@ from . import _interrupt
 from ._hub import HUB
 from ._pin import PinThread, bound_to_opener, elsewhere
 from .adapters import Adapter, CallView
-from .errors import AsynchError
+from .errors import AsynchError, _detached
 
 log = logging.getLogger("asynchdb")
 
@@ -434,6 +434,9 @@ class Channel:
                             # Python's own handler raised it on entering after_error
                             _interrupt.after_error(self, ki)
                             raise
+                    if self.adapter.keeps_errors:
+                        twin = _detached(exc)
+                        raise twin from twin.__cause__
                     raise
                 finally:
                     self.inline, self.inline_kind = outer, outer_kind
@@ -466,6 +469,8 @@ class Channel:
         del task
         if isinstance(error, _StoppedCall):
             raise self.closed_error()
+        if self.adapter.keeps_errors:
+            error = _detached(error)
         try:
             raise error
         finally:

@@ -21,7 +21,7 @@ from ._args import check_timeout, parse_asynch
 from ._notify import make_sink
 from ._operation import OWNER, Job, Operation, StoppedByAbort, fresh_error
 from ._population import DEFAULT_LIMIT, RowBuffer
-from .errors import ZombieError
+from .errors import ZombieError, _detached
 from .status import Asynch
 
 if TYPE_CHECKING:
@@ -198,6 +198,9 @@ class Cursor:
                             # Python's own handler raised it on entering after_error
                             _interrupt.after_error(ch, ki)
                             raise
+                    if ch.adapter.keeps_errors:
+                        twin = _detached(exc)
+                        raise twin from twin.__cause__
                     raise
                 finally:
                     ch.inline, ch.inline_kind = outer, outer_kind
@@ -364,6 +367,9 @@ class Cursor:
                         # Python's own handler raised it on entering after_error
                         _interrupt.after_error(ch, ki)
                         raise
+                if ch.adapter.keeps_errors:
+                    twin = _detached(exc)
+                    raise twin from twin.__cause__
                 raise
             finally:
                 ch.inline, ch.inline_kind = outer, outer_kind
@@ -412,6 +418,9 @@ class Cursor:
                         # Python's own handler raised it on entering after_error
                         _interrupt.after_error(ch, ki)
                         raise
+                if ch.adapter.keeps_errors:
+                    twin = _detached(exc)
+                    raise twin from twin.__cause__
                 raise
             finally:
                 ch.inline, ch.inline_kind = outer, outer_kind

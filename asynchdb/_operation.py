@@ -56,7 +56,7 @@ from ._hub import HUB
 from ._notify import Note, Notifier, OleDbSink, Reply, Sink, hresult_of, make_sink
 from ._population import BATCH, FIRST_BATCH
 from .adapters import Adapter
-from .errors import AbortVetoed, DeadlineExceeded, OperationCanceled
+from .errors import AbortVetoed, DeadlineExceeded, OperationCanceled, _detached
 from .status import Phase, Status
 
 if TYPE_CHECKING:
@@ -503,6 +503,8 @@ class Job:
                 self.progress_fn = adapter.progress_source(ch.view, self.view)
             value = self.fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+            if ch.adapter.keeps_errors:
+                exc = _detached(exc)
             ch.end(self)
             if self.text_fn is not None:
                 self._keep_last_text()
@@ -593,7 +595,7 @@ class Job:
                 if notifier is not None:
                     notifier.post(Note("progress", self.status()))
         except BaseException as exc:  # noqa: BLE001 - handed to the reader
-            error = exc
+            error = _detached(exc) if ch.adapter.keeps_errors else exc
         ch.end(self)
         try:
             if self._abort_requested and (error is None or

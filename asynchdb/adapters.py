@@ -149,6 +149,12 @@ class Adapter:
     #: the interrupt raised inside their socket read breaks their protocol
     #: state) and leave SIGINT's handler alone.
     hold_interrupt = False
+    #: The driver keeps a reference to every exception it raises, forever
+    #: (MariaDB Connector/Python 1.1).  The caller then gets a copy of each
+    #: driver error (same class, arguments, attributes and traceback), and the
+    #: original keeps no traceback: the frames it passed through, and the
+    #: cursors they refer to, can be freed.
+    keeps_errors = False
 
     def __init__(self, module: Any) -> None:
         self.module = module

@@ -1,7 +1,9 @@
 """asynchdb's own exceptions.
 
-Driver errors are never wrapped or replaced: ``Operation.result()`` re-raises
-the very object the driver raised.  The classes here cover only what the
+Driver errors are never wrapped: ``Operation.result()`` re-raises the very
+object the driver raised (for a driver whose adapter sets ``keeps_errors``,
+a copy of it: same class, arguments, attributes and traceback; see
+:func:`_detached`).  The classes here cover only what the
 asynchronous layer adds::
 
     AsynchError(Exception)
@@ -15,6 +17,7 @@ asynchronous layer adds::
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 from typing import Any
 
 __all__ = [
@@ -87,3 +90,30 @@ class NotSupportedError(AsynchError, ValueError):
     Raised before anything runs.  ``RANDOM_POPULATION`` always raises it:
     DB-API result sets are ordered streams.
     """
+
+
+def _detached(error: BaseException) -> BaseException:
+    """The error to hand the caller for a driver that keeps every error it raises.
+
+    MariaDB Connector/Python 1.1 keeps one reference to each exception its C
+    code raises, forever.  The traceback of the exception would then keep the
+    frames it passed through, and their callers' frames, and everything those
+    refer to (a released cursor that could then never abort its statement).
+    The caller gets a copy instead (same class, arguments, attributes,
+    cause, context and traceback), and the original keeps none of these.
+    Returns ``error`` itself when it cannot be copied.  Any thread; call it
+    from the ``except`` clause that caught ``error``.
+    """
+    try:
+        twin = copy.copy(error)
+    except Exception:  # noqa: BLE001 - an exception that cannot be copied stays as it is
+        return error
+    if type(twin) is not type(error):
+        return error
+    tb = error.__traceback__
+    # the catching frame's own entry comes back when the copy is raised there
+    twin.__traceback__ = tb.tb_next if tb is not None else None
+    twin.__cause__, twin.__context__ = error.__cause__, error.__context__
+    twin.__suppress_context__ = error.__suppress_context__
+    error.__traceback__ = error.__cause__ = error.__context__ = None
+    return twin

@@ -211,3 +211,52 @@ def test_a_collected_cursor_keeps_its_connection() -> None:
     assert out["freed"] == 5  # the cursors are freed, not kept alive
     assert out["after"] == out["before"]  # and the connection lost no reference
     assert out["rows"] == [[2]]
+
+
+def _fail(cur: asynchdb.Cursor, how: str) -> None:
+    """Make ``cur`` run a statement that fails, ``how``: drop-in, deadline or asynchronous."""
+    try:
+        if how == "drop-in":
+            cur.execute("SELEC 1")
+        elif how == "deadline":
+            cur.execute("SELEC 1", cancel_after=30)
+        else:
+            cur.execute("SELEC 1", asynch=True).result(BOUND)
+    except Exception as exc:  # noqa: BLE001 - any driver error will do
+        assert type(exc).__module__.startswith("mariadb")
+        assert exc.__traceback__ is not None  # the caller still sees where it failed
+    else:
+        raise AssertionError("the statement did not fail")
+
+
+@pytest.mark.backend("mariadb")
+@pytest.mark.parametrize("how", ["drop-in", "deadline", "asynchronous"])
+@pytest.mark.parametrize("where", ["caller", "thread"])
+def test_a_failed_statement_leaves_its_cursor_collectable(how: str, where: str) -> None:
+    """Connector/Python 1.1 keeps every exception it raises (a leak in its C code).
+
+    Before asynchdb handed out copies (``Adapter.keeps_errors``), the kept
+    exception's traceback held the frames of the failed call and, through
+    them, the wrapper cursor: a released cursor was never freed, and could
+    not abort its statement (the stress runner's lost aborts).
+    """
+    import gc
+    import threading
+    import weakref
+
+    backend = require("mariadb")
+    with backend.wrapped() as conn:
+        cur = conn.cursor()
+        if where == "caller":
+            _fail(cur, how)
+        else:
+            t = threading.Thread(target=_fail, args=(cur, how))
+            t.start()
+            t.join(BOUND)
+            assert not t.is_alive()
+        ref = weakref.ref(cur)
+        del cur
+        gc.collect()
+        assert ref() is None, gc.get_referrers(ref())
+        # the connection goes on
+        assert conn.cursor().execute("SELECT 3").fetchall() == [(3,)]

@@ -245,6 +245,12 @@ class MariaDBAdapter(_MySQLAdapter):
 
     name = "mariadb"
     chunks_executemany = True
+    #: 1.1's C code keeps a reference to every exception it raises (its
+    #: ``mariadb_throw_exception`` never releases the one it made), and with
+    #: it the frames of the failed call and whatever they hold, a released
+    #: cursor included (the stress runner's lost aborts): the caller gets
+    #: copies (docs/drivers.md)
+    keeps_errors = True
 
     def __init__(self, module: Any | None) -> None:
         super().__init__(module)
