@@ -23,26 +23,15 @@ from benchmarks.stress import ALL_BACKENDS, COUNTERS, RESULT_TAG
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds the whole short run may take (about 20 for the first seven backends; the
-#: MySQL family adds about a minute, most of it MariaDB Connector/Python's lost drops).
+#: MySQL family adds about a minute).
 LIMIT = 240
 #: Open driver-level findings (docs/reliability.md), each tied to one backend and one
 #: counter: seen alone, they make the test xfail with the reason; anything else fails.
-#: None is open: psqlODBC's failed transaction is repaired by the pyodbc adapter, and
-#: SQLite ODBC is cancelled through a sibling cursor (no more double free).
-KNOWN: dict[tuple[str, str], str] = {
-    ("mariadb", "lost_aborts"):
-        "MariaDB Connector/Python 1.1.14 keeps a reference to every exception it raises "
-        "(a leak in its C code); the exception's traceback keeps the frames of the call "
-        "that raised it, and so the cursor, alive: releasing that cursor later cannot "
-        "abort its statement (the drop scenario; docs/drivers.md)",
-    ("mariadb", "crashes"):
-        "MariaDB Connector/Python 1.1.14: a segmentation fault about once in 4,000 "
-        "stress operations, on the main thread inside garbage collection (the drop "
-        "scenario's gc.collect()) while the worker had just ended a call on the same "
-        "connection; the driver's cursor deallocation closes the cursor and reads the "
-        "connection's pending results; the exact object is not yet identified "
-        "(docs/reliability.md). Open: not explained, not worked around",
-}
+#: None is open: psqlODBC's failed transaction is repaired by the pyodbc adapter,
+#: SQLite ODBC is cancelled through a sibling cursor (no more double free), and MariaDB
+#: Connector/Python's lost aborts and crash are routed around (Adapter.keeps_errors and
+#: asynchdb/_drivers/_mariadb_gc.py).
+KNOWN: dict[tuple[str, str], str] = {}
 #: the short run takes about 20 s for the first seven backends, 1-2 minutes with the MySQL
 #: family (a subprocess per chunk and backend, three backends at a time)
 pytestmark = pytest.mark.slow
