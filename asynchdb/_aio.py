@@ -48,24 +48,30 @@ class _Inbox:
     ``call_soon_threadsafe``; posts before that drain runs only join it.
     """
 
-    __slots__ = ("__weakref__", "_drain_scheduled", "_futures", "_lock", "loop")
+    __slots__ = ("__weakref__", "_drain_scheduled", "_futures", "_lock", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # weakly: the inboxes are kept per loop, and must not keep the loops
+        self._loop = weakref.ref(loop)
         self._lock = threading.Lock()
         self._futures: list[asyncio.Future[None]] = []
         self._drain_scheduled = False
 
     def post(self, fut: asyncio.Future[None]) -> None:
         """Resolve ``fut`` on the loop soon (any thread)."""
+        loop = self._loop()
         with self._lock:
+            if loop is None or loop.is_closed():  # nobody waits any more
+                self._futures.clear()
+                self._drain_scheduled = False
+                return
             self._futures.append(fut)
             if self._drain_scheduled:
                 return
             self._drain_scheduled = True
         try:
-            self.loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # the loop was closed meanwhile: nobody waits any more
+            loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # closed meanwhile
             with self._lock:
                 self._futures.clear()
                 self._drain_scheduled = False

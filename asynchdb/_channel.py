@@ -427,16 +427,17 @@ class Channel:
                 try:
                     return fn(*args, **kwargs)
                 except BaseException as exc:
+                    # a copy, before anything chains to it (Adapter.keeps_errors)
+                    copy = _detached(exc) if self.adapter.keeps_errors else exc
                     if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
                         try:
-                            _interrupt.after_error(self, exc)
+                            _interrupt.after_error(self, copy)
                         except KeyboardInterrupt as ki:
                             # Python's own handler raised it on entering after_error
                             _interrupt.after_error(self, ki)
                             raise
-                    if self.adapter.keeps_errors:
-                        twin = _detached(exc)
-                        raise twin from twin.__cause__
+                    if copy is not exc:
+                        raise copy from copy.__cause__
                     raise
                 finally:
                     self.inline, self.inline_kind = outer, outer_kind

@@ -191,16 +191,17 @@ class Cursor:
                     else:
                         raw.execute(operation)
                 except BaseException as exc:
+                    # a copy, before anything chains to it (Adapter.keeps_errors)
+                    copy = _detached(exc) if ch.adapter.keeps_errors else exc
                     if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
                         try:
-                            _interrupt.after_error(ch, exc)
+                            _interrupt.after_error(ch, copy)
                         except KeyboardInterrupt as ki:
                             # Python's own handler raised it on entering after_error
                             _interrupt.after_error(ch, ki)
                             raise
-                    if ch.adapter.keeps_errors:
-                        twin = _detached(exc)
-                        raise twin from twin.__cause__
+                    if copy is not exc:
+                        raise copy from copy.__cause__
                     raise
                 finally:
                     ch.inline, ch.inline_kind = outer, outer_kind
@@ -360,16 +361,17 @@ class Cursor:
             try:
                 return raw.fetchone()
             except BaseException as exc:
+                # a copy, before anything chains to it (Adapter.keeps_errors)
+                copy = _detached(exc) if ch.adapter.keeps_errors else exc
                 if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
                     try:
-                        _interrupt.after_error(ch, exc)
+                        _interrupt.after_error(ch, copy)
                     except KeyboardInterrupt as ki:
                         # Python's own handler raised it on entering after_error
                         _interrupt.after_error(ch, ki)
                         raise
-                if ch.adapter.keeps_errors:
-                    twin = _detached(exc)
-                    raise twin from twin.__cause__
+                if copy is not exc:
+                    raise copy from copy.__cause__
                 raise
             finally:
                 ch.inline, ch.inline_kind = outer, outer_kind
@@ -411,16 +413,17 @@ class Cursor:
             try:
                 return raw.fetchall()
             except BaseException as exc:
+                # a copy, before anything chains to it (Adapter.keeps_errors)
+                copy = _detached(exc) if ch.adapter.keeps_errors else exc
                 if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
                     try:
-                        _interrupt.after_error(ch, exc)
+                        _interrupt.after_error(ch, copy)
                     except KeyboardInterrupt as ki:
                         # Python's own handler raised it on entering after_error
                         _interrupt.after_error(ch, ki)
                         raise
-                if ch.adapter.keeps_errors:
-                    twin = _detached(exc)
-                    raise twin from twin.__cause__
+                if copy is not exc:
+                    raise copy from copy.__cause__
                 raise
             finally:
                 ch.inline, ch.inline_kind = outer, outer_kind

@@ -96,7 +96,7 @@ from typing import Any, Callable, Optional
 
 from ._hub import HUB
 from .adapters import Adapter
-from .errors import OperationCanceled
+from .errors import OperationCanceled, _detached
 
 # signal's own C functions, without signal.py's enum conversions around them:
 # getsignal costs 65 ns instead of 6 us, a swap and its restore about 1 us
@@ -684,6 +684,8 @@ def hopped_call_interrupted(ch: Any, task: Any, name: str, target: Any,
     finally:
         ch.end(stand)
     if task.error is not None:
+        if ch.adapter.keeps_errors:  # the driver keeps the original (Adapter.keeps_errors)
+            task.error = _detached(task.error)
         ki.__context__ = task.error
     # the repair runs on the worker, in turn; wait for it (bounded), so that
     # the caller meets a repaired connection when the KeyboardInterrupt lands

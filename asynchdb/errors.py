@@ -101,9 +101,14 @@ def _detached(error: BaseException) -> BaseException:
     refer to (a released cursor that could then never abort its statement).
     The caller gets a copy instead (same class, arguments, attributes,
     cause, context and traceback), and the original keeps none of these.
-    Returns ``error`` itself when it cannot be copied.  Any thread; call it
-    from the ``except`` clause that caught ``error``.
+    Returns ``error`` itself when it is not an ``Exception`` (a
+    ``KeyboardInterrupt`` is not the driver's) or cannot be copied.  Any
+    thread; call it from the ``except`` clause that caught ``error``.  Raised
+    there, the copy's ``__context__`` becomes the emptied original (C-level
+    driver errors have no context of their own to lose).
     """
+    if not isinstance(error, Exception):
+        return error
     try:
         twin = copy.copy(error)
     except Exception:  # noqa: BLE001 - an exception that cannot be copied stays as it is

@@ -26,6 +26,14 @@ everything else there) and never touches the borrowed pointer.  The C-level
 cleared by the collector, as it is not by the driver's own deallocation
 either; a cycle through it would stay uncollected, never crash.
 
+What is left: the type's ``tp_traverse`` also reports the borrowed
+pointer, so the collector may count one reference too many per cursor.  A
+connection that only a running function's local variable holds, with cursors
+of it in a garbage cycle, can then look unreachable and be finalized (closed)
+while in use.  Connections held by an object (asynchdb's channel, a pool, a
+module global) are reached through it and are safe; emptying ``tp_traverse``
+is not an option (the collector calls it on instances of the C type itself).
+
 The slot is written through :mod:`ctypes` once per process, only after the
 type object reads back as expected at the documented offsets (name, basic
 size and flags), and only on the versions known to have the bug.  Thread: any
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -62,7 +71,7 @@ def mend(module: Any) -> bool:
     expected.
     """
     version = tuple(getattr(module, "__version_info__", ())[:3])
-    if version not in AFFECTED or _PTR != 8:
+    if version not in AFFECTED or _PTR != 8 or sys.implementation.name != "cpython":
         return False
     base = _cursor_type(module)
     if base is None:

@@ -37,8 +37,8 @@ Connector/Python 1.1.14 (docs/drivers.md has the table):
   reads; mysqlclient and Connector/Python around the C client's calls).
 * Connector/Python 1.1.13-1.1.14 frees a connection still in use once the
   garbage collector has freed two of its cursors (a segmentation fault in
-  stress runs): :mod:`._mariadb_gc` routes around it for every connection of
-  the process.
+  stress runs): :mod:`._mariadb_gc` routes around it (its docstring says what
+  is left).
 
 Opening the twin needs the password.  ``asynchdb.connect`` remembers the
 connect arguments, so every connection it opens gets a real cancel.  For
@@ -291,7 +291,8 @@ class MariaDBAdapter(_MySQLAdapter):
                     raw.rollback()
                 else:
                     cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
-            except Exception:  # noqa: BLE001 - the first error is the one to report
+            except Exception as dropped:  # noqa: BLE001 - the first error is the one to report
+                dropped.__traceback__ = None  # Connector/Python keeps it (keeps_errors)
                 if autocommit:
                     raw.rollback()
             raise
@@ -339,3 +340,4 @@ class MariaDBAdapter(_MySQLAdapter):
         except error as exc:
             if error_code(exc) != ER_QUERY_INTERRUPTED:
                 raise
+            exc.__traceback__ = None  # dropped; the driver keeps it (keeps_errors)

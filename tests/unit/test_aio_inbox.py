@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 from typing import Any
 
 from asynchdb._aio import _Inbox, _inbox
@@ -51,3 +53,19 @@ def test_a_post_to_a_closed_loop_is_dropped_quietly() -> None:
         assert _inbox(loop2) is _inbox(loop2)  # one inbox a loop
     finally:
         loop2.close()
+
+
+def test_an_inbox_keeps_no_loop_alive() -> None:
+    loop = asyncio.new_event_loop()
+
+    async def one() -> None:
+        fut = asyncio.get_running_loop().create_future()
+        threading.Thread(target=_inbox(asyncio.get_running_loop()).post, args=(fut,)).start()
+        await asyncio.wait_for(fut, 5)
+
+    loop.run_until_complete(one())
+    loop.close()
+    ref = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert ref() is None
