@@ -60,11 +60,10 @@ class _Inbox:
     def post(self, fut: asyncio.Future[None]) -> None:
         """Resolve ``fut`` on the loop soon (any thread)."""
         loop = self._loop()
+        if loop is None or loop.is_closed():
+            self._forget()
+            return
         with self._lock:
-            if loop is None or loop.is_closed():  # nobody waits any more
-                self._futures.clear()
-                self._drain_scheduled = False
-                return
             self._futures.append(fut)
             if self._drain_scheduled:
                 return
@@ -72,9 +71,13 @@ class _Inbox:
         try:
             loop.call_soon_threadsafe(self._drain)
         except RuntimeError:  # closed meanwhile
-            with self._lock:
-                self._futures.clear()
-                self._drain_scheduled = False
+            self._forget()
+
+    def _forget(self) -> None:
+        # any thread: the loop is gone or closed, nobody waits any more
+        with self._lock:
+            self._futures.clear()
+            self._drain_scheduled = False
 
     def _drain(self) -> None:
         # loop thread

@@ -17,8 +17,8 @@ reference the connection never gave.  Measured here with 1.1.14:
   none without it.  A cursor lands in a cycle easily: an exception's
   traceback keeps the frame that used it, and the frame keeps the exception.
 
-No release fixes it (1.1.14 is the newest of the 1.1 line; 1.1.10-1.1.12 have
-no ``tp_clear`` and do not crash).  :func:`mend` routes around it: it empties
+No release fixes it (1.1.14 is the newest of the 1.1 line; the sources of
+1.1.10-1.1.12 do not clear the pointer).  :func:`mend` routes around it: it empties
 the type's ``tp_clear`` slot, so the collector breaks a cursor's cycles through
 its instance dictionary (``mariadb.cursors.Cursor`` keeps its connection and
 everything else there) and never touches the borrowed pointer.  The C-level
@@ -76,10 +76,10 @@ def mend(module: Any) -> bool:
     base = _cursor_type(module)
     if base is None:
         return False
+    addr = id(base)
     with _lock:
-        if id(base) in _mended:
+        if addr in _mended:
             return True
-        addr = id(base)
         name = ctypes.c_char_p(ctypes.c_void_p.from_address(addr + _NAME).value or 0).value
         size = ctypes.c_ssize_t.from_address(addr + _BASICSIZE).value
         flags = ctypes.c_ulong.from_address(addr + _FLAGS).value
