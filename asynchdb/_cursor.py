@@ -284,6 +284,8 @@ class Cursor:
         if flags and sink is None and seconds is None:
             ch.wake_early()  # its wake-up overlaps building the job
         job = Job(ch, kind, _noop, raw_cursor=self._raw)
+        if flags:
+            job.repair_after_wake = True  # an Operation's waiters go through asynchdb
         if kind == "executemany":
             adapter = ch.adapter
             if adapter.chunks_executemany and len(args) == 2:

@@ -237,6 +237,7 @@ class Job:
         "progress_fn",
         "progress_max",
         "raw_cursor",
+        "repair_after_wake",
         "text",
         "text_fn",
         "view",
@@ -282,6 +283,9 @@ class Job:
         self.on_dropped: Callable[[], None] | None = None
         #: The row buffer when the caller asked for background population.
         self.populate: RowBuffer | None = None
+        #: An asynchronous operation: after an abort, its waiters wake before
+        #: the adapter's repair (see _finish_error).
+        self.repair_after_wake = False
 
     # ------------------------------------------------------------------
     # observing (any thread)
@@ -600,10 +604,10 @@ class Job:
         try:
             if self._abort_requested and (error is None or
                                           ch.adapter.is_cancel_error(error)):
-                if error is not None:
-                    self._repair()  # before a waiter wakes (see _finish_error)
+                # population is asynchronous: its readers wake first, and the
+                # repair follows before anything else uses the connection
                 buf.finish()
-                self._finish_canceled(error)
+                self._finish_canceled(error, repair=error is not None)
                 return
             if error is not None:
                 buf.finish(error)
@@ -645,10 +649,21 @@ class Job:
                      or self.channel.adapter.is_cancel_error(exc)))
 
     def _finish_error(self, exc: BaseException) -> None:
-        # The repair runs before the waiter wakes: a waiter may use the driver
-        # connection at once, outside asynchdb's ownership (SQLAlchemy's
-        # rollback after a deadline), and mysqlclient refuses a second thread.
-        repaired = self._state != CANCELED and self._stopped_by(exc)
+        # Where the repair runs, relative to waking the waiters:
+        # * a synchronous call (a deadline, a listener, SQLAlchemy's statements):
+        #   before.  Its caller may use the driver connection at once, outside
+        #   asynchdb's ownership (SQLAlchemy rolls back on the driver connection
+        #   as soon as a deadline's wait returns), and mysqlclient refuses a
+        #   second thread.
+        # * an asynchronous operation (repair_after_wake): after the
+        #   ``wait_for_completion`` waiters wake, before futures and listeners
+        #   hear of the end (their callbacks run on this thread, which owns the
+        #   connection, and may use it).  This thread keeps the connection
+        #   until the repair is done, so every call made through asynchdb runs
+        #   after it; the abort's latency does not include the repair
+        #   (DuckDB's rollback is a whole statement, about 200 us: benchmarks P3).
+        repaired = (self._state != CANCELED and not self.repair_after_wake
+                    and self._stopped_by(exc))
         if repaired:
             self._repair()
         with self._lock:
@@ -675,13 +690,15 @@ class Job:
             self._repair()  # an abort that came in just now
         self._after_end()
 
-    def _finish_canceled(self, cause: BaseException | None) -> None:
+    def _finish_canceled(self, cause: BaseException | None, *, repair: bool = False) -> None:
         with self._lock:
             if self._state >= COMPLETE:
                 return
             if cause is not None and self._abort_error is not None:
                 self._abort_error.__cause__ = cause
             self._end(CANCELED)
+        if repair:
+            self._repair()  # the waiters are awake; futures and listeners wait
         self._after_end()
 
     def _repair(self) -> None:

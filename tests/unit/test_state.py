@@ -300,30 +300,88 @@ class _RepairGateConnection(fake.FakeConnection):
     __asynchdb_adapter__ = _RepairGate
 
 
-def test_the_waiter_wakes_after_the_repair() -> None:
-    """The repair of an aborted call ends before anyone waiting hears of the end.
+def test_a_synchronous_call_returns_after_the_repair() -> None:
+    """A deadline's call returns only once the repair of its aborted statement ended.
 
-    A waiter may use the driver connection at once, outside asynchdb
-    (SQLAlchemy's rollback after a deadline), and a driver such as mysqlclient
-    refuses a connection used by two threads at the same time.
+    Its caller may use the driver connection at once, outside asynchdb
+    (SQLAlchemy rolls back on the driver connection as soon as the deadline's
+    wait returns), and a driver such as mysqlclient refuses a connection used
+    by two threads at the same time.
     """
     _RepairGate.started.clear()
     _RepairGate.proceed.clear()
     conn = asynchdb.wrap(_RepairGateConnection())
     raw: Any = conn.driver_connection
+    returned = threading.Event()
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            conn.cursor().execute("block g1", cancel_after=0.01)
+        except BaseException as exc:  # checked below
+            errors.append(exc)
+        returned.set()
+
+    caller = threading.Thread(target=call)
     try:
-        op = conn.cursor().execute("block g1", asynch=True)
+        caller.start()
+        assert raw.started("g1").wait(WAIT)
+        assert _RepairGate.started.wait(WAIT)
+        # the repair is held open: the call cannot return (a bounded look)
+        early = returned.wait(0.2)
+        _RepairGate.proceed.set()
+        assert returned.wait(WAIT)
+        assert not early, "the call returned while the repair still ran"
+        assert len(errors) == 1 and isinstance(errors[0], DeadlineExceeded)
+    finally:
+        _RepairGate.proceed.set()
+        caller.join(WAIT)
+        conn.close()
+
+
+def test_an_operation_wakes_its_waiters_before_the_repair() -> None:
+    """An aborted Operation's waiters wake at once; everything else waits for the repair.
+
+    ``wait_for_completion`` returns as soon as the driver confirmed the abort.
+    The worker keeps the connection until the repair ended: a call made
+    through asynchdb meanwhile runs after it, and the operation's future and
+    listeners (whose callbacks may use the connection) hear of the end after it.
+    """
+    _RepairGate.started.clear()
+    _RepairGate.proceed.clear()
+    conn = asynchdb.wrap(_RepairGateConnection())
+    raw: Any = conn.driver_connection
+    heard: list[str] = []
+
+    class Listener:
+        def on_stop(self, op: Any, status: Any) -> None:
+            heard.append("stop")
+
+    try:
+        op = conn.cursor().execute("block g1", asynch=True, listener=Listener())
+        fut = op.future
         assert raw.started("g1").wait(WAIT)
         op.abort()
         assert _RepairGate.started.wait(WAIT)
-        ended_during_repair = op.wait_for_completion(0)
-        _RepairGate.proceed.set()
-        assert op.wait_for_completion(WAIT)
-        assert not ended_during_repair, "the waiter woke while the repair still ran"
+        assert op.wait_for_completion(WAIT), "the waiter did not wake during the repair"
         assert op.get_status().phase is Phase.CANCELED
+        assert not fut.done() and heard == []
+        # a call through asynchdb waits its turn behind the repair
+        ran = threading.Event()
+        follow = threading.Thread(target=lambda: (conn.cursor().execute("rows 1"), ran.set()))
+        follow.start()
+        early = ran.wait(0.2)
+        _RepairGate.proceed.set()
+        assert ran.wait(WAIT)
+        follow.join(WAIT)
+        assert not early, "a call ran on the connection during the repair"
+        with pytest.raises(OperationCanceled):
+            fut.result(WAIT)
+        assert op.wait_for_completion(WAIT)
     finally:
         _RepairGate.proceed.set()
         conn.close()
+    assert heard == ["stop"]
 
 
 def test_abort_landing_just_before_the_driver_starts_is_not_lost(env: Env) -> None:
