@@ -9,8 +9,8 @@ Threads:
   awaiting task and suspends on it; it never blocks on a lock, a driver call
   or a cancel;
 * the thread that ends the operation (a worker, or the aborting thread) runs
-  the operation's ``concurrent.futures.Future`` callbacks, which only hand
-  the ended operation to the loop's inbox (:class:`_Inbox`): one
+  the job's end callbacks (``Job.on_end``), which only hand the ended
+  operation to the loop's inbox (:class:`_Inbox`): one
   ``call_soon_threadsafe`` wakes the loop for every operation that ends
   before it got there (1,000 operations awaited at once: far fewer wake-ups
   than operations, benchmarks P9);
@@ -27,6 +27,7 @@ abort, or after :data:`DRAIN` seconds at most, whichever comes first.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
@@ -104,20 +105,15 @@ def _inbox(loop: asyncio.AbstractEventLoop) -> _Inbox:
 
 
 def _waker(loop: asyncio.AbstractEventLoop,
-           fut: asyncio.Future[None]) -> Callable[[Any], None]:
-    """A done-callback (any thread) that resolves ``fut`` on its loop."""
-    inbox = _inbox(loop)
-
-    def wake(_: Any) -> None:
-        inbox.post(fut)
-
-    return wake
+           fut: asyncio.Future[None]) -> Callable[[], None]:
+    """A callback (any thread) that resolves ``fut`` on its loop."""
+    return functools.partial(_inbox(loop).post, fut)
 
 
 def _ended_future(loop: asyncio.AbstractEventLoop, job: Job) -> asyncio.Future[None]:
     """An asyncio future of ``loop`` resolved once ``job`` ended (any thread ends it)."""
     fut: asyncio.Future[None] = loop.create_future()
-    job.future().add_done_callback(_waker(loop, fut))
+    job.on_end(_waker(loop, fut))
     return fut
 
 
@@ -145,7 +141,7 @@ async def _abort_and_drain(loop: asyncio.AbstractEventLoop, job: Job) -> None:
         return
     settled: asyncio.Future[None] = loop.create_future()
     wake = _waker(loop, settled)
-    job.future().add_done_callback(wake)
+    job.on_end(wake)
 
     def send() -> None:
         # timer thread: the cancel (or the listeners' veto) may take a while
@@ -153,7 +149,7 @@ async def _abort_and_drain(loop: asyncio.AbstractEventLoop, job: Job) -> None:
             job.abort(OperationCanceled(f"{job.kind} was aborted: the awaiting task "
                                         "was cancelled"))
         except AbortVetoed:
-            wake(None)  # the operation goes on; the task need not wait for it
+            wake()  # the operation goes on; the task need not wait for it
 
     HUB.timer.schedule(0.0, send)
     deadline = loop.time() + DRAIN

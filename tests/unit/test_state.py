@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from plugin import wait_until
 
 import asynchdb
 from asynchdb import Asynch, DeadlineExceeded, OperationCanceled, Phase, ZombieError
@@ -382,6 +383,32 @@ def test_an_operation_wakes_its_waiters_before_the_repair() -> None:
         _RepairGate.proceed.set()
         conn.close()
     assert heard == ["stop"]
+
+
+def test_end_callbacks_run_once_at_the_end(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """``Job.on_end`` (what ``await op`` uses): after the end, once; at once if ended."""
+    (cur,) = env.cursors(1)
+    op = cur.execute("block g1", asynch=True)
+    seen: list[tuple[str, bool]] = []
+
+    def broken() -> None:
+        raise RuntimeError("a broken callback")
+
+    job = op._job  # type: ignore[attr-defined]
+    job.on_end(lambda: seen.append(("first", op.done())))
+    job.on_end(broken)
+    job.on_end(lambda: seen.append(("second", op.done())))
+    assert env.raw.started("g1").wait(WAIT)
+    assert seen == []
+    with caplog.at_level(logging.ERROR, logger="asynchdb"):
+        env.raw.release("g1")
+        assert op.wait_for_completion(WAIT)
+        # the worker runs them right after waking the waiters
+        wait_until(lambda: len(seen) == 2, WAIT)
+    assert seen == [("first", True), ("second", True)]
+    assert "an end callback failed" in caplog.text  # logged; the others still ran
+    job.on_end(lambda: seen.append(("late", op.done())))
+    assert seen[-1] == ("late", True)  # ended already: at once, on this thread
 
 
 def test_abort_landing_just_before_the_driver_starts_is_not_lost(env: Env) -> None:
