@@ -290,7 +290,10 @@ def _late_abort_driver(backend: Backend) -> Any:
 
 #: Backends whose cancel, landing on a statement that just finished, destroys its
 #: result set (ODBC's SQLCancel closes it; DuckDB keeps the interrupt for the fetch).
-LATE_CANCEL_DESTROYS = {"pyodbc-postgresql", "pyodbc-sqlite", "duckdb", "adbc-postgresql"}
+#: pyodbc-postgresql is not one since its connections opened by asynchdb.connect
+#: are cancelled by the server (pg_cancel_backend from a twin): the late cancel
+#: finds the backend idle, and the result stays (tests/test_psqlodbc_cancel.py).
+LATE_CANCEL_DESTROYS = {"pyodbc-sqlite", "duckdb", "adbc-postgresql"}
 #: Backends whose canceled query returns normally from ``execute`` and keeps the
 #: driver's error for the first fetch (ADBC PostgreSQL): CANCELED with no cause.
 CANCEL_ERROR_IN_RESULT = {"adbc-postgresql"}
