@@ -38,6 +38,7 @@ import statistics
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -65,8 +66,8 @@ def _raw_cancel(backend: Backend, raw: Any, cur: Any) -> Optional[Callable[[], N
 
     For the drivers with none of their own, what a user would send by hand:
     PostgreSQL's cancel request with pg8000's key, ``KILL QUERY`` from a
-    second connection for the MySQL family.  None: no baseline (ClickHouse,
-    adbc-sqlite).
+    second connection for the MySQL family and ClickHouse (by the query id the
+    statement was given).  None: no baseline (adbc-sqlite).
     """
     mod = backend.module_name
     if mod in ("sqlite3", "apsw"):
@@ -100,6 +101,21 @@ def _raw_cancel(backend: Backend, raw: Any, cur: Any) -> Optional[Callable[[], N
                 twin.close()
 
         return kill
+    if mod == "clickhouse_driver.dbapi":
+        # no cancel in the driver: a raw user names the statement and kills it by name
+        qid = uuid.uuid4().hex
+        cur.set_query_id(qid)
+
+        def kill_by_id() -> None:
+            twin = backend.connect_raw()
+            try:
+                c = twin.cursor()
+                c.execute(f"KILL QUERY WHERE query_id = '{qid}' ASYNC")
+                c.close()
+            finally:
+                twin.close()
+
+        return kill_by_id
     return None
 
 
