@@ -90,33 +90,25 @@ def _raw_cancel(backend: Backend, raw: Any, cur: Any) -> Optional[Callable[[], N
     if mod in ("pymysql", "MySQLdb", "mariadb"):
         tid = raw.thread_id
         tid = int(tid() if callable(tid) else tid)
-
-        def kill() -> None:
-            twin = backend.connect_raw()
-            try:
-                c = twin.cursor()
-                c.execute(f"KILL QUERY {tid}")
-                c.close()
-            finally:
-                twin.close()
-
-        return kill
+        return lambda: _from_second_connection(backend, f"KILL QUERY {tid}")
     if mod == "clickhouse_driver.dbapi":
         # no cancel in the driver: a raw user names the statement and kills it by name
         qid = uuid.uuid4().hex
         cur.set_query_id(qid)
-
-        def kill_by_id() -> None:
-            twin = backend.connect_raw()
-            try:
-                c = twin.cursor()
-                c.execute(f"KILL QUERY WHERE query_id = '{qid}' ASYNC")
-                c.close()
-            finally:
-                twin.close()
-
-        return kill_by_id
+        return lambda: _from_second_connection(
+            backend, f"KILL QUERY WHERE query_id = '{qid}' ASYNC")
     return None
+
+
+def _from_second_connection(backend: Backend, sql: str) -> None:
+    """Run ``sql`` on a connection opened for it, as a user's hand-written kill does."""
+    twin = backend.connect_raw()
+    try:
+        c = twin.cursor()
+        c.execute(sql)
+        c.close()
+    finally:
+        twin.close()
 
 
 def _trial(backend: Backend, mode: str, conn: Any, raw: Any,

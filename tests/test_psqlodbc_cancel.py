@@ -53,30 +53,32 @@ def _running(monitor: Any, tag: str) -> int:
     return int(rows[0][0])
 
 
+def _abort_a_sleep(monitor: Any, cur: Any) -> asynchdb.Operation[Any]:
+    """Start a long statement, abort it once the server runs it; it must be gone."""
+    tag = uuid.uuid4().hex
+    op = cur.execute(f"SELECT pg_sleep(30) /* {tag} */", asynch=True)
+    wait_until(lambda: _running(monitor, tag) == 1)
+    op.abort()
+    assert op.wait_for_completion(BOUND)
+    assert op.get_status().phase is Phase.CANCELED
+    assert _running(monitor, tag) == 0
+    return op
+
+
 def test_an_abort_is_sent_by_a_twin_and_the_twin_leaves_with_the_connection() -> None:
     monitor = PG.connect_raw(autocommit=True)
     conn = PG.connect()
     try:
         pid = _pid(conn)
         assert _cancellers(monitor, pid) == []  # no twin before the first abort
-        tag = uuid.uuid4().hex
         cur = conn.cursor()
-        op = cur.execute(f"SELECT pg_sleep(30) /* {tag} */", asynch=True)
-        wait_until(lambda: _running(monitor, tag) == 1)
-        op.abort()
-        assert op.wait_for_completion(BOUND)
-        assert op.get_status().phase is Phase.CANCELED
+        op = _abort_a_sleep(monitor, cur)
         assert op.exception().__cause__.args[0] == "57014"  # the server's cancel, as before
-        assert _running(monitor, tag) == 0
         twins = _cancellers(monitor, pid)
         assert len(twins) == 1 and twins[0] != pid
         cur.execute("SELECT 1")  # the connection goes on
         assert cur.fetchall()[0][0] == 1
-        # a second abort uses the same twin
-        op = cur.execute(f"SELECT pg_sleep(30) /* {tag} */", asynch=True)
-        wait_until(lambda: _running(monitor, tag) == 1)
-        op.abort()
-        assert op.wait_for_completion(BOUND)
+        _abort_a_sleep(monitor, cur)  # a second abort uses the same twin
         assert _cancellers(monitor, pid) == twins
     finally:
         conn.close()
@@ -92,14 +94,7 @@ def test_a_wrapped_connection_falls_back_to_sqlcancel() -> None:
     conn = asynchdb.wrap(PG.connect_raw())
     try:
         pid = _pid(conn)
-        tag = uuid.uuid4().hex
-        cur = conn.cursor()
-        op = cur.execute(f"SELECT pg_sleep(30) /* {tag} */", asynch=True)
-        wait_until(lambda: _running(monitor, tag) == 1)
-        op.abort()
-        assert op.wait_for_completion(BOUND)
-        assert op.get_status().phase is Phase.CANCELED
-        assert _running(monitor, tag) == 0
+        _abort_a_sleep(monitor, conn.cursor())
         assert _cancellers(monitor, pid) == []
     finally:
         conn.close()
