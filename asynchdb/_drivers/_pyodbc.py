@@ -48,7 +48,10 @@ Hazards handled here and in the engine:
   QUERY`` below (``_killquery.py``).  The statement fails with the same 57014
   and psqlODBC's savepoint handling is unchanged; the driver's objects are
   never touched from a second thread.  A wrapped connection falls back to
-  ``SQLCancel``.
+  ``SQLCancel``.  The pid is asked once, at connect: behind a
+  transaction-pooling proxy (PgBouncer's transaction mode) it would name
+  another client's backend later, so such connections must be wrapped
+  (docs/drivers.md).
 * MariaDB Connector/ODBC crashes the process when ``SQLCancel`` races
   ``SQLFreeHandle`` (double free): the engine sends the cancel only under the
   channel's cancel lock while the aborted job is the one running, so it never
