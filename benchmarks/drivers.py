@@ -50,6 +50,7 @@ import importlib
 import json
 import os
 import platform
+import queue
 import sqlite3
 import statistics
 import subprocess
@@ -266,6 +267,9 @@ def run_p1(t: Target, sz: Sizes) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 # P2: asynchronous round trip
 # ---------------------------------------------------------------------------
+#: P2's context mode: the least a hand-written asynchronous call can do.
+FLOOR = "a bare worker thread (floor)"
+
 async def _aioodbc_batch(cur: Any, sql: str, sz: Sizes) -> list[float]:
     res: list[float] = []
     for i in range(sz.calls + sz.warmup):
@@ -277,10 +281,52 @@ async def _aioodbc_batch(cur: Any, sql: str, sz: Sizes) -> list[float]:
     return res
 
 
+class _Floor:
+    """The least a hand-written asynchronous call can do: the floor P2 is read against.
+
+    One dedicated thread waits on a ``SimpleQueue``; the caller queues the
+    ``execute``, waits on a bare lock the thread releases, and fetches on its
+    own thread, as asynchdb's ``result()`` then ``fetchall()`` do.  No
+    ownership, no phases, no abort: what asynchdb adds over this is its cost.
+    """
+
+    def __init__(self, t: Target) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        opened: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._main, args=(t, opened),
+                                        name="bench-floor", daemon=True)
+        self._thread.start()
+        self.conn, self.cur = opened.get(timeout=60)
+
+    def _main(self, t: Target, opened: queue.SimpleQueue[Any]) -> None:
+        conn = t.connect_raw()
+        opened.put((conn, conn.cursor()))
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, gate = job
+            fn()
+            gate.release()
+
+    def run(self, fn: Callable[[], Any]) -> None:
+        gate = threading.Lock()
+        gate.acquire()
+        self._jobs.put((fn, gate))
+        gate.acquire()
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(10)
+        self.cur.close()
+        self.conn.close()
+
+
 def run_p2(t: Target, sz: Sizes) -> dict[str, Any]:
     wrapped = t.connect()
     ex = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-tpe")
     raw = ex.submit(t.connect_raw).result()  # the naive wrapper's connection lives on its thread
+    floor = _Floor(t)
     loop: Optional[asyncio.AbstractEventLoop] = None
     aconn: Any = None
     aio_error: Optional[str] = None
@@ -323,7 +369,19 @@ def run_p2(t: Target, sz: Sizes) -> dict[str, Any]:
                         res.append(pc() - t0)
                 return res
 
-            modes = [Mode("asynchdb", ours), Mode("ThreadPoolExecutor(1), naive", naive)]
+            def bare(sql: str = sql) -> list[float]:
+                fcur = floor.cur
+                res: list[float] = []
+                for i in range(sz.calls + sz.warmup):
+                    t0 = pc()
+                    floor.run(lambda: fcur.execute(sql))
+                    fcur.fetchall()
+                    if i >= sz.warmup:
+                        res.append(pc() - t0)
+                return res
+
+            modes = [Mode("asynchdb", ours), Mode("ThreadPoolExecutor(1), naive", naive),
+                     Mode(FLOOR, bare)]
             acur: Any = None
             if loop is not None and aconn is not None:
                 acur = loop.run_until_complete(aconn.cursor())
@@ -337,6 +395,7 @@ def run_p2(t: Target, sz: Sizes) -> dict[str, Any]:
             comps = [compare(series["asynchdb"], series["ThreadPoolExecutor(1), naive"], 1.0)]
             if "aioodbc" in series:
                 comps.append(compare(series["asynchdb"], series["aioodbc"], 1.0))
+            comps.append(compare(series["asynchdb"], series[FLOOR]))  # context
             out["queries"][key] = {"sql": sql, "modes": _series_out(series),
                                    "comparisons": comps}
             wcur.close()
@@ -345,6 +404,7 @@ def run_p2(t: Target, sz: Sizes) -> dict[str, Any]:
                 loop.run_until_complete(acur.close())
     finally:
         wrapped.close()
+        floor.close()
         ex.submit(raw.close).result()
         ex.shutdown(wait=True)
         if loop is not None:
@@ -662,21 +722,23 @@ def render(results: dict[str, Any]) -> str:
              "ratios [p25-p75]. Times in microseconds unless noted.", "",
              "## Summary", "",
              "| backend | P1 SELECT 1 (target <= 1.10x) | P1 100 rows | P2 vs naive executor "
-             "(target <= 1.0x) | P2 vs aioodbc | P3 abort median (vs driver, target <= 2x) "
-             "| P3 p99 (target <= 20 ms) |",
-             "|---|---|---|---|---|---|---|"]
+             "(target <= 1.0x) | P2 vs aioodbc | P2 vs a bare worker thread (context) "
+             "| P3 abort median (vs driver, target <= 2x) | P3 p99 (target <= 20 ms) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in results["backends"].items():
         if "skipped" in r:
-            lines.append(f"| {name} | skipped: {r['skipped']} | | | | | |")
+            lines.append(f"| {name} | skipped: {r['skipped']} | | | | | | |")
             continue
         p1, p2, p3 = r["P1"], r["P2"], r["P3"]
         p2c = p2["queries"]["select1"]["comparisons"]
         aio = next((c for c in p2c if c["to"] == "aioodbc"), None)
+        bare = next((c for c in p2c if c["to"] == FLOOR), None)
         ours3 = next(iter(p3["modes"].values()))
         lines.append(
             f"| {name} | {_fmt_ratio(p1['queries']['select1']['comparisons'][0])} "
             f"| {_fmt_ratio(p1['queries']['rows100']['comparisons'][0])} "
             f"| {_fmt_ratio(p2c[0])} | {_fmt_ratio(aio) if aio else 'n/a'} "
+            f"| {_fmt_ratio(bare) if bare else 'n/a'} "
             f"| {us(ours3['median_ns'], 0)} us, {_fmt_ratio(p3['comparisons'][0])} "
             f"| {p3['p99_ms']} ms{' (met)' if p3['p99_met'] else ' (NOT met)'} |")
     lines += ["", "## Per backend", ""]
