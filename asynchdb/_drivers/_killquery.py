@@ -51,6 +51,8 @@ from typing import Any, Callable, Optional
 
 log = logging.getLogger("asynchdb")
 
+#: MariaDB/MySQL: stop the statement connection ``{}`` runs.
+KILL_QUERY = "KILL QUERY {}"
 #: PostgreSQL: cancel the statement backend ``{}`` runs (sent by a twin, as KILL QUERY is).
 PG_CANCEL = "SELECT pg_cancel_backend({})"
 
@@ -68,7 +70,7 @@ class KillQuery:
 
     __slots__ = ("_opener", "_sql", "_twin")
 
-    def __init__(self, opener: Callable[[], Any], sql: str = "KILL QUERY {}") -> None:
+    def __init__(self, opener: Callable[[], Any], sql: str = KILL_QUERY) -> None:
         self._opener = opener
         #: The statement, with ``{}`` for the target's id.
         self._sql = sql

@@ -92,7 +92,7 @@ import weakref
 from typing import Any, Callable, Optional
 
 from ..adapters import Adapter, CallView, ConnectionView
-from ._killquery import PG_CANCEL, KillQuery
+from ._killquery import KILL_QUERY, PG_CANCEL, KillQuery
 
 log = logging.getLogger("asynchdb")
 
@@ -150,7 +150,7 @@ class PyodbcAdapter(Adapter):
 
     def connect(self, factory: Callable[..., Any], args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> Any:
-        # owner thread; remembered so that MariaDB's KILL QUERY can use a twin connection
+        # owner thread; remembered for the twin that cancels through the server
         self._opened_with = (factory, args, dict(kwargs))
         return factory(*args, **kwargs)
 
@@ -164,24 +164,36 @@ class PyodbcAdapter(Adapter):
         if state.postgres and self._opened_with is not None:
             # psqlODBC's SQLCancel from the aborting thread is not memory-safe
             # (module docstring): cancel through the server, from a twin
-            state.thread_id = _backend_pid(raw)
-            factory, args, kwargs = self._opened_with
-            state.killer = KillQuery(lambda: factory(*args, **{**kwargs, "autocommit": True}),
-                                     PG_CANCEL)
+            self._cancel_by_twin(state, raw, "SELECT pg_backend_pid()", PG_CANCEL)
+            if not raw.autocommit:
+                # psqlODBC began a transaction for the probe; a fresh
+                # connection has nothing else to lose
+                raw.rollback()
         if "sqlite3odbc" in driver or "sqliteodbc" in driver:
             state.canceller = raw.cursor()
         if not isinstance(raw, PinnableConnection) and _is_mariadb(raw):
             if self._opened_with is not None:
-                cur = raw.cursor()
-                try:
-                    cur.execute("SELECT CONNECTION_ID()")
-                    state.thread_id = int(cur.fetchone()[0])
-                finally:
-                    cur.close()
-                factory, args, kwargs = self._opened_with
-                state.killer = KillQuery(lambda: factory(*args, **{**kwargs, "autocommit": True}))
+                self._cancel_by_twin(state, raw, "SELECT CONNECTION_ID()", KILL_QUERY)
             return PinnableConnection(raw)
         return None
+
+    def _cancel_by_twin(self, state: _State, raw: Any, id_sql: str, kill_sql: str) -> None:
+        """Cancel through the server: learn the connection's id, arm a twin (owner thread).
+
+        ``id_sql`` asks the server for this connection's id; the twin, opened
+        at the first abort with this connection's arguments, sends
+        ``kill_sql`` with it (_killquery.py).
+        """
+        assert self._opened_with is not None
+        cur = raw.cursor()
+        try:
+            cur.execute(id_sql)
+            state.thread_id = int(cur.fetchone()[0])
+        finally:
+            cur.close()
+        factory, args, kwargs = self._opened_with
+        state.killer = KillQuery(lambda: factory(*args, **{**kwargs, "autocommit": True}),
+                                 kill_sql)
 
     def cancel(self, conn: ConnectionView, call: CallView) -> None:
         # aborting thread, under the channel's cancel lock, while the call runs
@@ -331,23 +343,6 @@ class PyodbcAdapter(Adapter):
 
     def describe(self, raw: Any) -> str:
         return "pyodbc"
-
-
-def _backend_pid(raw: Any) -> int:
-    """psqlODBC: the process id of the connection's server backend (owner thread).
-
-    The probe leaves no transaction behind: in manual-commit mode psqlODBC
-    began one for it, and a fresh connection has nothing else to lose.
-    """
-    cur = raw.cursor()
-    try:
-        cur.execute("SELECT pg_backend_pid()")
-        pid = int(cur.fetchone()[0])
-    finally:
-        cur.close()
-    if not raw.autocommit:
-        raw.rollback()
-    return pid
 
 
 # ---------------------------------------------------------------------------
