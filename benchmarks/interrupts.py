@@ -421,14 +421,16 @@ def _p9_threads(b: Backend, sql: str, total: int, pool: int, *,
     """
     raws = [b.connect_raw(autocommit=True) for _ in range(pool)]
     start = threading.Barrier(pool + 1)
-    each = [] if reuse else [raws[i % pool].cursor() for i in range(total)]
+    # statement k runs on connection k % pool, on that connection's thread
+    if reuse:
+        mine = [[r.cursor()] * len(range(i, total, pool)) for i, r in enumerate(raws)]
+    else:
+        each = [raws[k % pool].cursor() for k in range(total)]
+        mine = [each[i::pool] for i in range(pool)]
 
     def work(i: int) -> None:
-        cur = raws[i].cursor()
         start.wait()
-        for k in range(i, total, pool):
-            if each:
-                cur = each[k]
+        for cur in mine[i]:
             cur.execute(sql)
             cur.fetchall()
 
