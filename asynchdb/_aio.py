@@ -95,13 +95,24 @@ _inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = \
 _inboxes_lock = threading.Lock()
 
 
+#: The inbox asked for last: most programs run one loop, and the lookup
+#: above takes a lock per ``await`` (benchmarks P8).  Replaced whole, so a
+#: loop thread reads either pair, never half of one.
+_last: tuple[Callable[[], Any], _Inbox | None] = (lambda: None, None)
+
+
 def _inbox(loop: asyncio.AbstractEventLoop) -> _Inbox:
     """``loop``'s inbox (its thread; loops in several threads may ask at once)."""
+    global _last
+    ref, inbox = _last
+    if inbox is not None and ref() is loop:
+        return inbox
     with _inboxes_lock:
         inbox = _inboxes.get(loop)
         if inbox is None:
             inbox = _inboxes[loop] = _Inbox(loop)
-        return inbox
+    _last = (inbox._loop, inbox)
+    return inbox
 
 
 def _waker(loop: asyncio.AbstractEventLoop,
@@ -131,8 +142,8 @@ async def wait(op: Operation[Any]) -> Any:
             # (or for a veto, or DRAIN seconds), then let the cancellation go on
             await _abort_and_drain(loop, job)
             raise
-    # ended: result() does not block
-    return op.result(0)
+    # ended: result() does not block (and with no timeout has none to check)
+    return op.result()
 
 
 async def _abort_and_drain(loop: asyncio.AbstractEventLoop, job: Job) -> None:

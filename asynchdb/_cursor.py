@@ -270,9 +270,12 @@ class Cursor:
                kwargs: dict[str, Any], asynch: Union[bool, int], cancel_after: Optional[float],
                listener: Any, returns_cursor: bool) -> Any:
         # caller thread: validate everything before anything runs
-        flags = parse_asynch(asynch)
-        seconds = check_timeout(cancel_after, "cancel_after")
-        sink = make_sink(listener) if listener is not None else None
+        if asynch is True and cancel_after is None and listener is None:
+            flags, seconds, sink = Asynch.INITIALIZE, None, None  # the plain call
+        else:
+            flags = parse_asynch(asynch)
+            seconds = check_timeout(cancel_after, "cancel_after")
+            sink = make_sink(listener) if listener is not None else None
         if self._guard is not None:
             self._settle(True)
         ch = self._ch
