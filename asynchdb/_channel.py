@@ -162,6 +162,26 @@ class _Call:
         return self._ended.wait(timeout)
 
 
+_HOOKS: dict[type, tuple[bool, bool]] = {}
+
+
+def _call_hooks(adapter: Adapter) -> tuple[bool, bool]:
+    """Which per-call hooks the adapter's class overrides: (sources, result_lost).
+
+    The base hooks return None or False; calling them anyway costs
+    bound-method calls on the worker's path before and after every driver
+    call (benchmarks P2).  Cached per adapter class.
+    """
+    cls = type(adapter)
+    known = _HOOKS.get(cls)
+    if known is None:
+        known = _HOOKS[cls] = (
+            getattr(cls, "text_source", None) is not Adapter.text_source
+            or getattr(cls, "progress_source", None) is not Adapter.progress_source,
+            getattr(cls, "result_lost", None) is not Adapter.result_lost)
+    return known
+
+
 def _wrong_thread(home: int, here: int) -> BaseException:
     return AsynchError(f"this connection's synchronous calls belong to thread {home}; "
                        f"this is thread {here}")
@@ -180,6 +200,8 @@ class Channel:
 
     def __init__(self, adapter: Adapter, raw: Any = None) -> None:
         self.adapter = adapter
+        #: Which per-call hooks the adapter has (see :func:`_call_hooks`).
+        self.call_hooks = _call_hooks(adapter)
         self.raw = raw
         self.module: Any = adapter.module
         #: What the adapter sees of this channel.
@@ -236,6 +258,7 @@ class Channel:
     def set_adapter(self, adapter: Adapter) -> None:
         """The adapter, once known from the connection a connect callable returned."""
         self.adapter = adapter
+        self.call_hooks = _call_hooks(adapter)
         self.module = adapter.module
         if self.pin is None:
             self.cursor_anywhere = adapter.cursor_anywhere

@@ -55,7 +55,6 @@ from ._args import check_timeout
 from ._hub import HUB
 from ._notify import Note, Notifier, OleDbSink, Reply, Sink, hresult_of, make_sink
 from ._population import BATCH, FIRST_BATCH
-from .adapters import Adapter
 from .errors import AbortVetoed, DeadlineExceeded, OperationCanceled, _detached
 from .status import Phase, Status
 
@@ -94,24 +93,6 @@ TICK = 0.5
 
 #: The C reentrant lock: threading.RLock() is a Python-level factory around it.
 _new_rlock = getattr(_thread, "RLock", threading.RLock)
-_HOOKS: dict[type, tuple[bool, bool]] = {}
-
-
-def _per_call_hooks(adapter: Any) -> tuple[bool, bool]:
-    """Which per-call hooks the adapter's class overrides: (sources, result_lost).
-
-    The base hooks return None or False; calling them anyway costs
-    bound-method calls on the worker's path before and after every driver
-    call (benchmarks P2).  Cached per adapter class.
-    """
-    cls = type(adapter)
-    known = _HOOKS.get(cls)
-    if known is None:
-        known = _HOOKS[cls] = (
-            getattr(cls, "text_source", None) is not Adapter.text_source
-            or getattr(cls, "progress_source", None) is not Adapter.progress_source,
-            getattr(cls, "result_lost", None) is not Adapter.result_lost)
-    return known
 
 
 def _fetch_by_one(raw: Any, n: int) -> list[Any]:
@@ -522,7 +503,7 @@ class Job:
                 self._finish_canceled(None)
                 return
             adapter = ch.adapter
-            sources, lost_hook = _per_call_hooks(adapter)
+            sources, lost_hook = ch.call_hooks
             if sources:
                 self.text_fn = adapter.text_source(ch.view, self.view)
                 self.progress_fn = adapter.progress_source(ch.view, self.view)
