@@ -27,9 +27,9 @@ abort, or after :data:`DRAIN` seconds at most, whichever comes first.
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 import weakref
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._hub import HUB
@@ -115,10 +115,24 @@ def _inbox(loop: asyncio.AbstractEventLoop) -> _Inbox:
     return inbox
 
 
-def _waker(loop: asyncio.AbstractEventLoop,
-           fut: asyncio.Future[None]) -> Callable[[], None]:
-    """A callback (any thread) that resolves ``fut`` on its loop."""
-    return functools.partial(_inbox(loop).post, fut)
+class _Waker:
+    """A callback (any thread) that resolves ``fut`` on its loop.
+
+    One object per ``await`` (a partial of a bound method would be three,
+    for the collector to track: benchmarks P9).
+    """
+
+    __slots__ = ("_fut", "_inbox")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+        self._inbox = _inbox(loop)
+        self._fut = fut
+
+    def __call__(self) -> None:
+        self._inbox.post(self._fut)
+
+
+_waker = _Waker
 
 
 def _ended_future(loop: asyncio.AbstractEventLoop, job: Job) -> asyncio.Future[None]:
@@ -128,19 +142,23 @@ def _ended_future(loop: asyncio.AbstractEventLoop, job: Job) -> asyncio.Future[N
     return fut
 
 
-async def wait(op: Operation[Any]) -> Any:
-    """``await op``: the operation's value or error, as ``op.result()`` gives it."""
+def wait(op: Operation[Any]) -> Generator[Any, None, Any]:
+    """``await op``: the operation's value or error, as ``op.result()`` gives it.
+
+    A generator, which ``Operation.__await__`` returns as it is: a coroutine
+    would add itself and its ``__await__`` wrapper to every ``await``.
+    """
     job = op._job
     if not job.done():
         loop = asyncio.get_running_loop()
         ended = _ended_future(loop, job)
         try:
-            await ended
+            yield from ended
         except asyncio.CancelledError:
             # the awaiting task was cancelled (task.cancel, wait_for, timeout,
             # a TaskGroup failing): abort the operation, wait for it to end
             # (or for a veto, or DRAIN seconds), then let the cancellation go on
-            await _abort_and_drain(loop, job)
+            yield from _abort_and_drain(loop, job).__await__()
             raise
     # ended: result() does not block (and with no timeout has none to check)
     return op.result()

@@ -219,10 +219,11 @@ class Job:
         "progress_fn",
         "progress_max",
         "raw_cursor",
+        "_view",
         "repair_after_wake",
+        "returns_owner",
         "text",
         "text_fn",
-        "view",
     )
 
     def __init__(self, channel: Channel, kind: str, fn: Callable[[], Any], *,
@@ -259,8 +260,9 @@ class Job:
         self.cancellable = cancellable
         #: The driver cursor the call runs on (pyodbc cancels through it).
         self.raw_cursor = raw_cursor
-        #: What the adapter sees of this job.
-        self.view = _CallView(self)
+        self._view: _CallView | None = None
+        #: The value is the cursor that started the call (``OWNER``), not what ``fn`` returned.
+        self.returns_owner = False
         #: Called with a value that arrives after the job was abandoned.
         self.on_late_value: Callable[[Any], None] | None = None
         #: Called (aborting thread) when the job is aborted before it ever ran.
@@ -270,6 +272,22 @@ class Job:
         #: An asynchronous operation: after an abort, its waiters wake before
         #: the adapter's repair (see _finish_error).
         self.repair_after_wake = False
+
+    @property
+    def view(self) -> _CallView:
+        """What the adapter sees of this job (any thread).
+
+        Made when first asked for: most calls have no hook and no cancel that
+        needs it.  One per job, whichever thread asks first (adapters compare
+        views by identity: DuckDB's and pyodbc's ``result_lost``).
+        """
+        view = self._view
+        if view is None:
+            with self._lock:  # a leaf under the cancel lock (docs/design.md)
+                view = self._view
+                if view is None:
+                    view = self._view = _CallView(self)
+        return view
 
     # ------------------------------------------------------------------
     # observing (any thread)
@@ -508,6 +526,8 @@ class Job:
                 self.text_fn = adapter.text_source(ch.view, self.view)
                 self.progress_fn = adapter.progress_source(ch.view, self.view)
             value = self.fn()
+            if self.returns_owner:
+                value = OWNER
         except BaseException as exc:  # noqa: BLE001 - handed to the waiter
             if ch.adapter.keeps_errors:
                 exc = _detached(exc)
@@ -1106,7 +1126,7 @@ class Operation(Generic[T]):
         wait = _aio_wait
         if wait is None:
             wait = _load_aio()
-        return wait(self).__await__()  # type: ignore[no-any-return]
+        return wait(self)  # type: ignore[no-any-return]
 
     def advise(self, listener: Any) -> int:
         """Add a listener; returns its cookie (positive, unique per operation).
