@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Callable
@@ -36,10 +37,79 @@ from ._hub import HUB
 from .errors import AbortVetoed, OperationCanceled
 
 if TYPE_CHECKING:
+    from ._hub import Channel, TimerEntry
     from ._operation import Job, Operation
 
 #: Seconds a cancelled task waits at most for its aborted operation to end.
 DRAIN = 5.0
+#: Operations started on an event loop's thread less than this many seconds
+#: after the one before join a batch (:class:`_Batch`).  Back to back, a loop
+#: starts one every 5-10 us; an ``await`` round trip takes 90 us or more.
+BATCH_WINDOW = 50e-6
+#: Seconds at most a batch waits for its loop to get control back (a loop
+#: that other code blocks, or that stopped): then the timer thread sends it.
+BATCH_WAIT = 0.002
+
+_get_running_loop = asyncio._get_running_loop
+
+
+class _Batch:
+    """Workers to wake when the event loop's current step ends (the loop's thread).
+
+    A step that starts many operations on idle connections (``gather`` over
+    a list of ``execute(asynch=True)``) would wake a worker for each at once,
+    and every one of them would take the GIL from the loop while it is still
+    making the others: the step took several times as long, and the loop's
+    lag with it (benchmarks P9).  So the first wake-up goes at once and one
+    that follows it within :data:`BATCH_WINDOW` joins a batch, sent by one
+    ``call_soon`` when the step ends, or by the timer thread after
+    :data:`BATCH_WAIT` if the loop has not got control back by then.  The
+    operations are queued on their connections at once, in order, as always:
+    only their workers' wake-up waits.
+    """
+
+    __slots__ = ("_channels", "_last", "_lock", "_scheduled", "_timer")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._channels: list[Channel] = []
+        self._scheduled = False
+        self._timer: TimerEntry | None = None
+        self._last = -1.0
+
+    def defer(self, loop: asyncio.AbstractEventLoop, channel: Channel) -> bool:
+        """Take the dispatch of ``channel`` over (True), or leave it to the caller (loop thread)."""
+        now = time.perf_counter()
+        last, self._last = self._last, now
+        if now - last >= BATCH_WINDOW and not self._channels:
+            return False  # the first in a while: wake its worker now
+        with self._lock:
+            self._channels.append(channel)
+            if self._scheduled:
+                return True
+            self._scheduled = True
+        loop.call_soon(self.flush)
+        self._timer = HUB.timer.schedule(BATCH_WAIT, self.flush)
+        return True
+
+    def flush(self) -> None:
+        """Wake the batch's workers (the loop's thread, or the timer thread)."""
+        with self._lock:
+            channels, self._channels = self._channels, []
+            self._scheduled = False
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        for ch in channels:
+            HUB.dispatch(ch)
+
+
+def _defer(channel: Channel) -> bool:
+    """``Hub.defer``: batch the wake-ups of an event loop's thread (dispatching thread)."""
+    loop = _get_running_loop()
+    if loop is None:
+        return False
+    return _inbox(loop).batch.defer(loop, channel)
 
 
 class _Inbox:
@@ -49,7 +119,7 @@ class _Inbox:
     ``call_soon_threadsafe``; posts before that drain runs only join it.
     """
 
-    __slots__ = ("__weakref__", "_drain_scheduled", "_futures", "_lock", "_loop")
+    __slots__ = ("__weakref__", "_drain_scheduled", "_futures", "_lock", "_loop", "batch")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # weakly: the inboxes are kept per loop, and must not keep the loops
@@ -57,6 +127,8 @@ class _Inbox:
         self._lock = threading.Lock()
         self._futures: list[asyncio.Future[None]] = []
         self._drain_scheduled = False
+        #: The other direction: workers this loop's thread is about to wake.
+        self.batch = _Batch()
 
     def post(self, fut: asyncio.Future[None]) -> None:
         """Resolve ``fut`` on the loop soon (any thread)."""
@@ -162,6 +234,9 @@ def wait(op: Operation[Any]) -> Generator[Any, None, Any]:
             raise
     # ended: result() does not block (and with no timeout has none to check)
     return op.result()
+
+
+HUB.defer = _defer
 
 
 async def _abort_and_drain(loop: asyncio.AbstractEventLoop, job: Job) -> None:

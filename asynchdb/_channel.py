@@ -392,13 +392,18 @@ class Channel:
         overlaps the caller's work instead of following it (benchmarks P2).
         The worker drains whatever is queued when it gets there; if the task is
         not queued yet it finds the queue empty and leaves, and ``submit``
-        dispatches again.
+        dispatches again.  On an event loop's thread that starts operations
+        back to back, the wake-ups after the first wait for the end of the
+        loop's step (``Hub.dispatch_soon``, ``asynchdb._aio._Batch``).
         """
         with self._mutex:
             if self._scheduled or self.closed:
                 return
             self._scheduled = True
-        (self.pin or HUB).dispatch(self)
+        if self.pin is not None:
+            self.pin.dispatch(self)
+        else:
+            HUB.dispatch_soon(self)
 
     def park(self, task: Task) -> None:
         """``task`` holds back for buffer space; closing the connection stops it too."""

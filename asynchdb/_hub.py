@@ -74,6 +74,10 @@ class Hub:
         self.on_idle: list[Callable[[], None]] = []
         self.timer = Timer()
         self.timer.keep_alive = lambda: self._open > 0 and not self._exiting
+        #: Installed by ``asynchdb._aio`` once an operation was awaited
+        #: (dispatching thread): True when it took a :meth:`dispatch_soon`
+        #: over, to make it when the event loop's current step ends.
+        self.defer: Callable[[Channel], bool] | None = None
 
     # -- channels -----------------------------------------------------------
     def opened(self, channel: Channel) -> None:
@@ -116,6 +120,12 @@ class Hub:
             pt.thread.start()
         else:
             pt.mailbox.put(channel)
+
+    def dispatch_soon(self, channel: Channel) -> None:
+        """:meth:`dispatch`, or batched when an event loop's thread starts many (:attr:`defer`)."""
+        defer = self.defer
+        if defer is None or not defer(channel):
+            self.dispatch(channel)
 
     # -- pool thread --------------------------------------------------------
     def _serve(self, me: _PoolThread, channel: Any) -> None:
