@@ -20,7 +20,10 @@
 * **P9** 1,000 statements (``pg_sleep(0.005)``) awaited at once over a pool of
   connections on PostgreSQL (psycopg) against the same work on as many raw
   threads, each with its own connection; and the event loop's lag (a 10 ms
-  ticker) while asynchdb's run.
+  ticker) while asynchdb's run, and the CPU per statement of each side.
+  Then the same shape on ``benchmarks/_sleepdb.py``, a driver whose statement
+  is ``time.sleep``, as context: asynchdb's own cost with no database
+  sharing the CPUs.
 
 The machine these run on is shared with other jobs: read ratios, not
 absolute times, and compare the per-repetition spread.
@@ -33,6 +36,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import signal
 import statistics
 import sys
@@ -343,9 +347,11 @@ def run_p9(total: int, pool: int) -> dict[str, Any]:
     b = BY_NAME["psycopg"]
     out: dict[str, Any] = {"title": f"P9: {total} statements awaited at once, pool of {pool} "
                                     "connections (psycopg, pg_sleep(0.005))"}
+    engine = _run_p9_engine(total, pool)
     reason = b.unavailable()
     if reason is not None:
         out["skipped"] = reason
+        out["engine"] = engine
         return out
     sql = "SELECT pg_sleep(0.005)"
     rounds = []
@@ -362,20 +368,64 @@ def run_p9(total: int, pool: int) -> dict[str, Any]:
                 "threads_cursor_each_per_s": round(tp_e, 1),
                 "ratio_cursor_each": round(tp_a / tp_e, 3),
                 "lag_p99_ms": round(lag99, 2),
-                "met": tp_a / tp_t >= 0.9 and lag99 <= 20})
+                "cpu_us_per_statement": {
+                    k: round(statistics.median(r[k]["cpu_us"] for r in rounds), 1)
+                    for k in ("asynchdb", "threads", "threads_cursor_each")},
+                "met": tp_a / tp_t >= 0.9 and lag99 <= 20,
+                "engine": engine})
     print(f"P9: {out['ratio']}x threads ({out['ratio_cursor_each']}x threads with a cursor "
           f"per statement), loop lag p99 {out['lag_p99_ms']} ms", flush=True)
     return out
 
 
+def _run_p9_engine(total: int, pool: int) -> dict[str, Any]:
+    """P9's shape on ``benchmarks._sleepdb`` (context): asynchdb's own cost, no database.
+
+    A quieter reading than the PostgreSQL run, whose 50 server backends share
+    the machine's CPUs with the benchmark: what asynchdb costs per statement,
+    in CPU and in the loop's lag, beyond raw threads doing the same sleeps.
+    """
+    from benchmarks import _sleepdb
+
+    sql = "SELECT 1"
+    rounds = []
+    for _ in range(5):
+        conns = [asynchdb.wrap(_sleepdb.connect()) for _ in range(pool)]
+        rounds.append({"asynchdb": _p9_timed(conns, sql, total),
+                       "threads": _p9_threads_timed([_sleepdb.connect() for _ in range(pool)],
+                                                    sql, total, reuse=True)})
+    med = {k: {f: round(statistics.median(r[k][f] for r in rounds), 2)
+               for f in ("per_s", "cpu_us")} for k in ("asynchdb", "threads")}
+    out = {"title": f"P9, engine only: {total} statements of time.sleep("
+                    f"{_sleepdb.SECONDS}) awaited at once, pool of {pool} (benchmarks/_sleepdb.py)",
+           "rounds": rounds, "medians": med,
+           "ratio": round(med["asynchdb"]["per_s"] / med["threads"]["per_s"], 3),
+           "lag_p99_ms": round(statistics.median(r["asynchdb"]["lag_p99_ms"] for r in rounds), 2)}
+    print(f"P9 engine only: {out['ratio']}x threads, CPU per statement "
+          f"{med['asynchdb']['cpu_us']} us against {med['threads']['cpu_us']} us, loop lag p99 "
+          f"{out['lag_p99_ms']} ms", flush=True)
+    return out
+
+
+def _cpu() -> float:
+    """CPU seconds of the whole process, every thread, user and system."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _p9_asynchdb(b: Backend, sql: str, total: int, pool: int) -> dict[str, float]:
-    conns = [b.connect(autocommit=True) for _ in range(pool)]
+    return _p9_timed([b.connect(autocommit=True) for _ in range(pool)], sql, total)
+
+
+def _p9_timed(conns: list[Any], sql: str, total: int) -> dict[str, float]:
+    """``total`` statements over ``conns``, all started at once and gathered; closes ``conns``."""
+    pool = len(conns)
     # cursors first, outside the timed part (psycopg's cursor() no longer
     # waits for a busy connection: the adapter sets cursor_anywhere)
     cursors = [conns[i % pool].cursor() for i in range(total)]
     lags: list[float] = []
 
-    async def main() -> float:
+    async def main() -> tuple[float, float]:
         stop = asyncio.Event()
 
         async def ticker() -> None:
@@ -386,40 +436,48 @@ def _p9_asynchdb(b: Backend, sql: str, total: int, pool: int) -> dict[str, float
                 lags.append((now - last - 0.01) * 1000)
                 last = now
 
-        # warm, as the raw side is: its 50 threads are started before its
-        # clock starts, and asynchdb's pool threads (one a busy connection)
-        # are started here, by one statement a connection; they stay
-        # KEEPALIVE seconds once idle
-        await asyncio.gather(*(c.cursor().execute("SELECT 1", asynch=True) for c in conns))
+        # warm, as the raw side is: its threads are started before its clock
+        # starts, and asynchdb's pool threads (one a busy connection) are
+        # started here, by one statement a connection; they stay KEEPALIVE
+        # seconds once idle
+        await asyncio.gather(*(c.cursor().execute(sql, asynch=True) for c in conns))
         tick = asyncio.ensure_future(ticker())
         await asyncio.sleep(0.05)
+        cpu0 = _cpu()
         t0 = time.perf_counter()
         ops = [cur.execute(sql, asynch=True) for cur in cursors]
         await asyncio.gather(*ops)
         elapsed = time.perf_counter() - t0
+        cpu = _cpu() - cpu0
         stop.set()
         await tick
-        return elapsed
+        return elapsed, cpu
 
     try:
-        elapsed = asyncio.run(main())
+        elapsed, cpu = asyncio.run(main())
     finally:
         for c in conns:
             c.close()
-    return {"seconds": elapsed, "per_s": total / elapsed,
+    return {"seconds": elapsed, "per_s": total / elapsed, "cpu_us": cpu / total * 1e6,
             "lag_p99_ms": quantile(lags, 0.99), "lag_max_ms": max(lags)}
 
 
 def _p9_threads(b: Backend, sql: str, total: int, pool: int, *,
                 reuse: bool) -> dict[str, float]:
-    """The same statements on ``pool`` raw threads, a connection each.
+    return _p9_threads_timed([b.connect_raw(autocommit=True) for _ in range(pool)],
+                             sql, total, reuse=reuse)
+
+
+def _p9_threads_timed(raws: list[Any], sql: str, total: int, *,
+                      reuse: bool) -> dict[str, float]:
+    """The same statements on a raw thread per connection in ``raws``; closes them.
 
     ``reuse``: each thread runs its statements on one cursor (what a thread
     writes); else on a cursor per statement, made before the clock starts,
     as the asynchdb side must (1,000 statements in flight are 1,000 cursors).
     A fresh psycopg cursor's first execute costs more CPU than a reused one's.
     """
-    raws = [b.connect_raw(autocommit=True) for _ in range(pool)]
+    pool = len(raws)
     start = threading.Barrier(pool + 1)
     # statement k runs on connection k % pool, on that connection's thread
     if reuse:
@@ -437,14 +495,16 @@ def _p9_threads(b: Backend, sql: str, total: int, pool: int, *,
     threads = [threading.Thread(target=work, args=(i,)) for i in range(pool)]
     for t in threads:
         t.start()
+    cpu0 = _cpu()
     start.wait()
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
+    cpu = _cpu() - cpu0
     for r in raws:
         r.close()
-    return {"seconds": elapsed, "per_s": total / elapsed}
+    return {"seconds": elapsed, "per_s": total / elapsed, "cpu_us": cpu / total * 1e6}
 
 
 # ---------------------------------------------------------------------------
@@ -503,6 +563,23 @@ def render(results: dict[str, Any]) -> str:
                               f"so asynchdb is {p9['ratio_cursor_each']}x them (context: "
                               f"a fresh psycopg cursor's first execute costs more than a "
                               f"reused one's)."]
+            cpu = p9.get("cpu_us_per_statement")
+            if cpu:
+                lines += ["", f"CPU per statement (the whole process, every thread, user and "
+                              f"system; medians): asynchdb {cpu['asynchdb']} us, raw threads "
+                              f"{cpu['threads']} us, raw threads with a cursor per statement "
+                              f"{cpu['threads_cursor_each']} us."]
+        engine = p9.get("engine")
+        if engine:
+            med = engine["medians"]
+            lines += ["", f"### {engine['title']}", "",
+                      f"Context, no target: asynchdb {med['asynchdb']['per_s']} statements/s, "
+                      f"raw threads {med['threads']['per_s']}/s ({engine['ratio']}x); CPU per "
+                      f"statement {med['asynchdb']['cpu_us']} us against "
+                      f"{med['threads']['cpu_us']} us; event loop lag p99 "
+                      f"{engine['lag_p99_ms']} ms; medians of {len(engine['rounds'])} rounds. "
+                      "No database shares the CPUs here: this is asynchdb's (and asyncio's) "
+                      "own cost per statement, and the steadier reading of the two."]
         lines.append("")
     return "\n".join(lines)
 

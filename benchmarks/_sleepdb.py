@@ -1,0 +1,98 @@
+"""A DB-API module whose every statement is ``time.sleep(SECONDS)``: no database, no driver CPU.
+
+For benchmarks that measure asynchdb's own cost (benchmarks P9, engine only):
+the statement releases the GIL for its whole length, as a network driver
+waiting on its socket does, and costs next to nothing before and after, so
+what a run spends beyond the raw threads is asynchdb's (and asyncio's).  No
+cancel primitive: asynchdb wraps it with its generic adapter.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+apilevel = "2.0"
+threadsafety = 1
+paramstyle = "qmark"
+
+#: Seconds each statement sleeps.
+SECONDS = 0.005
+
+
+class Error(Exception):
+    pass
+
+
+class Warning(Exception):
+    pass
+
+
+class InterfaceError(Error):
+    pass
+
+
+class DatabaseError(Error):
+    pass
+
+
+class OperationalError(DatabaseError):
+    pass
+
+
+class ProgrammingError(DatabaseError):
+    pass
+
+
+class IntegrityError(DatabaseError):
+    pass
+
+
+class DataError(DatabaseError):
+    pass
+
+
+class InternalError(DatabaseError):
+    pass
+
+
+class NotSupportedError(DatabaseError):
+    pass
+
+
+class Cursor:
+    arraysize = 1
+
+    def __init__(self) -> None:
+        self.description: Optional[tuple[tuple[Any, ...], ...]] = None
+        self.rowcount = -1
+
+    def execute(self, sql: str, params: Any = None) -> Cursor:
+        time.sleep(SECONDS)
+        self.description = (("x", None, None, None, None, None, None),)
+        self.rowcount = 1
+        return self
+
+    def fetchall(self) -> list[tuple[int]]:
+        return [(1,)]
+
+    def close(self) -> None:
+        pass
+
+
+class Connection:
+    def cursor(self) -> Cursor:
+        return Cursor()
+
+    def commit(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def connect() -> Connection:
+    return Connection()
