@@ -12,52 +12,22 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
+# the exceptions of asynchdb's own fake driver: nothing here raises them
+from asynchdb.testing import (  # noqa: F401 - the DB-API module's names
+    DatabaseError,
+    Error,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    Warning,
+)
+
 apilevel = "2.0"
 threadsafety = 1
 paramstyle = "qmark"
 
 #: Seconds each statement sleeps.
 SECONDS = 0.005
-
-
-class Error(Exception):
-    pass
-
-
-class Warning(Exception):
-    pass
-
-
-class InterfaceError(Error):
-    pass
-
-
-class DatabaseError(Error):
-    pass
-
-
-class OperationalError(DatabaseError):
-    pass
-
-
-class ProgrammingError(DatabaseError):
-    pass
-
-
-class IntegrityError(DatabaseError):
-    pass
-
-
-class DataError(DatabaseError):
-    pass
-
-
-class InternalError(DatabaseError):
-    pass
-
-
-class NotSupportedError(DatabaseError):
-    pass
 
 
 class Cursor:

@@ -49,6 +49,20 @@ def dispatches(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dispatches]:
     yield seen
 
 
+def batched_cursors(monkeypatch: pytest.MonkeyPatch, conns: list[asynchdb.Connection],
+                    dispatches: Dispatches, wait: float) -> list[asynchdb.Cursor]:
+    """A cursor on each connection, with every wake-up from now on batched.
+
+    A wide window joins every wake-up after the first to the batch; ``wait``
+    is how long the batch waits for the loop before the timer sends it.
+    """
+    monkeypatch.setattr(_aio, "BATCH_WINDOW", 60.0)
+    monkeypatch.setattr(_aio, "BATCH_WAIT", wait)
+    cursors = [c.cursor() for c in conns]
+    dispatches.clear()  # opening the connections dispatched too
+    return cursors
+
+
 @pytest.fixture
 def conns() -> Iterator[list[asynchdb.Connection]]:
     made = [asynchdb.connect(fake) for _ in range(3)]
@@ -62,11 +76,8 @@ def conns() -> Iterator[list[asynchdb.Connection]]:
 def test_one_step_wakes_its_first_worker_at_once_and_the_rest_when_it_ends(
         monkeypatch: pytest.MonkeyPatch, dispatches: Dispatches,
         conns: list[asynchdb.Connection]) -> None:
-    # a wide window and a long wait: only the end of the step can send the batch
-    monkeypatch.setattr(_aio, "BATCH_WINDOW", 60.0)
-    monkeypatch.setattr(_aio, "BATCH_WAIT", 60.0)
-    cursors = [c.cursor() for c in conns]
-    dispatches.clear()  # opening the connections dispatched too
+    # a long wait: only the end of the step can send the batch
+    cursors = batched_cursors(monkeypatch, conns, dispatches, wait=60.0)
     loop_thread = threading.current_thread().name
 
     async def main() -> list[str | None]:
@@ -91,10 +102,7 @@ def test_one_step_wakes_its_first_worker_at_once_and_the_rest_when_it_ends(
 def test_a_batch_reaches_its_workers_when_the_loop_never_gets_control_back(
         monkeypatch: pytest.MonkeyPatch, dispatches: Dispatches,
         conns: list[asynchdb.Connection]) -> None:
-    monkeypatch.setattr(_aio, "BATCH_WINDOW", 60.0)
-    monkeypatch.setattr(_aio, "BATCH_WAIT", 0.01)
-    cursors = [c.cursor() for c in conns]
-    dispatches.clear()  # opening the connections dispatched too
+    cursors = batched_cursors(monkeypatch, conns, dispatches, wait=0.01)
 
     async def main() -> None:
         ops = [cur.execute("select", asynch=True) for cur in cursors]
@@ -126,12 +134,9 @@ def test_operations_started_apart_each_wake_their_worker_at_once(
 def test_operations_off_an_event_loop_are_never_batched(
         monkeypatch: pytest.MonkeyPatch, dispatches: Dispatches,
         conns: list[asynchdb.Connection]) -> None:
-    monkeypatch.setattr(_aio, "BATCH_WINDOW", 60.0)
-    monkeypatch.setattr(_aio, "BATCH_WAIT", 60.0)
-    asyncio.run(asyncio.sleep(0))  # asyncio loaded, the hook installed
-    assert HUB.defer is not None
-    dispatches.clear()  # opening the connections dispatched too
-    ops = [c.cursor().execute("select", asynch=True) for c in conns]
+    cursors = batched_cursors(monkeypatch, conns, dispatches, wait=60.0)
+    assert HUB.defer is not None  # installed when asynchdb._aio was imported
+    ops = [cur.execute("select", asynch=True) for cur in cursors]
     me = threading.current_thread().name
     assert [dispatches.first(c) for c in conns] == [me] * 3  # no loop runs on this thread
     assert all(op.wait_for_completion(WAIT) for op in ops)
