@@ -17,7 +17,11 @@ Threads:
 * the timer thread sends the abort when an awaiting task is cancelled: a
   cancel can take milliseconds (psycopg opens a connection to send it,
   MariaDB a ``KILL QUERY``) and listeners may take as long as they like to
-  decide on a veto, and neither may stall the loop.
+  decide on a veto, and neither may stall the loop;
+* the other direction: the workers of operations the loop's thread starts
+  back to back are woken as a batch (:class:`_Batch`), by the loop's thread
+  when its step ends, or by the timer thread if the loop does not get
+  control back soon.
 
 Cancelling the awaiting task aborts the operation and the task raises
 ``CancelledError`` once the operation ended, or once a listener vetoed the
@@ -75,7 +79,8 @@ class _Batch:
         self._channels: list[Channel] = []
         self._scheduled = False
         self._timer: TimerEntry | None = None
-        self._last = -1.0
+        #: When the loop's thread last dispatched (``time.perf_counter``).
+        self._last = float("-inf")
 
     def defer(self, loop: asyncio.AbstractEventLoop, channel: Channel) -> bool:
         """Take the dispatch of ``channel`` over (True), or leave it to the caller (loop thread)."""
