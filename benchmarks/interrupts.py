@@ -513,6 +513,10 @@ def render(results: dict[str, Any]) -> str:
              f"Run {results['when']}, load average {results['load_start']} at the start, "
              f"{results['load_end']} at the end (2 shared CPUs, other jobs running: read "
              "ratios, not absolute times).", ""]
+    partial = results.get("partial")
+    if partial:
+        lines += [f"Only {', '.join(partial['ran'])} ran then; the other parts are kept "
+                  f"from the run of {partial['kept_from']}.", ""]
     p7 = results.get("P7")
     if p7:
         lines += [f"## {p7['title']}", "",
@@ -610,7 +614,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(text)
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "interrupts.json").write_text(json.dumps(results, indent=1) + "\n")
+        path = RESULTS / "interrupts.json"
+        if wanted != {"P7", "P8", "P9"} and path.exists():
+            # a partial run replaces only its own parts of the saved results
+            saved = json.loads(path.read_text())
+            for part in ("P7", "P8", "P9"):
+                if part not in wanted and part in saved:
+                    results[part] = saved[part]
+            results["partial"] = {"ran": sorted(wanted),
+                                  "kept_from": saved.get("partial", {}).get("kept_from")
+                                  or saved.get("when")}
+            text = render(results)
+        path.write_text(json.dumps(results, indent=1) + "\n")
         (RESULTS / "interrupts.md").write_text(text + "\n")
     return 0
 
