@@ -72,12 +72,12 @@ class _Batch:
     only their workers' wake-up waits.
     """
 
-    __slots__ = ("_channels", "_last", "_lock", "_scheduled", "_timer")
+    __slots__ = ("_channels", "_last", "_lock", "_timer")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        #: The batch; a flush is scheduled exactly while it is not empty.
         self._channels: list[Channel] = []
-        self._scheduled = False
         self._timer: TimerEntry | None = None
         #: When the loop's thread last dispatched (``time.perf_counter``).
         self._last = float("-inf")
@@ -90,9 +90,8 @@ class _Batch:
             return False  # the first in a while: wake its worker now
         with self._lock:
             self._channels.append(channel)
-            if self._scheduled:
-                return True
-            self._scheduled = True
+            if len(self._channels) > 1:
+                return True  # its flush is scheduled already
         loop.call_soon(self.flush)
         self._timer = HUB.timer.schedule(BATCH_WAIT, self.flush)
         return True
@@ -101,7 +100,6 @@ class _Batch:
         """Wake the batch's workers (the loop's thread, or the timer thread)."""
         with self._lock:
             channels, self._channels = self._channels, []
-            self._scheduled = False
             timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
@@ -209,13 +207,10 @@ class _Waker:
         self._inbox.post(self._fut)
 
 
-_waker = _Waker
-
-
 def _ended_future(loop: asyncio.AbstractEventLoop, job: Job) -> asyncio.Future[None]:
     """An asyncio future of ``loop`` resolved once ``job`` ended (any thread ends it)."""
     fut: asyncio.Future[None] = loop.create_future()
-    job.on_end(_waker(loop, fut))
+    job.on_end(_Waker(loop, fut))
     return fut
 
 
@@ -249,7 +244,7 @@ async def _abort_and_drain(loop: asyncio.AbstractEventLoop, job: Job) -> None:
     if job.done():
         return
     settled: asyncio.Future[None] = loop.create_future()
-    wake = _waker(loop, settled)
+    wake = _Waker(loop, settled)
     job.on_end(wake)
 
     def send() -> None:
