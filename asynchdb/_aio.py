@@ -5,15 +5,17 @@ never imports asyncio) and is the only place that knows asyncio.
 
 Threads:
 
-* the event loop's thread runs :func:`wait`: it creates an asyncio future per
-  awaiting task and suspends on it; it never blocks on a lock, a driver call
-  or a cancel;
+* the event loop's thread runs :func:`wait`: the awaiting task suspends on
+  an :class:`_Ended` (the operation's end, with the part of an asyncio
+  future that a task uses); it never blocks on a lock, a driver call or a
+  cancel;
 * the thread that ends the operation (a worker, or the aborting thread) runs
   the job's end callbacks (``Job.on_end``), which only hand the ended
   operation to the loop's inbox (:class:`_Inbox`): one
   ``call_soon_threadsafe`` wakes the loop for every operation that ends
   before it got there (1,000 operations awaited at once: far fewer wake-ups
-  than operations, benchmarks P9);
+  than operations, benchmarks P9), and the loop's thread wakes the waiting
+  tasks from there;
 * the timer thread sends the abort when an awaiting task is cancelled: a
   cancel can take milliseconds (psycopg opens a connection to send it,
   MariaDB a ``KILL QUERY``) and listeners may take as long as they like to
@@ -116,31 +118,32 @@ def _defer(channel: Channel) -> bool:
 
 
 class _Inbox:
-    """The asyncio futures of one loop to resolve, posted from any thread.
+    """What one loop's thread is to wake, posted from any thread.
 
-    The first post of a batch schedules one drain with
+    An entry is a :class:`_Ended` or a :class:`_Settle`; the loop's thread
+    calls its ``fire()``.  The first post of a batch schedules one drain with
     ``call_soon_threadsafe``; posts before that drain runs only join it.
     """
 
-    __slots__ = ("__weakref__", "_drain_scheduled", "_futures", "_lock", "_loop", "batch")
+    __slots__ = ("__weakref__", "_drain_scheduled", "_entries", "_lock", "_loop", "batch")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # weakly: the inboxes are kept per loop, and must not keep the loops
         self._loop = weakref.ref(loop)
         self._lock = threading.Lock()
-        self._futures: list[asyncio.Future[None]] = []
+        self._entries: list[_Ended | _Settle] = []
         self._drain_scheduled = False
         #: The other direction: workers this loop's thread is about to wake.
         self.batch = _Batch()
 
-    def post(self, fut: asyncio.Future[None]) -> None:
-        """Resolve ``fut`` on the loop soon (any thread)."""
+    def post(self, entry: _Ended | _Settle) -> None:
+        """Have the loop's thread fire ``entry`` soon (any thread)."""
         loop = self._loop()
         if loop is None or loop.is_closed():
             self._forget()
             return
         with self._lock:
-            self._futures.append(fut)
+            self._entries.append(entry)
             if self._drain_scheduled:
                 return
             self._drain_scheduled = True
@@ -152,17 +155,36 @@ class _Inbox:
     def _forget(self) -> None:
         # any thread: the loop is gone or closed, nobody waits any more
         with self._lock:
-            self._futures.clear()
+            self._entries.clear()
             self._drain_scheduled = False
 
     def _drain(self) -> None:
         # loop thread
         with self._lock:
-            futures, self._futures = self._futures, []
+            entries, self._entries = self._entries, []
             self._drain_scheduled = False
-        for fut in futures:
-            if not fut.done():
-                fut.set_result(None)
+        for i, entry in enumerate(entries):
+            try:
+                entry.fire()
+            except BaseException:
+                # a task's step let KeyboardInterrupt or SystemExit through
+                # (asyncio re-raises them): the rest wait for the next drain
+                # instead of being lost
+                self._requeue(entries[i + 1:])
+                raise
+
+    def _requeue(self, entries: list[_Ended | _Settle]) -> None:
+        # loop thread
+        if not entries:
+            return
+        with self._lock:
+            self._entries[:0] = entries
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        loop = self._loop()
+        if loop is not None and not loop.is_closed():
+            loop.call_soon(self._drain)
 
 
 _inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = \
@@ -190,12 +212,8 @@ def _inbox(loop: asyncio.AbstractEventLoop) -> _Inbox:
     return inbox
 
 
-class _Waker:
-    """A callback (any thread) that resolves ``fut`` on its loop.
-
-    One object per ``await`` (a partial of a bound method would be three,
-    for the collector to track: benchmarks P9).
-    """
+class _Settle:
+    """A job's end callback (any thread) that resolves an asyncio future on its loop."""
 
     __slots__ = ("_fut", "_inbox")
 
@@ -204,14 +222,111 @@ class _Waker:
         self._fut = fut
 
     def __call__(self) -> None:
-        self._inbox.post(self._fut)
+        self._inbox.post(self)
+
+    def fire(self) -> None:
+        # loop thread
+        if not self._fut.done():
+            self._fut.set_result(None)
 
 
-def _ended_future(loop: asyncio.AbstractEventLoop, job: Job) -> asyncio.Future[None]:
-    """An asyncio future of ``loop`` resolved once ``job`` ended (any thread ends it)."""
-    fut: asyncio.Future[None] = loop.create_future()
-    job.on_end(_Waker(loop, fut))
-    return fut
+#: _Ended's states
+_PENDING, _ENDED, _CANCELLED = 0, 1, 2
+
+
+class _Ended:
+    """What ``await op`` suspends its task on: the operation's end, as a future.
+
+    The awaiting task sees the part of an asyncio future it uses for what a
+    coroutine yields (``_asyncio_future_blocking``, ``get_loop``,
+    ``add_done_callback``, ``result``, ``cancel``: the same in the C and the
+    Python ``Task``, Python 3.9-3.13).  It is one object per ``await`` and
+    costs the loop less than an ``asyncio.Future``: the inbox's drain runs
+    the task's wake-up itself, where a future's ``set_result`` would schedule
+    it with ``call_soon`` for the loop's next turn (a Python ``Handle`` and
+    a turn per operation; benchmarks P8 and P9).
+
+    Threads: the job's end calls it (any thread), which only posts it to the
+    loop's inbox; everything else runs on the loop's thread, so it needs no
+    lock.  A task cancelled while it waits gets its wake-up at once, by
+    ``call_soon`` as from a cancelled future, and ``result()`` raises
+    ``CancelledError`` into :func:`wait`, which aborts the operation.
+    """
+
+    __slots__ = ("_asyncio_future_blocking", "_callbacks", "_cancel_message", "_inbox",
+                 "_loop", "_state")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, inbox: _Inbox) -> None:
+        self._loop = loop
+        self._inbox = inbox
+        self._state = _PENDING
+        self._callbacks: list[tuple[Callable[[Any], object], Any]] = []
+        self._cancel_message: Any = None
+        # what a future's __await__ sets before it yields itself: "a task
+        # is to wait on me" (the task resets it)
+        self._asyncio_future_blocking = True
+
+    def __call__(self) -> None:
+        # the job's end (any thread)
+        self._inbox.post(self)
+
+    def fire(self) -> None:
+        # loop thread (the inbox's drain): run the task's wake-up now
+        if self._state != _PENDING:
+            return  # cancelled meanwhile: the task was woken then
+        self._state = _ENDED
+        callbacks, self._callbacks = self._callbacks, []
+        for fn, context in callbacks:
+            if context is None:
+                fn(self)
+            else:
+                context.run(fn, self)
+
+    # -- the part of asyncio.Future a task uses (loop thread) -------------
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def add_done_callback(self, fn: Callable[[Any], object], *, context: Any = None) -> None:
+        if self._state == _PENDING:
+            self._callbacks.append((fn, context))
+        else:
+            self._loop.call_soon(fn, self, context=context)
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        kept = [(f, c) for f, c in self._callbacks if f != fn]
+        removed = len(self._callbacks) - len(kept)
+        self._callbacks = kept
+        return removed
+
+    def done(self) -> bool:
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        return self._state == _CANCELLED
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self._state != _PENDING:
+            return False
+        self._state = _CANCELLED
+        self._cancel_message = msg
+        callbacks, self._callbacks = self._callbacks, []
+        for fn, context in callbacks:
+            self._loop.call_soon(fn, self, context=context)
+        return True
+
+    def result(self) -> None:
+        if self._state == _CANCELLED:
+            raise (asyncio.CancelledError() if self._cancel_message is None
+                   else asyncio.CancelledError(self._cancel_message))
+        if self._state == _PENDING:
+            raise asyncio.InvalidStateError("the operation has not ended yet")
+
+    def exception(self) -> BaseException | None:
+        self.result()
+        return None
+
+    def __repr__(self) -> str:
+        return f"<asynchdb operation end {('pending', 'ended', 'cancelled')[self._state]}>"
 
 
 def wait(op: Operation[Any]) -> Generator[Any, None, Any]:
@@ -223,9 +338,10 @@ def wait(op: Operation[Any]) -> Generator[Any, None, Any]:
     job = op._job
     if not job.done():
         loop = asyncio.get_running_loop()
-        ended = _ended_future(loop, job)
+        ended = _Ended(loop, _inbox(loop))
+        job.on_end(ended)
         try:
-            yield from ended
+            yield ended  # the task waits for ended.fire() (or ended.cancel())
         except asyncio.CancelledError:
             # the awaiting task was cancelled (task.cancel, wait_for, timeout,
             # a TaskGroup failing): abort the operation, wait for it to end
@@ -244,7 +360,7 @@ async def _abort_and_drain(loop: asyncio.AbstractEventLoop, job: Job) -> None:
     if job.done():
         return
     settled: asyncio.Future[None] = loop.create_future()
-    wake = _Waker(loop, settled)
+    wake = _Settle(loop, settled)
     job.on_end(wake)
 
     def send() -> None:
