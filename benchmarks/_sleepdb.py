@@ -1,5 +1,7 @@
 """A DB-API module whose every statement is ``time.sleep(SECONDS)``: no database, no driver CPU.
 
+``SLEEP x`` sleeps ``x`` seconds instead.
+
 For benchmarks that measure asynchdb's own cost (benchmarks P9, engine only):
 the statement releases the GIL for its whole length, as a network driver
 waiting on its socket does, and costs next to nothing before and after, so
@@ -38,7 +40,8 @@ class Cursor:
         self.rowcount = -1
 
     def execute(self, sql: str, params: Any = None) -> Cursor:
-        time.sleep(SECONDS)
+        # "SLEEP 0.1": that long instead (a warm-up that keeps every connection busy)
+        time.sleep(float(sql[6:]) if sql.startswith("SLEEP ") else SECONDS)
         self.description = (("x", None, None, None, None, None, None),)
         self.rowcount = 1
         return self

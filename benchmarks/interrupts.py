@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -358,23 +359,36 @@ def run_p9(total: int, pool: int) -> dict[str, Any]:
     for _ in range(5):
         rounds.append({"asynchdb": _p9_asynchdb(b, sql, total, pool),
                        "threads": _p9_threads(b, sql, total, pool, reuse=True),
-                       "threads_cursor_each": _p9_threads(b, sql, total, pool, reuse=False)})
-    tp_a = statistics.median(r["asynchdb"]["per_s"] for r in rounds)
-    tp_t = statistics.median(r["threads"]["per_s"] for r in rounds)
-    tp_e = statistics.median(r["threads_cursor_each"]["per_s"] for r in rounds)
+                       "threads_cursor_each": _p9_threads(b, sql, total, pool, reuse=False),
+                       "executor": _p9_executor(b, sql, total, pool),
+                       "threads_beside_gil_bursts": _p9_threads(b, sql, total, pool, reuse=True,
+                                                                bursts=True)})
+    sides = ("asynchdb", "threads", "threads_cursor_each", "executor",
+             "threads_beside_gil_bursts")
+    med = {k: statistics.median(r[k]["per_s"] for r in rounds) for k in sides}
+    tp_a, tp_t = med["asynchdb"], med["threads"]
     lag99 = statistics.median(r["asynchdb"]["lag_p99_ms"] for r in rounds)
     out.update({"rounds": rounds, "asynchdb_per_s": round(tp_a, 1),
                 "threads_per_s": round(tp_t, 1), "ratio": round(tp_a / tp_t, 3),
-                "threads_cursor_each_per_s": round(tp_e, 1),
-                "ratio_cursor_each": round(tp_a / tp_e, 3),
+                "threads_cursor_each_per_s": round(med["threads_cursor_each"], 1),
+                "ratio_cursor_each": round(tp_a / med["threads_cursor_each"], 3),
+                "executor_per_s": round(med["executor"], 1),
+                "ratio_executor": round(tp_a / med["executor"], 3),
+                "threads_beside_gil_bursts_per_s": round(med["threads_beside_gil_bursts"], 1),
                 "lag_p99_ms": round(lag99, 2),
+                "loop_cpu_us": round(statistics.median(r["asynchdb"]["loop_cpu_us"]
+                                                       for r in rounds), 1),
                 "cpu_us_per_statement": {
                     k: round(statistics.median(r[k]["cpu_us"] for r in rounds), 1)
-                    for k in ("asynchdb", "threads", "threads_cursor_each")},
+                    for k in sides},
+                "switches_per_statement": {
+                    k: round(statistics.median(r[k]["switches"] for r in rounds), 1)
+                    for k in sides},
                 "met": tp_a / tp_t >= 0.9 and lag99 <= 20,
                 "engine": engine})
     print(f"P9: {out['ratio']}x threads ({out['ratio_cursor_each']}x threads with a cursor "
-          f"per statement), loop lag p99 {out['lag_p99_ms']} ms", flush=True)
+          f"per statement, {out['ratio_executor']}x asyncio with an executor), loop lag p99 "
+          f"{out['lag_p99_ms']} ms", flush=True)
     return out
 
 
@@ -391,7 +405,7 @@ def _run_p9_engine(total: int, pool: int) -> dict[str, Any]:
     rounds = []
     for _ in range(5):
         conns = [asynchdb.wrap(_sleepdb.connect()) for _ in range(pool)]
-        rounds.append({"asynchdb": _p9_timed(conns, sql, total),
+        rounds.append({"asynchdb": _p9_timed(conns, sql, total, warm="SLEEP 0.1"),
                        "threads": _p9_threads_timed([_sleepdb.connect() for _ in range(pool)],
                                                     sql, total, reuse=True)})
     med = {k: {f: round(statistics.median(r[k][f] for r in rounds), 2)
@@ -413,19 +427,33 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _switches() -> int:
+    """Times a thread of the process gave up its CPU to wait (for the GIL, a lock, a socket)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+
+
 def _p9_asynchdb(b: Backend, sql: str, total: int, pool: int) -> dict[str, float]:
-    return _p9_timed([b.connect(autocommit=True) for _ in range(pool)], sql, total)
+    return _p9_timed([b.connect(autocommit=True) for _ in range(pool)], sql, total,
+                     warm="SELECT pg_sleep(0.1)")
 
 
-def _p9_timed(conns: list[Any], sql: str, total: int) -> dict[str, float]:
-    """``total`` statements over ``conns``, all started at once and gathered; closes ``conns``."""
+def _p9_timed(conns: list[Any], sql: str, total: int, *, warm: str) -> dict[str, float]:
+    """``total`` statements over ``conns``, all started at once and gathered; closes ``conns``.
+
+    ``warm`` runs first on every connection at once, before the clock: a
+    statement long enough that none ends before the last starts, so that
+    asynchdb's pool has a thread per connection, as the raw side has
+    (a pool thread serves whichever connection needs one: warmed with the
+    timed 5 ms statement, 3 to 15 of the 50 threads were still started
+    inside the timed part).
+    """
     pool = len(conns)
     # cursors first, outside the timed part (psycopg's cursor() no longer
     # waits for a busy connection: the adapter sets cursor_anywhere)
     cursors = [conns[i % pool].cursor() for i in range(total)]
     lags: list[float] = []
 
-    async def main() -> tuple[float, float]:
+    async def main() -> tuple[float, float, float, int]:
         stop = asyncio.Event()
 
         async def ticker() -> None:
@@ -438,44 +466,56 @@ def _p9_timed(conns: list[Any], sql: str, total: int) -> dict[str, float]:
 
         # warm, as the raw side is: its threads are started before its clock
         # starts, and asynchdb's pool threads (one a busy connection) are
-        # started here, by one statement a connection; they stay KEEPALIVE
-        # seconds once idle
-        await asyncio.gather(*(c.cursor().execute(sql, asynch=True) for c in conns))
+        # started here; they stay KEEPALIVE seconds once idle
+        await asyncio.gather(*(c.cursor().execute(warm, asynch=True) for c in conns))
         tick = asyncio.ensure_future(ticker())
         await asyncio.sleep(0.05)
-        cpu0 = _cpu()
+        cpu0, sw0, loop0 = _cpu(), _switches(), time.thread_time()
         t0 = time.perf_counter()
         ops = [cur.execute(sql, asynch=True) for cur in cursors]
         await asyncio.gather(*ops)
         elapsed = time.perf_counter() - t0
-        cpu = _cpu() - cpu0
+        cpu, loop_cpu = _cpu() - cpu0, time.thread_time() - loop0
+        switches = _switches() - sw0
         stop.set()
         await tick
-        return elapsed, cpu
+        return elapsed, cpu, loop_cpu, switches
 
     try:
-        elapsed, cpu = asyncio.run(main())
+        elapsed, cpu, loop_cpu, switches = asyncio.run(main())
     finally:
         for c in conns:
             c.close()
     return {"seconds": elapsed, "per_s": total / elapsed, "cpu_us": cpu / total * 1e6,
+            "loop_cpu_us": loop_cpu / total * 1e6, "switches": switches / total,
             "lag_p99_ms": quantile(lags, 0.99), "lag_max_ms": max(lags)}
 
 
 def _p9_threads(b: Backend, sql: str, total: int, pool: int, *,
-                reuse: bool) -> dict[str, float]:
+                reuse: bool, bursts: bool = False) -> dict[str, float]:
     return _p9_threads_timed([b.connect_raw(autocommit=True) for _ in range(pool)],
-                             sql, total, reuse=reuse)
+                             sql, total, reuse=reuse, bursts=bursts)
+
+
+#: The GIL-bound thread beside the raw threads (``bursts=True``): it runs
+#: Python for BURST_ON seconds, then sleeps BURST_OFF seconds, as an event
+#: loop that runs every statement's task does (asynchdb's loop spent about
+#: 30-45 us of CPU per statement here, 2026-12-06).
+BURST_ON, BURST_OFF = 300e-6, 400e-6
 
 
 def _p9_threads_timed(raws: list[Any], sql: str, total: int, *,
-                      reuse: bool) -> dict[str, float]:
+                      reuse: bool, bursts: bool = False) -> dict[str, float]:
     """The same statements on a raw thread per connection in ``raws``; closes them.
 
     ``reuse``: each thread runs its statements on one cursor (what a thread
     writes); else on a cursor per statement, made before the clock starts,
     as the asynchdb side must (1,000 statements in flight are 1,000 cursors).
     A fresh psycopg cursor's first execute costs more CPU than a reused one's.
+
+    ``bursts``: one more thread holds the GIL in bursts meanwhile
+    (:data:`BURST_ON`, :data:`BURST_OFF`) and touches no database: what
+    sharing the GIL with a busy event loop costs the raw threads alone.
     """
     pool = len(raws)
     start = threading.Barrier(pool + 1)
@@ -492,19 +532,70 @@ def _p9_threads_timed(raws: list[Any], sql: str, total: int, *,
             cur.execute(sql)
             cur.fetchall()
 
+    done = threading.Event()
+
+    def burst() -> None:
+        while not done.is_set():
+            until = time.perf_counter() + BURST_ON
+            while time.perf_counter() < until:
+                pass
+            time.sleep(BURST_OFF)
+
     threads = [threading.Thread(target=work, args=(i,)) for i in range(pool)]
     for t in threads:
         t.start()
-    cpu0 = _cpu()
+    burster = threading.Thread(target=burst)
+    if bursts:
+        burster.start()
+    cpu0, sw0 = _cpu(), _switches()
     start.wait()
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
-    cpu = _cpu() - cpu0
+    cpu, switches = _cpu() - cpu0, _switches() - sw0
+    done.set()
+    if bursts:
+        burster.join()
     for r in raws:
         r.close()
-    return {"seconds": elapsed, "per_s": total / elapsed, "cpu_us": cpu / total * 1e6}
+    return {"seconds": elapsed, "per_s": total / elapsed, "cpu_us": cpu / total * 1e6,
+            "switches": switches / total}
+
+
+def _p9_executor(b: Backend, sql: str, total: int, pool: int) -> dict[str, float]:
+    """What an asyncio user writes instead: ``run_in_executor`` on a pool of ``pool`` threads.
+
+    Raw connections, a cursor per statement made before the clock (as
+    asynchdb's), statement k on connection k % pool, each call an execute
+    and a fetchall; the executor's threads are started before the clock
+    (a statement each, all at once).
+    """
+    raws = [b.connect_raw(autocommit=True) for _ in range(pool)]
+    cursors = [raws[k % pool].cursor() for k in range(total)]
+    executor = concurrent.futures.ThreadPoolExecutor(pool)
+
+    def one(cur: Any) -> Any:
+        cur.execute(sql)
+        return cur.fetchall()
+
+    async def main() -> tuple[float, float, float]:
+        loop = asyncio.get_running_loop()
+        warm = [r.cursor() for r in raws]
+        await asyncio.gather(*(loop.run_in_executor(executor, one, c) for c in warm))
+        cpu0, sw0 = _cpu(), _switches()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(loop.run_in_executor(executor, one, c) for c in cursors))
+        return time.perf_counter() - t0, _cpu() - cpu0, _switches() - sw0
+
+    try:
+        elapsed, cpu, switches = asyncio.run(main())
+    finally:
+        executor.shutdown()
+        for r in raws:
+            r.close()
+    return {"seconds": elapsed, "per_s": total / elapsed, "cpu_us": cpu / total * 1e6,
+            "switches": switches / total}
 
 
 # ---------------------------------------------------------------------------
@@ -567,12 +658,34 @@ def render(results: dict[str, Any]) -> str:
                               f"so asynchdb is {p9['ratio_cursor_each']}x them (context: "
                               f"a fresh psycopg cursor's first execute costs more than a "
                               f"reused one's)."]
+            if "ratio_executor" in p9:
+                lines += ["", f"What an asyncio user writes instead, `run_in_executor` on a "
+                              f"pool of as many threads (raw connections, execute and "
+                              f"fetchall): {p9['executor_per_s']}/s, so asynchdb is "
+                              f"{p9['ratio_executor']}x it."]
             cpu = p9.get("cpu_us_per_statement")
             if cpu:
-                lines += ["", f"CPU per statement (the whole process, every thread, user and "
-                              f"system; medians): asynchdb {cpu['asynchdb']} us, raw threads "
-                              f"{cpu['threads']} us, raw threads with a cursor per statement "
-                              f"{cpu['threads_cursor_each']} us."]
+                sw = p9.get("switches_per_statement", {})
+                lines += ["", "| side | statements/s | CPU per statement (us) | waits per "
+                              "statement |", "|---|---|---|---|"]
+                names = {"asynchdb": ("asynchdb", p9["asynchdb_per_s"]),
+                         "threads": ("raw threads", p9["threads_per_s"]),
+                         "threads_cursor_each": ("raw threads, a cursor per statement",
+                                                 p9.get("threads_cursor_each_per_s")),
+                         "executor": ("asyncio, run_in_executor", p9.get("executor_per_s")),
+                         "threads_beside_gil_bursts": (
+                             "raw threads beside a thread holding the GIL in bursts",
+                             p9.get("threads_beside_gil_bursts_per_s"))}
+                for key, (label, per_s) in names.items():
+                    if key in cpu:
+                        lines.append(f"| {label} | {per_s} | {cpu[key]} | {sw.get(key, '')} |")
+                lines += ["", "CPU: the whole process, every thread, user and system. Waits: "
+                              "the times a thread of the process gave up its CPU to wait (for "
+                              "the GIL, a lock or a socket; `ru_nvcsw`). Medians."]
+                if "loop_cpu_us" in p9:
+                    lines += ["", f"asynchdb's event loop thread spent {p9['loop_cpu_us']} us "
+                                  "of CPU per statement (its tasks, asyncio's and asynchdb's "
+                                  "share)."]
         engine = p9.get("engine")
         if engine:
             med = engine["medians"]
