@@ -276,11 +276,17 @@ class _Ended:
             return  # cancelled meanwhile: the task was woken then
         self._state = _ENDED
         callbacks, self._callbacks = self._callbacks, []
-        for fn, context in callbacks:
-            if context is None:
-                fn(self)
-            else:
-                context.run(fn, self)
+        for k, (fn, context) in enumerate(callbacks):
+            try:
+                if context is None:
+                    fn(self)
+                else:
+                    context.run(fn, self)
+            except BaseException:
+                # the rest run on the loop's next turn, as a future's would
+                for later, later_context in callbacks[k + 1:]:
+                    self._loop.call_soon(later, self, context=later_context)
+                raise
 
     # -- the part of asyncio.Future a task uses (loop thread) -------------
     def get_loop(self) -> asyncio.AbstractEventLoop:

@@ -167,3 +167,23 @@ def test_a_drain_interrupted_by_one_entry_keeps_the_others() -> None:
 
 async def _await(op: Any) -> Any:
     return await op
+
+
+def test_a_wake_up_that_raises_leaves_the_others_to_the_next_turn() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        ended = _aio._Ended(loop, _aio._inbox(loop))
+        woken: list[Any] = []
+
+        def interrupted(_: Any) -> None:
+            raise KeyboardInterrupt
+
+        ended.add_done_callback(interrupted)
+        ended.add_done_callback(woken.append)
+        with pytest.raises(KeyboardInterrupt):
+            ended.fire()
+        assert woken == []
+        loop.run_until_complete(asyncio.sleep(0))
+        assert woken == [ended]
+    finally:
+        loop.close()
