@@ -361,10 +361,13 @@ def run_p9(total: int, pool: int) -> dict[str, Any]:
                        "threads": _p9_threads(b, sql, total, pool, reuse=True),
                        "threads_cursor_each": _p9_threads(b, sql, total, pool, reuse=False),
                        "executor": _p9_executor(b, sql, total, pool),
+                       "asynchdb_without_loop": _p9_without_loop(b, sql, total, pool),
                        "threads_beside_gil_bursts": _p9_threads(b, sql, total, pool, reuse=True,
-                                                                bursts=True)})
+                                                                bursts=True),
+                       "threads_plus_python": _p9_threads(b, sql, total, pool, reuse=True,
+                                                          extra=EXTRA_PYTHON)})
     sides = ("asynchdb", "threads", "threads_cursor_each", "executor",
-             "threads_beside_gil_bursts")
+             "asynchdb_without_loop", "threads_beside_gil_bursts", "threads_plus_python")
     med = {k: statistics.median(r[k]["per_s"] for r in rounds) for k in sides}
     tp_a, tp_t = med["asynchdb"], med["threads"]
     lag99 = statistics.median(r["asynchdb"]["lag_p99_ms"] for r in rounds)
@@ -375,6 +378,8 @@ def run_p9(total: int, pool: int) -> dict[str, Any]:
                 "executor_per_s": round(med["executor"], 1),
                 "ratio_executor": round(tp_a / med["executor"], 3),
                 "threads_beside_gil_bursts_per_s": round(med["threads_beside_gil_bursts"], 1),
+                "asynchdb_without_loop_per_s": round(med["asynchdb_without_loop"], 1),
+                "threads_plus_python_per_s": round(med["threads_plus_python"], 1),
                 "lag_p99_ms": round(lag99, 2),
                 "loop_cpu_us": round(statistics.median(r["asynchdb"]["loop_cpu_us"]
                                                        for r in rounds), 1),
@@ -492,9 +497,16 @@ def _p9_timed(conns: list[Any], sql: str, total: int, *, warm: str) -> dict[str,
 
 
 def _p9_threads(b: Backend, sql: str, total: int, pool: int, *,
-                reuse: bool, bursts: bool = False) -> dict[str, float]:
+                reuse: bool, bursts: bool = False, extra: float = 0.0) -> dict[str, float]:
     return _p9_threads_timed([b.connect_raw(autocommit=True) for _ in range(pool)],
-                             sql, total, reuse=reuse, bursts=bursts)
+                             sql, total, reuse=reuse, bursts=bursts, extra=extra)
+
+
+#: Seconds of Python (a busy loop, holding the GIL) the raw threads run after
+#: each statement in ``threads_plus_python``: about what asynchdb's worker
+#: adds per operation (measured on the sleep driver, 2026-12-06: 18 us of
+#: CPU per statement, its waiting thread's included).
+EXTRA_PYTHON = 20e-6
 
 
 #: The GIL-bound thread beside the raw threads (``bursts=True``): it runs
@@ -505,7 +517,7 @@ BURST_ON, BURST_OFF = 300e-6, 400e-6
 
 
 def _p9_threads_timed(raws: list[Any], sql: str, total: int, *,
-                      reuse: bool, bursts: bool = False) -> dict[str, float]:
+                      reuse: bool, bursts: bool = False, extra: float = 0.0) -> dict[str, float]:
     """The same statements on a raw thread per connection in ``raws``; closes them.
 
     ``reuse``: each thread runs its statements on one cursor (what a thread
@@ -516,6 +528,9 @@ def _p9_threads_timed(raws: list[Any], sql: str, total: int, *,
     ``bursts``: one more thread holds the GIL in bursts meanwhile
     (:data:`BURST_ON`, :data:`BURST_OFF`) and touches no database: what
     sharing the GIL with a busy event loop costs the raw threads alone.
+
+    ``extra``: each thread runs that many seconds of Python after each
+    statement, on its own thread, as a worker's bookkeeping would.
     """
     pool = len(raws)
     start = threading.Barrier(pool + 1)
@@ -531,6 +546,10 @@ def _p9_threads_timed(raws: list[Any], sql: str, total: int, *,
         for cur in mine[i]:
             cur.execute(sql)
             cur.fetchall()
+            if extra:
+                until = time.perf_counter() + extra
+                while time.perf_counter() < until:
+                    pass
 
     done = threading.Event()
 
@@ -559,6 +578,32 @@ def _p9_threads_timed(raws: list[Any], sql: str, total: int, *,
         burster.join()
     for r in raws:
         r.close()
+    return {"seconds": elapsed, "per_s": total / elapsed, "cpu_us": cpu / total * 1e6,
+            "switches": switches / total}
+
+
+def _p9_without_loop(b: Backend, sql: str, total: int, pool: int) -> dict[str, float]:
+    """asynchdb's side with no event loop: started and waited for from a plain thread.
+
+    The same operations on the same pool (warmed the same way), waited for
+    with ``wait_for_completion`` one after the other: what the workers cost
+    without the loop's tasks beside them.
+    """
+    conns = [b.connect(autocommit=True) for _ in range(pool)]
+    try:
+        cursors = [conns[k % pool].cursor() for k in range(total)]
+        for op in [c.cursor().execute("SELECT pg_sleep(0.1)", asynch=True) for c in conns]:
+            op.wait_for_completion()
+        cpu0, sw0 = _cpu(), _switches()
+        t0 = time.perf_counter()
+        ops = [cur.execute(sql, asynch=True) for cur in cursors]
+        for op in ops:
+            op.wait_for_completion()
+        elapsed = time.perf_counter() - t0
+        cpu, switches = _cpu() - cpu0, _switches() - sw0
+    finally:
+        for c in conns:
+            c.close()
     return {"seconds": elapsed, "per_s": total / elapsed, "cpu_us": cpu / total * 1e6,
             "switches": switches / total}
 
@@ -673,9 +718,15 @@ def render(results: dict[str, Any]) -> str:
                          "threads_cursor_each": ("raw threads, a cursor per statement",
                                                  p9.get("threads_cursor_each_per_s")),
                          "executor": ("asyncio, run_in_executor", p9.get("executor_per_s")),
+                         "asynchdb_without_loop": ("asynchdb with no event loop (a plain thread "
+                                                   "starts and waits)",
+                                                   p9.get("asynchdb_without_loop_per_s")),
                          "threads_beside_gil_bursts": (
                              "raw threads beside a thread holding the GIL in bursts",
-                             p9.get("threads_beside_gil_bursts_per_s"))}
+                             p9.get("threads_beside_gil_bursts_per_s")),
+                         "threads_plus_python": (
+                             f"raw threads, each running {EXTRA_PYTHON * 1e6:.0f} us of Python "
+                             "after each statement", p9.get("threads_plus_python_per_s"))}
                 for key, (label, per_s) in names.items():
                     if key in cpu:
                         lines.append(f"| {label} | {per_s} | {cpu[key]} | {sw.get(key, '')} |")
