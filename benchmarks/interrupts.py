@@ -503,9 +503,10 @@ def _p9_threads(b: Backend, sql: str, total: int, pool: int, *,
 
 
 #: Seconds of Python (a busy loop, holding the GIL) the raw threads run after
-#: each statement in ``threads_plus_python``: about what asynchdb's worker
-#: adds per operation (measured on the sleep driver, 2026-12-06: 18 us of
-#: CPU per statement, its waiting thread's included).
+#: each statement in ``threads_plus_python``: more than asynchdb adds per
+#: operation (2026-12-06, this host: about 3.5 us on the worker; 18 us of CPU
+#: per statement in all with the sleep driver, the waiting thread's wake-ups
+#: included).
 EXTRA_PYTHON = 20e-6
 
 
