@@ -217,8 +217,8 @@ class _Settle:
 
     __slots__ = ("_fut", "_inbox")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
-        self._inbox = _inbox(loop)
+    def __init__(self, inbox: _Inbox, fut: asyncio.Future[None]) -> None:
+        self._inbox = inbox
         self._fut = fut
 
     def __call__(self) -> None:
@@ -284,9 +284,13 @@ class _Ended:
                     context.run(fn, self)
             except BaseException:
                 # the rest run on the loop's next turn, as a future's would
-                for later, later_context in callbacks[k + 1:]:
-                    self._loop.call_soon(later, self, context=later_context)
+                self._call_soon(callbacks[k + 1:])
                 raise
+
+    def _call_soon(self, callbacks: list[tuple[Callable[[Any], object], Any]]) -> None:
+        # loop thread: each wake-up on the loop's next turn, as a future's callbacks
+        for fn, context in callbacks:
+            self._loop.call_soon(fn, self, context=context)
 
     # -- the part of asyncio.Future a task uses (loop thread) -------------
     def get_loop(self) -> asyncio.AbstractEventLoop:
@@ -316,8 +320,7 @@ class _Ended:
         self._state = _CANCELLED
         self._cancel_message = msg
         callbacks, self._callbacks = self._callbacks, []
-        for fn, context in callbacks:
-            self._loop.call_soon(fn, self, context=context)
+        self._call_soon(callbacks)
         return True
 
     def result(self) -> None:
@@ -366,7 +369,7 @@ async def _abort_and_drain(loop: asyncio.AbstractEventLoop, job: Job) -> None:
     if job.done():
         return
     settled: asyncio.Future[None] = loop.create_future()
-    wake = _Settle(loop, settled)
+    wake = _Settle(_inbox(loop), settled)
     job.on_end(wake)
 
     def send() -> None:

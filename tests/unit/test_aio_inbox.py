@@ -11,13 +11,6 @@ from typing import Any
 from asynchdb._aio import _Inbox, _inbox, _Settle
 
 
-def _settle(inbox: _Inbox, fut: asyncio.Future[None]) -> _Settle:
-    """A _Settle that posts to ``inbox`` (not the loop's shared one)."""
-    entry = _Settle.__new__(_Settle)
-    entry._inbox, entry._fut = inbox, fut
-    return entry
-
-
 def test_one_wake_up_resolves_every_future_posted_before_it_ran() -> None:
     loop = asyncio.new_event_loop()
     try:
@@ -31,7 +24,7 @@ def test_one_wake_up_resolves_every_future_posted_before_it_ran() -> None:
         loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
         inbox = _Inbox(loop)
         futures = [loop.create_future() for _ in range(3)]
-        posters = [threading.Thread(target=inbox.post, args=(_settle(inbox, f),))
+        posters = [threading.Thread(target=inbox.post, args=(_Settle(inbox, f),))
                    for f in futures]
         for t in posters:
             t.start()
@@ -42,7 +35,7 @@ def test_one_wake_up_resolves_every_future_posted_before_it_ran() -> None:
         assert all(f.result() is None for f in futures)
         # after the drain, the next post schedules a new one
         late = loop.create_future()
-        inbox.post(_settle(inbox, late))
+        inbox.post(_Settle(inbox, late))
         assert len(calls) == 2
         loop.run_until_complete(asyncio.wait_for(late, 5))
     finally:
@@ -54,7 +47,7 @@ def test_a_post_to_a_closed_loop_is_dropped_quietly() -> None:
     inbox = _Inbox(loop)
     fut = loop.create_future()
     loop.close()
-    inbox.post(_settle(inbox, fut))  # no RuntimeError: nobody waits on a closed loop
+    inbox.post(_Settle(inbox, fut))  # no RuntimeError: nobody waits on a closed loop
     assert not fut.done()
     loop2 = asyncio.new_event_loop()
     try:
@@ -67,9 +60,9 @@ def test_an_inbox_keeps_no_loop_alive() -> None:
     loop = asyncio.new_event_loop()
 
     async def one() -> None:
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        threading.Thread(target=_Settle(loop, fut)).start()
+        running = asyncio.get_running_loop()
+        fut = running.create_future()
+        threading.Thread(target=_Settle(_inbox(running), fut)).start()
         await asyncio.wait_for(fut, 5)
 
     loop.run_until_complete(one())
