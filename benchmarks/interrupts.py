@@ -437,9 +437,26 @@ def _switches() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
 
 
+def _per_statement(total: int, elapsed: float, cpu: float, switches: float) -> dict[str, float]:
+    """A side's figures: its time, its throughput, and its CPU and waits per statement."""
+    return {"seconds": elapsed, "per_s": total / elapsed, "cpu_us": cpu / total * 1e6,
+            "switches": switches / total}
+
+
+def _hold_gil(seconds: float) -> None:
+    """Run Python (holding the GIL, but for the interpreter's own switches) for ``seconds``."""
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        pass
+
+
+#: What warms asynchdb's pool on PostgreSQL (``_p9_timed`` says why it is this long).
+P9_WARM = "SELECT pg_sleep(0.1)"
+
+
 def _p9_asynchdb(b: Backend, sql: str, total: int, pool: int) -> dict[str, float]:
     return _p9_timed([b.connect(autocommit=True) for _ in range(pool)], sql, total,
-                     warm="SELECT pg_sleep(0.1)")
+                     warm=P9_WARM)
 
 
 def _p9_timed(conns: list[Any], sql: str, total: int, *, warm: str) -> dict[str, float]:
@@ -491,8 +508,8 @@ def _p9_timed(conns: list[Any], sql: str, total: int, *, warm: str) -> dict[str,
     finally:
         for c in conns:
             c.close()
-    return {"seconds": elapsed, "per_s": total / elapsed, "cpu_us": cpu / total * 1e6,
-            "loop_cpu_us": loop_cpu / total * 1e6, "switches": switches / total,
+    return {**_per_statement(total, elapsed, cpu, switches),
+            "loop_cpu_us": loop_cpu / total * 1e6,
             "lag_p99_ms": quantile(lags, 0.99), "lag_max_ms": max(lags)}
 
 
@@ -548,17 +565,13 @@ def _p9_threads_timed(raws: list[Any], sql: str, total: int, *,
             cur.execute(sql)
             cur.fetchall()
             if extra:
-                until = time.perf_counter() + extra
-                while time.perf_counter() < until:
-                    pass
+                _hold_gil(extra)
 
     done = threading.Event()
 
     def burst() -> None:
         while not done.is_set():
-            until = time.perf_counter() + BURST_ON
-            while time.perf_counter() < until:
-                pass
+            _hold_gil(BURST_ON)
             time.sleep(BURST_OFF)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(pool)]
@@ -579,8 +592,7 @@ def _p9_threads_timed(raws: list[Any], sql: str, total: int, *,
         burster.join()
     for r in raws:
         r.close()
-    return {"seconds": elapsed, "per_s": total / elapsed, "cpu_us": cpu / total * 1e6,
-            "switches": switches / total}
+    return _per_statement(total, elapsed, cpu, switches)
 
 
 def _p9_without_loop(b: Backend, sql: str, total: int, pool: int) -> dict[str, float]:
@@ -593,7 +605,7 @@ def _p9_without_loop(b: Backend, sql: str, total: int, pool: int) -> dict[str, f
     conns = [b.connect(autocommit=True) for _ in range(pool)]
     try:
         cursors = [conns[k % pool].cursor() for k in range(total)]
-        for op in [c.cursor().execute("SELECT pg_sleep(0.1)", asynch=True) for c in conns]:
+        for op in [c.cursor().execute(P9_WARM, asynch=True) for c in conns]:
             op.wait_for_completion()
         cpu0, sw0 = _cpu(), _switches()
         t0 = time.perf_counter()
@@ -605,8 +617,7 @@ def _p9_without_loop(b: Backend, sql: str, total: int, pool: int) -> dict[str, f
     finally:
         for c in conns:
             c.close()
-    return {"seconds": elapsed, "per_s": total / elapsed, "cpu_us": cpu / total * 1e6,
-            "switches": switches / total}
+    return _per_statement(total, elapsed, cpu, switches)
 
 
 def _p9_executor(b: Backend, sql: str, total: int, pool: int) -> dict[str, float]:
@@ -640,8 +651,7 @@ def _p9_executor(b: Backend, sql: str, total: int, pool: int) -> dict[str, float
         executor.shutdown()
         for r in raws:
             r.close()
-    return {"seconds": elapsed, "per_s": total / elapsed, "cpu_us": cpu / total * 1e6,
-            "switches": switches / total}
+    return _per_statement(total, elapsed, cpu, switches)
 
 
 # ---------------------------------------------------------------------------
