@@ -162,22 +162,24 @@ class _Call:
         return self._ended.wait(timeout)
 
 
-_HOOKS: dict[type, tuple[bool, bool]] = {}
+_HOOKS: dict[type, tuple[bool, bool, bool]] = {}
 
 
-def _call_hooks(adapter: Adapter) -> tuple[bool, bool]:
-    """Which per-call hooks the adapter's class overrides: (sources, result_lost).
+def _call_hooks(adapter: Adapter) -> tuple[bool, bool, bool]:
+    """Which per-call hooks the adapter's class overrides.
+
+    ``(text_source, progress_source, result_lost)``.
 
     The base hooks return None or False; calling them anyway costs
     bound-method calls on the worker's path before and after every driver
-    call (benchmarks P2).  Cached per adapter class.
+    call (benchmarks P2, P8).  Cached per adapter class.
     """
     cls = type(adapter)
     known = _HOOKS.get(cls)
     if known is None:
         known = _HOOKS[cls] = (
-            getattr(cls, "text_source", None) is not Adapter.text_source
-            or getattr(cls, "progress_source", None) is not Adapter.progress_source,
+            getattr(cls, "text_source", None) is not Adapter.text_source,
+            getattr(cls, "progress_source", None) is not Adapter.progress_source,
             getattr(cls, "result_lost", None) is not Adapter.result_lost)
     return known
 

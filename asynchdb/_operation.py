@@ -521,9 +521,10 @@ class Job:
                 self._finish_canceled(None)
                 return
             adapter = ch.adapter
-            sources, lost_hook = ch.call_hooks
-            if sources:
+            text_hook, progress_hook, lost_hook = ch.call_hooks
+            if text_hook:
                 self.text_fn = adapter.text_source(ch.view, self.view)
+            if progress_hook:
                 self.progress_fn = adapter.progress_source(ch.view, self.view)
             value = self.fn()
             if self.returns_owner:
@@ -541,7 +542,10 @@ class Job:
                 self._keep_last_text()
             if self.progress_fn is not None:
                 self._keep_last_estimate()
-            if lost_hook and adapter.result_lost(ch.view, self.view):
+            # only a cancel can destroy a result, and one is sent only once
+            # the abort flag is up (read after ch.end, which waited for any
+            # cancel of this call still being sent)
+            if lost_hook and self.abort_requested() and adapter.result_lost(ch.view, self.view):
                 # the cancel arrived as the call returned and destroyed its result
                 self._finish_canceled(None)
                 return

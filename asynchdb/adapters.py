@@ -237,10 +237,11 @@ class Adapter:
     def result_lost(self, conn: ConnectionView, call: CallView) -> bool:
         """Whether a cancel destroyed the result of a call that returned normally.
 
-        Called on the owner thread after every call that returned without an
-        error, once no further cancel can reach it.  True ends the operation
-        CANCELED instead of COMPLETE (ODBC: a cancel that lands as the
-        statement finishes closes its result set).  Runs on every call: be quick.
+        Called on the owner thread after a call that returned without an
+        error while an abort of it was requested (only then can a cancel have
+        reached it), once no further cancel can reach it.  True ends the
+        operation CANCELED instead of COMPLETE (ODBC: a cancel that lands as
+        the statement finishes closes its result set).
         """
         return False
 
