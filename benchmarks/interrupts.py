@@ -355,17 +355,23 @@ def run_p9(total: int, pool: int) -> dict[str, Any]:
         out["engine"] = engine
         return out
     sql = "SELECT pg_sleep(0.005)"
+    runs: dict[str, Callable[[], dict[str, float]]] = {
+        "asynchdb": lambda: _p9_asynchdb(b, sql, total, pool),
+        "threads": lambda: _p9_threads(b, sql, total, pool, reuse=True),
+        "threads_cursor_each": lambda: _p9_threads(b, sql, total, pool, reuse=False),
+        "executor": lambda: _p9_executor(b, sql, total, pool),
+        "asynchdb_without_loop": lambda: _p9_without_loop(b, sql, total, pool),
+        "threads_beside_gil_bursts": lambda: _p9_threads(b, sql, total, pool, reuse=True,
+                                                         bursts=True),
+        "threads_plus_python": lambda: _p9_threads(b, sql, total, pool, reuse=True,
+                                                   extra=EXTRA_PYTHON)}
+    order = list(runs)
     rounds = []
-    for _ in range(5):
-        rounds.append({"asynchdb": _p9_asynchdb(b, sql, total, pool),
-                       "threads": _p9_threads(b, sql, total, pool, reuse=True),
-                       "threads_cursor_each": _p9_threads(b, sql, total, pool, reuse=False),
-                       "executor": _p9_executor(b, sql, total, pool),
-                       "asynchdb_without_loop": _p9_without_loop(b, sql, total, pool),
-                       "threads_beside_gil_bursts": _p9_threads(b, sql, total, pool, reuse=True,
-                                                                bursts=True),
-                       "threads_plus_python": _p9_threads(b, sql, total, pool, reuse=True,
-                                                          extra=EXTRA_PYTHON)})
+    for r in range(P9_ROUNDS):
+        # each round starts with another side (the harness's rule: no side
+        # always runs first, or always right after the same other one)
+        k = r % len(order)
+        rounds.append({name: runs[name]() for name in order[k:] + order[:k]})
     sides = ("asynchdb", "threads", "threads_cursor_each", "executor",
              "asynchdb_without_loop", "threads_beside_gil_bursts", "threads_plus_python")
     med = {k: statistics.median(r[k]["per_s"] for r in rounds) for k in sides}
@@ -389,12 +395,28 @@ def run_p9(total: int, pool: int) -> dict[str, Any]:
                 "switches_per_statement": {
                     k: round(statistics.median(r[k]["switches"] for r in rounds), 1)
                     for k in sides},
+                "paired": {k: _paired(rounds, k) for k in sides if k != "threads"},
                 "met": tp_a / tp_t >= 0.9 and lag99 <= 20,
                 "engine": engine})
     print(f"P9: {out['ratio']}x threads ({out['ratio_cursor_each']}x threads with a cursor "
           f"per statement, {out['ratio_executor']}x asyncio with an executor), loop lag p99 "
           f"{out['lag_p99_ms']} ms", flush=True)
     return out
+
+
+#: Rounds of P9 on PostgreSQL (each runs every side once, in a rotated order).
+P9_ROUNDS = 7
+
+
+def _paired(rounds: list[dict[str, dict[str, float]]], side: str) -> dict[str, float]:
+    """``side``'s throughput over the raw threads', round by round: median and quartiles.
+
+    The two ran within seconds of each other, so a round's ratio is steadier
+    than the ratio of the medians when the host's speed drifts between rounds.
+    """
+    ratios = [r[side]["per_s"] / r["threads"]["per_s"] for r in rounds]
+    return {"median": round(statistics.median(ratios), 3),
+            "p25": round(quantile(ratios, 0.25), 3), "p75": round(quantile(ratios, 0.75), 3)}
 
 
 def _run_p9_engine(total: int, pool: int) -> dict[str, Any]:
@@ -708,6 +730,12 @@ def render(results: dict[str, Any]) -> str:
                          f"{p9['threads_per_s']}/s: {p9['ratio']}x (target >= 0.9x); event "
                          f"loop lag p99 {p9['lag_p99_ms']} ms (target <= 20 ms); medians of "
                          f"{len(p9['rounds'])} rounds.")
+            paired = p9.get("paired", {}).get("asynchdb")
+            if paired:
+                lines += ["", f"Round by round (each round runs every side once, starting "
+                              f"with another each time), asynchdb's throughput over the raw "
+                              f"threads': median {paired['median']}x, quartiles "
+                              f"{paired['p25']}-{paired['p75']}x."]
             if "ratio_cursor_each" in p9:
                 lines += ["", f"Raw threads with a cursor per statement, made before the "
                               f"clock as asynchdb's are: {p9['threads_cursor_each_per_s']}/s, "
@@ -722,8 +750,10 @@ def render(results: dict[str, Any]) -> str:
             cpu = p9.get("cpu_us_per_statement")
             if cpu:
                 sw = p9.get("switches_per_statement", {})
-                lines += ["", "| side | statements/s | CPU per statement (us) | waits per "
-                              "statement |", "|---|---|---|---|"]
+                pairs = p9.get("paired", {})
+                lines += ["", "| side | statements/s | over raw threads, round by round "
+                              "(median) | CPU per statement (us) | waits per statement |",
+                          "|---|---|---|---|---|"]
                 names = {"asynchdb": ("asynchdb", p9["asynchdb_per_s"]),
                          "threads": ("raw threads", p9["threads_per_s"]),
                          "threads_cursor_each": ("raw threads, a cursor per statement",
@@ -740,7 +770,11 @@ def render(results: dict[str, Any]) -> str:
                              "after each statement", p9.get("threads_plus_python_per_s"))}
                 for key, (label, per_s) in names.items():
                     if key in cpu:
-                        lines.append(f"| {label} | {per_s} | {cpu[key]} | {sw.get(key, '')} |")
+                        pair = pairs.get(key, {}).get("median", "")
+                        ratio = "1 (the reference)" if key == "threads" else (
+                            f"{pair}x" if pair != "" else "")
+                        lines.append(f"| {label} | {per_s} | {ratio} | {cpu[key]} | "
+                                     f"{sw.get(key, '')} |")
                 lines += ["", "CPU: the whole process, every thread, user and system. Waits: "
                               "the times a thread of the process gave up its CPU to wait (for "
                               "the GIL, a lock or a socket; `ru_nvcsw`). Medians."]
