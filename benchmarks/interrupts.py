@@ -21,6 +21,9 @@
   connections on PostgreSQL (psycopg) against the same work on as many raw
   threads, each with its own connection; and the event loop's lag (a 10 ms
   ticker) while asynchdb's run, and the CPU per statement of each side.
+  Context sides: ``run_in_executor``, asynchdb with no loop, raw threads
+  beside GIL bursts or with extra Python, and psycopg's ``AsyncConnection``
+  (no thread at all).
   Then the same shape on ``benchmarks/_sleepdb.py``, a driver whose statement
   is ``time.sleep``, as context: asynchdb's own cost with no database
   sharing the CPUs.
@@ -364,7 +367,8 @@ def run_p9(total: int, pool: int) -> dict[str, Any]:
         "threads_beside_gil_bursts": lambda: _p9_threads(b, sql, total, pool, reuse=True,
                                                          bursts=True),
         "threads_plus_python": lambda: _p9_threads(b, sql, total, pool, reuse=True,
-                                                   extra=EXTRA_PYTHON)}
+                                                   extra=EXTRA_PYTHON),
+        "psycopg_async": lambda: _p9_psycopg_async(b, sql, total, pool)}
     order = list(runs)
     rounds = []
     for r in range(P9_ROUNDS):
@@ -372,8 +376,7 @@ def run_p9(total: int, pool: int) -> dict[str, Any]:
         # always runs first, or always right after the same other one)
         k = r % len(order)
         rounds.append({name: runs[name]() for name in order[k:] + order[:k]})
-    sides = ("asynchdb", "threads", "threads_cursor_each", "executor",
-             "asynchdb_without_loop", "threads_beside_gil_bursts", "threads_plus_python")
+    sides = tuple(order)
     med = {k: statistics.median(r[k]["per_s"] for r in rounds) for k in sides}
     tp_a, tp_t = med["asynchdb"], med["threads"]
     lag99 = statistics.median(r["asynchdb"]["lag_p99_ms"] for r in rounds)
@@ -386,6 +389,7 @@ def run_p9(total: int, pool: int) -> dict[str, Any]:
                 "threads_beside_gil_bursts_per_s": round(med["threads_beside_gil_bursts"], 1),
                 "asynchdb_without_loop_per_s": round(med["asynchdb_without_loop"], 1),
                 "threads_plus_python_per_s": round(med["threads_plus_python"], 1),
+                "psycopg_async_per_s": round(med["psycopg_async"], 1),
                 "lag_p99_ms": round(lag99, 2),
                 "loop_cpu_us": round(statistics.median(r["asynchdb"]["loop_cpu_us"]
                                                        for r in rounds), 1),
@@ -642,6 +646,43 @@ def _p9_without_loop(b: Backend, sql: str, total: int, pool: int) -> dict[str, f
     return _per_statement(total, elapsed, cpu, switches)
 
 
+def _p9_psycopg_async(b: Backend, sql: str, total: int, pool: int) -> dict[str, float]:
+    """psycopg's own ``AsyncConnection`` on the event loop: the same work with no thread at all.
+
+    Context for P9: how far one thread that waits on every socket at once
+    (psycopg's non-blocking protocol under asyncio) gets against the 50
+    threads.  A cursor per statement made before the clock, statement k on
+    connection k % pool, one statement at a time per connection (an
+    ``asyncio.Lock`` each, as asynchdb's queue per connection), each an
+    execute and a fetchall; the connections warmed with ``P9_WARM``.
+    """
+    import psycopg
+
+    async def main() -> tuple[float, float, float]:
+        conns = [await psycopg.AsyncConnection.connect(b.dsn(), autocommit=True)
+                 for _ in range(pool)]
+        try:
+            await asyncio.gather(*(c.execute(P9_WARM) for c in conns))
+            turns = [asyncio.Lock() for _ in range(pool)]
+            cursors = [conns[k % pool].cursor() for k in range(total)]
+
+            async def one(k: int) -> Any:
+                async with turns[k % pool]:
+                    await cursors[k].execute(sql)
+                    return await cursors[k].fetchall()
+
+            cpu0, sw0 = _cpu(), _switches()
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(k) for k in range(total)))
+            return time.perf_counter() - t0, _cpu() - cpu0, _switches() - sw0
+        finally:
+            for c in conns:
+                await c.close()
+
+    elapsed, cpu, switches = asyncio.run(main())
+    return _per_statement(total, elapsed, cpu, switches)
+
+
 def _p9_executor(b: Backend, sql: str, total: int, pool: int) -> dict[str, float]:
     """What an asyncio user writes instead: ``run_in_executor`` on a pool of ``pool`` threads.
 
@@ -767,7 +808,9 @@ def render(results: dict[str, Any]) -> str:
                              p9.get("threads_beside_gil_bursts_per_s")),
                          "threads_plus_python": (
                              f"raw threads, each running {EXTRA_PYTHON * 1e6:.0f} us of Python "
-                             "after each statement", p9.get("threads_plus_python_per_s"))}
+                             "after each statement", p9.get("threads_plus_python_per_s")),
+                         "psycopg_async": ("psycopg's own AsyncConnection on the loop, no "
+                                           "thread at all", p9.get("psycopg_async_per_s"))}
                 for key, (label, per_s) in names.items():
                     if key in cpu:
                         pair = pairs.get(key, {}).get("median", "")
