@@ -129,11 +129,15 @@ _ID_CURSORS: dict[type, type] = {}
 #: between the caller's call and the driver's: benchmarks P2).
 _ID_PREFIX = uuid.uuid4().hex
 _id_counter = itertools.count(1)
+_id_lock = threading.Lock()
 
 
 def _new_query_id() -> str:
-    # any thread: next() on itertools.count is atomic under the GIL
-    return f"{_ID_PREFIX}-{next(_id_counter):x}"
+    # any thread; the lock keeps ids unique without relying on the GIL (the
+    # server refuses a query whose id another running query has)
+    with _id_lock:
+        n = next(_id_counter)
+    return f"{_ID_PREFIX}-{n:x}"
 
 
 def _id_cursor(base: type) -> type:
