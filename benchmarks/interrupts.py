@@ -380,16 +380,11 @@ def run_p9(total: int, pool: int) -> dict[str, Any]:
     med = {k: statistics.median(r[k]["per_s"] for r in rounds) for k in sides}
     tp_a, tp_t = med["asynchdb"], med["threads"]
     lag99 = statistics.median(r["asynchdb"]["lag_p99_ms"] for r in rounds)
-    out.update({"rounds": rounds, "asynchdb_per_s": round(tp_a, 1),
-                "threads_per_s": round(tp_t, 1), "ratio": round(tp_a / tp_t, 3),
-                "threads_cursor_each_per_s": round(med["threads_cursor_each"], 1),
+    out.update({"rounds": rounds,
+                **{f"{k}_per_s": round(med[k], 1) for k in sides},
+                "ratio": round(tp_a / tp_t, 3),
                 "ratio_cursor_each": round(tp_a / med["threads_cursor_each"], 3),
-                "executor_per_s": round(med["executor"], 1),
                 "ratio_executor": round(tp_a / med["executor"], 3),
-                "threads_beside_gil_bursts_per_s": round(med["threads_beside_gil_bursts"], 1),
-                "asynchdb_without_loop_per_s": round(med["asynchdb_without_loop"], 1),
-                "threads_plus_python_per_s": round(med["threads_plus_python"], 1),
-                "psycopg_async_per_s": round(med["psycopg_async"], 1),
                 "lag_p99_ms": round(lag99, 2),
                 "loop_cpu_us": round(statistics.median(r["asynchdb"]["loop_cpu_us"]
                                                        for r in rounds), 1),
