@@ -33,8 +33,10 @@ import os
 import signal
 import socket
 import sqlite3
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from typing import Any, Callable, Optional, Union
 
@@ -68,6 +70,32 @@ def wait_until(predicate: Callable[[], Any], timeout: float = BOUND,
 
 #: The Ctrl-C watcher: one per process while connections opened on the main thread are open.
 SIGINT_WATCHER = "asynchdb-sigint"
+
+
+#: Seconds a scenario may take before it counts as a deadlock.
+WATCHDOG = 10.0
+
+
+def bounded(scenario: Callable[[], Any]) -> Any:
+    """Run ``scenario`` on a thread of its own; fail (with its stack) if it hangs."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = scenario()
+        except BaseException as exc:  # re-raised on the test's thread
+            box["error"] = exc
+
+    t = threading.Thread(target=run, name="bounded-scenario", daemon=True)
+    t.start()
+    t.join(WATCHDOG)
+    if t.is_alive():
+        frame = sys._current_frames().get(t.ident or 0)
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else "?"
+        pytest.fail(f"deadlock: the scenario did not finish in {WATCHDOG} s\n{stack}")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 def asynchdb_threads(*, watcher: bool = True) -> list[threading.Thread]:

@@ -11,41 +11,14 @@ and runs under a watchdog: a regression fails in seconds instead of hanging.
 from __future__ import annotations
 
 import sqlite3
-import sys
-import threading
-import traceback
 from typing import Any, Callable
 
 import pytest
+from plugin import WATCHDOG, bounded
 
 import asynchdb
 from asynchdb import Phase
 from asynchdb import testing as fake
-
-#: Seconds a scenario may take before it counts as a deadlock.
-WATCHDOG = 10.0
-
-
-def bounded(scenario: Callable[[], Any]) -> Any:
-    """Run ``scenario`` on a thread of its own; fail (with its stack) if it hangs."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = scenario()
-        except BaseException as exc:  # re-raised on the test's thread
-            box["error"] = exc
-
-    t = threading.Thread(target=run, name="reentrant-scenario", daemon=True)
-    t.start()
-    t.join(WATCHDOG)
-    if t.is_alive():
-        frame = sys._current_frames().get(t.ident or 0)
-        stack = "".join(traceback.format_stack(frame)) if frame is not None else "?"
-        pytest.fail(f"deadlock: the scenario did not finish in {WATCHDOG} s\n{stack}")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 def outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
