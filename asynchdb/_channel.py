@@ -58,6 +58,10 @@ _get_ident = threading.get_ident
 #: Seconds ``close()`` waits for a busy worker before leaving the close to it.
 CLOSE_WAIT = 5.0
 
+#: What ``task.start_steps(loop)`` answers (:meth:`Channel.pump`): the loop
+#: waits for the statement's next step; it ended (or never ran); it must run
+#: on a worker (the adapter has no steps for it; nothing ran).
+STEPPING, ENDED, BLOCKING = 0, 1, 2
 
 
 class Task(Protocol):
@@ -254,6 +258,12 @@ class Channel:
         #: The driver connection refuses every thread but its opener's (asked
         #: once, when a synchronous job would hop; None until then).
         self._bound: Optional[bool] = None
+        #: The statement an event loop's thread is stepping on this connection
+        #: (an ``asynchdb._stepper._Stepper``), or None: while it is set the
+        #: queue is scheduled and no worker drains it.
+        self.stepping: Any = None
+        #: The adapter offers statements as steps (Adapter.execute_steps).
+        self.steps = type(adapter).execute_steps is not Adapter.execute_steps
         HUB.opened(self)
         _interrupt.arm()  # Ctrl-C reaches the database (main thread only)
 
@@ -261,6 +271,7 @@ class Channel:
         """The adapter, once known from the connection a connect callable returned."""
         self.adapter = adapter
         self.call_hooks = _call_hooks(adapter)
+        self.steps = type(adapter).execute_steps is not Adapter.execute_steps
         self.module = adapter.module
         if self.pin is None:
             self.cursor_anywhere = adapter.cursor_anywhere
@@ -272,6 +283,7 @@ class Channel:
         # own calls happen inside drain, as the owner)
         self.home = -1
         self.cursor_anywhere = False
+        self.steps = False  # every call on the pin thread
 
     def unpin(self) -> None:
         """The connection turned out not to be bound: back to the pool (pin thread)."""
@@ -375,7 +387,12 @@ class Channel:
     # queueing (any thread)
     # ------------------------------------------------------------------
     def submit(self, task: Task, *, closing: bool = False) -> None:
-        """Queue ``task`` behind earlier work; a pool thread will run it."""
+        """Queue ``task`` behind earlier work; a pool thread will run it.
+
+        A statement an event loop's thread is to step (``task.loop``, set on
+        that thread) starts at once on this thread when the queue was idle
+        (:meth:`pump`).
+        """
         with self._mutex:
             if self.closed and not closing:
                 raise self.closed_error()
@@ -384,7 +401,92 @@ class Channel:
             if self._scheduled:
                 return
             self._scheduled = True
+        loop = getattr(task, "loop", None)
+        if loop is not None and self.pin is None:
+            self.pump(loop)
+        else:
+            (self.pin or HUB).dispatch(self)
+
+    # ------------------------------------------------------------------
+    # statements an event loop steps (asynchdb._stepper)
+    # ------------------------------------------------------------------
+    def pump(self, loop: Any) -> None:
+        """Start the statements queued for ``loop``, one at a time, until one waits.
+
+        ``loop``'s thread, with the queue scheduled and nobody draining it
+        (``submit``, or the stepper whose statement just ended).  Each starts
+        owning the connection; once one waits for its socket, the stepper
+        calls this again when it ends.  Anything else at the head of the
+        queue (a call from another thread, a statement for a worker) goes to
+        a worker, which drains the rest as usual.
+        """
+        try:
+            while True:
+                with self._mutex:
+                    if not self._tasks:
+                        self._scheduled = False
+                        return
+                    task: Any = self._tasks[0]
+                    if getattr(task, "loop", None) is not loop or self.closing:
+                        break
+                    self._tasks.popleft()
+                self._owner.acquire()
+                try:
+                    if self._graveyard:
+                        self._bury()
+                    how = task.start_steps(loop)
+                finally:
+                    self._owner.release()
+                if how == STEPPING:
+                    return
+                if how == BLOCKING:
+                    with self._mutex:
+                        self._tasks.appendleft(task)
+                    break
+                del task
+        except BaseException:
+            # an interrupt on the loop's thread: whatever is queued still runs
+            if self.stepping is None:
+                (self.pin or HUB).dispatch(self)
+            raise
         (self.pin or HUB).dispatch(self)
+
+    def own(self) -> None:
+        """Own the connection for one step of a statement (the stepping thread).
+
+        The queue is scheduled for the stepper, so nobody else owns it; the
+        lock records the thread, so a callback inside the step goes straight
+        in (:meth:`take`).  :meth:`release` once the step is done.
+        """
+        self._owner.acquire()
+
+    def resume_elsewhere(self, task: Task) -> None:
+        """A worker runs ``task`` first, then drains the queue (any thread).
+
+        The queue is scheduled for a stepper that gives it up (its statement
+        handed over, or ended in an error only a worker may handle).
+        """
+        with self._mutex:
+            self._tasks.appendleft(task)
+        (self.pin or HUB).dispatch(self)
+
+    def before_blocking(self) -> None:
+        """The current thread is about to wait for this connection's work (any thread).
+
+        If it is the event loop's thread that steps the running statement,
+        that statement could never end: a worker finishes it instead.
+        """
+        st = self.stepping
+        if st is not None and st.thread == _get_ident():
+            st.hand_over()
+
+    def repair(self) -> None:
+        """The adapter's repair after an abort (owner thread); a failure is logged."""
+        try:
+            self.adapter.after_abort(self.view)
+        except Exception:
+            log.warning("asynchdb: repairing the connection after an abort failed",
+                        exc_info=True)
 
     def wake_early(self) -> None:
         """A task is about to be submitted: start waking a worker now (any thread).
@@ -486,6 +588,7 @@ class Channel:
         del inline, fn, args, kwargs
         self.counters["hopped"] += 1
         self.submit(task)
+        self.before_blocking()
         try:
             task.wait(None)
         except KeyboardInterrupt as ki:
@@ -528,6 +631,7 @@ class Channel:
             # on the worker; on the main thread Ctrl-C then lands in the wait,
             # never inside the job's bookkeeping (_interrupt.wait_job)
             self.submit(task)
+            self.before_blocking()
             _interrupt.wait_job(task)
         finally:
             del task  # a kept traceback may keep this frame (Job.run explains)
@@ -703,6 +807,7 @@ class Channel:
             return
         task = _Call(self._close_raw, (), {})
         self.submit(task, closing=True)
+        self.before_blocking()
         if wait is None or wait > 0:
             task.wait(wait)
 

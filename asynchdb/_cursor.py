@@ -17,7 +17,7 @@ import types
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, overload
 
-from . import _interrupt
+from . import _interrupt, _stepper
 from ._args import check_timeout, parse_asynch
 from ._notify import make_sink
 from ._operation import OWNER, Job, Operation, StoppedByAbort, fresh_error
@@ -285,9 +285,14 @@ class Cursor:
         if self._closed:
             _ = self._raw.execute  # the driver's own closed-cursor error, if it has one
             raise ch.closed_error()
-        if flags and sink is None and seconds is None:
+        # an event loop's thread steps the statement itself when the adapter
+        # can (asynchdb._stepper): no worker, no wake-up
+        loop = (_stepper.running_loop() if ch.steps and kind == "execute" and flags
+                and sink is None and not int(flags) & _POPULATION_BITS else None)
+        if flags and sink is None and seconds is None and loop is None:
             ch.wake_early()  # its wake-up overlaps building the job
         job = Job(ch, kind, _noop, raw_cursor=self._raw)
+        job.loop = loop
         if flags:
             job.repair_after_wake = True  # an Operation's waiters go through asynchdb
         if kind == "executemany":

@@ -50,11 +50,12 @@ import weakref
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
-from . import oledb
+from . import _stepper, oledb
 from ._args import check_timeout
 from ._hub import HUB
 from ._notify import Note, Notifier, OleDbSink, Reply, Sink, hresult_of, make_sink
 from ._population import BATCH, FIRST_BATCH
+from ._stepper import BLOCKING, ENDED
 from .errors import AbortVetoed, DeadlineExceeded, OperationCanceled, _detached
 from .status import Phase, Status
 
@@ -212,6 +213,7 @@ class Job:
         "channel",
         "fn",
         "kind",
+        "loop",
         "on_dropped",
         "on_late_value",
         "populate",
@@ -272,6 +274,9 @@ class Job:
         #: An asynchronous operation: after an abort, its waiters wake before
         #: the adapter's repair (see _finish_error).
         self.repair_after_wake = False
+        #: The event loop whose thread drives the call as steps, or None (a
+        #: worker runs it; asynchdb._stepper).
+        self.loop: Any = None
 
     @property
     def view(self) -> _CallView:
@@ -388,6 +393,8 @@ class Job:
                 # a bare lock, not an Event: about 3 us less per round trip (benchmarks P2)
                 gate = self._event = threading.Lock()
                 gate.acquire()
+        # an event loop's thread (this one?) may step the statement it waits for
+        self.channel.before_blocking()
         if timeout is None or timeout >= threading.TIMEOUT_MAX:
             # Lock.acquire is interruptible by signals (KeyboardInterrupt) on POSIX;
             # a longer timeout (inf) would raise OverflowError: wait for the end
@@ -407,6 +414,7 @@ class Job:
             ready = self._readable
             if ready is None:
                 ready = self._readable = threading.Event()
+        self.channel.before_blocking()
         if timeout is not None and timeout >= threading.TIMEOUT_MAX:
             timeout = None  # inf: wait for it (a longer timeout raises OverflowError)
         return ready.wait(timeout)
@@ -503,9 +511,27 @@ class Job:
     # ------------------------------------------------------------------
     def run(self) -> None:
         """Run the driver call; never raises.  Owner thread."""
+        if not self._begin():
+            return
+        try:
+            value = self.fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+            self.returned(None, exc)
+        else:
+            self.returned(value, None)
+        finally:
+            # A traceback the job keeps (its error's, or a later read's) keeps
+            # this frame and its callers': none may keep the job, or job and
+            # error form a cycle only the collector frees, which keeps the
+            # caller's frames, and the cursor in them (tests/unit/test_no_cycles.py).
+            del self
+            value = None
+
+    def _begin(self) -> bool:
+        """Enter RUNNING before the driver call: False if it must not run (owner thread)."""
         with self._lock:
             if self._state != PENDING:
-                return  # aborted while queued
+                return False  # aborted while queued
             self._state = RUNNING
             self._status = None
             notifier = self._notifier
@@ -514,29 +540,40 @@ class Job:
             notifier.post(Note("progress", self.status()))
             self._schedule(TICK, self._tick)
         ch.begin(self)
+        if self._abort_requested:
+            # the abort landed before the driver started: do not start it
+            ch.end(self)
+            self._finish_canceled(None)
+            return False
+        text_hook, progress_hook, _ = ch.call_hooks
         try:
-            if self._abort_requested:
-                # the abort landed before the driver started: do not start it
-                ch.end(self)
-                self._finish_canceled(None)
-                return
-            adapter = ch.adapter
-            text_hook, progress_hook, lost_hook = ch.call_hooks
             if text_hook:
-                self.text_fn = adapter.text_source(ch.view, self.view)
+                self.text_fn = ch.adapter.text_source(ch.view, self.view)
             if progress_hook:
-                self.progress_fn = adapter.progress_source(ch.view, self.view)
-            value = self.fn()
+                self.progress_fn = ch.adapter.progress_source(ch.view, self.view)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+            self.returned(None, exc)
+            return False
+        return True
+
+    def returned(self, value: Any, exc: BaseException | None) -> None:
+        """The driver call ended with ``value`` or ``exc``: end the job (owner thread).
+
+        The call's thread, or the worker that finished a statement an event
+        loop started (asynchdb._stepper).
+        """
+        ch = self.channel
+        try:
+            if exc is not None:
+                if ch.adapter.keeps_errors:
+                    exc = _detached(exc)
+                ch.end(self)
+                if self.text_fn is not None:
+                    self._keep_last_text()
+                self._finish_error(exc)
+                return
             if self.returns_owner:
                 value = OWNER
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiter
-            if ch.adapter.keeps_errors:
-                exc = _detached(exc)
-            ch.end(self)
-            if self.text_fn is not None:
-                self._keep_last_text()
-            self._finish_error(exc)
-        else:
             ch.end(self)
             if self.text_fn is not None:
                 self._keep_last_text()
@@ -545,7 +582,8 @@ class Job:
             # only a cancel can destroy a result, and one is sent only once
             # the abort flag is up (read after ch.end, which waited for any
             # cancel of this call still being sent)
-            if lost_hook and self.abort_requested() and adapter.result_lost(ch.view, self.view):
+            if (ch.call_hooks[2] and self.abort_requested()
+                    and ch.adapter.result_lost(ch.view, self.view)):
                 # the cancel arrived as the call returned and destroyed its result
                 self._finish_canceled(None)
                 return
@@ -555,12 +593,32 @@ class Job:
             else:
                 self._finish_value(value)
         finally:
-            # A traceback the job keeps (its error's, or a later read's) keeps
-            # this frame and its callers': none may keep the job, or job and
-            # error form a cycle only the collector frees, which keeps the
-            # caller's frames, and the cursor in them (tests/unit/test_no_cycles.py).
-            del self, ch
-            value = buf = None
+            del self, ch  # see run
+            value = exc = buf = None
+
+    def start_steps(self, loop: Any) -> int:
+        """Start the call as steps ``loop``'s thread drives (asynchdb._stepper).
+
+        The loop's thread, owning the connection.  :data:`STEPPING`: the
+        first step is done and the loop waits for the next; :data:`ENDED`:
+        it ended (or never ran); :data:`BLOCKING`: the adapter has no steps
+        for it, so it must run on a worker as usual (nothing ran).
+        """
+        ch = self.channel
+        fn = self.fn
+        try:
+            steps = ch.adapter.execute_steps(ch.view, self.raw_cursor, fn.args,  # type: ignore[attr-defined]
+                                             fn.keywords)  # type: ignore[attr-defined]
+        except Exception:
+            log.warning("asynchdb: the adapter's execute_steps failed", exc_info=True)
+            steps = None
+        if steps is None:
+            return BLOCKING
+        fileno, gen = steps
+        if not self._begin():
+            gen.close()  # unstarted: nothing ran
+            return ENDED
+        return _stepper.start(loop, ch, self, fileno, gen)
 
     # ------------------------------------------------------------------
     # background population (owner thread)

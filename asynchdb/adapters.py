@@ -31,6 +31,9 @@ Threads, for every hook:
 * The callables returned by ``progress_source`` and ``text_source`` are built
   on the owner thread just before the driver call and then called from any
   thread while the call runs (``Operation.get_status``): they must be quick.
+* ``execute_steps`` runs on the owner, an event loop's thread; the steps of
+  its generator run owning the connection, on that thread or, after a
+  hand-over, on a worker.
 
 Adding a driver: subclass :class:`Adapter`, then :func:`register` it under the
 driver's top-level module name, or ship it from the driver's own package
@@ -43,10 +46,14 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from typing import Any, Callable, Optional, Protocol, Union
 
-__all__ = ["Adapter", "CallView", "ConnectionView", "register"]
+__all__ = ["Adapter", "CallView", "ConnectionView", "Steps", "register"]
+
+#: A statement as non-blocking steps (:meth:`Adapter.execute_steps`): yields
+#: what it waits for (1 readable, 2 writable, 3 either), is sent what is ready.
+Steps = Generator[int, int, Any]
 
 
 class CallView(Protocol):
@@ -257,6 +264,32 @@ class Adapter:
     def text_source(self, conn: ConnectionView,
                     call: CallView) -> Optional[Callable[[], Optional[str]]]:
         """A callable giving live status text for ``call`` (None: no such source)."""
+        return None
+
+    # -- statements an event loop drives (optional) -----------------------------
+    def execute_steps(self, conn: ConnectionView, cursor: Any, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> Optional[tuple[int, Steps]]:
+        """``cursor.execute(*args, **kwargs)`` as non-blocking steps, or None (the default).
+
+        For ``cursor.execute(..., asynch=True)`` made on a thread that runs an
+        asyncio event loop: instead of a worker thread blocked in the driver,
+        the loop's own thread drives the statement, one step each time the
+        driver's socket is ready (many statements awaited at once then cost
+        no thread each: benchmarks P9).
+
+        Return ``(fileno, steps)``: the socket to wait on and a generator
+        that does the work.  Each value it yields says what it waits for
+        (1: the socket readable, 2: writable, 3: either); the engine sends
+        back what is ready (1, 2 or 3) once it is.  It returns what
+        ``cursor.execute`` would, or raises the driver's error.  Nothing may
+        run before the first step: the engine may close the generator
+        unstarted (an abort while it was queued).  It may be resumed on
+        another thread (a worker, waiting with ``poll``), for instance when
+        the loop's thread blocks in a synchronous call.  Called on the owner
+        thread, which owns the connection during every step; ``cancel``
+        works as for a blocking call.  None: this call runs on a worker as
+        usual (a cursor type or a mode the generator does not cover).
+        """
         return None
 
     # -- closing (owner thread) -----------------------------------------------

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from ..adapters import Adapter, CallView, ConnectionView
+from ..adapters import Adapter, CallView, ConnectionView, Steps
 
 #: Seconds ``cancel_safe`` may take to reach the server before giving up.
 CANCEL_TIMEOUT = 5.0
@@ -88,6 +88,31 @@ class PsycopgAdapter(Adapter):
         if int(info.transaction_status) == _INERROR:
             raw.rollback()
 
+    def execute_steps(self, conn: ConnectionView, cursor: Any, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> tuple[int, Steps] | None:
+        # owner thread (an event loop's).  psycopg's own Cursor.execute is
+        # this generator driven by a blocking wait under the connection's
+        # lock (psycopg 3.1-3.3): the same generator, the same lock, driven
+        # by the loop instead.  Only for the plain client cursor class and
+        # its subclasses that keep its execute (ClientCursor, RawCursor); a
+        # server-side cursor's execute is another generator.
+        base = getattr(self.module, "Cursor", None)
+        raw = conn.raw
+        if (base is None or getattr(type(cursor), "execute", None) is not base.execute
+                or getattr(raw, "_pipeline", None) is not None):
+            return None
+        make = getattr(cursor, "_execute_gen", None)
+        lock = getattr(raw, "lock", None)
+        pgconn = getattr(raw, "pgconn", None)
+        if make is None or lock is None or pgconn is None or cursor.connection is not raw:
+            return None
+        try:
+            gen = make(*args, **kwargs)
+            fileno = pgconn.socket
+        except Exception:  # noqa: BLE001 - the worker's call raises the driver's own error
+            return None
+        return fileno, _locked(gen, lock, getattr(self.module.errors, "_NO_TRACEBACK", ()))
+
     def chunked_executemany(self, conn: ConnectionView, cursor: Any, operation: Any,
                             chunks: Iterable[list[Any]], kwargs: dict[str, Any]) -> bool:
         # owner thread.  The whole sequence's semantics, kept:
@@ -129,6 +154,16 @@ class PsycopgAdapter(Adapter):
 
     def describe(self, raw: Any) -> str:
         return "psycopg"
+
+
+def _locked(gen: Any, lock: Any, no_traceback: Any) -> Steps:
+    """``gen`` under psycopg's connection lock, taken at the first step (any thread)."""
+    with lock:
+        try:
+            return (yield from gen)
+        except no_traceback as ex:
+            # as Cursor.execute raises them: psycopg's errors without its frames
+            raise ex.with_traceback(None)  # noqa: B904 - as psycopg raises it
 
 
 def _pipelined(module: Any) -> bool:
