@@ -33,7 +33,10 @@ connections through a random mix of scenarios:
 ``taskcancel``
     the long statement awaited by an asyncio task, which is cancelled after a
     random delay (zero included); the task must end with ``CancelledError``
-    once the operation ended, CANCELED; half the time a follow-up.
+    once the operation ended, CANCELED; half the time a follow-up.  Half the
+    time the statement starts on the loop's thread (stepped there by psycopg),
+    and half of those the loop's thread blocks in ``wait_for_completion``
+    for the delay first (the statement moves to a worker).
 ``sigint``
     the long statement as a plain synchronous call on the main thread; a
     helper thread sends SIGINT to the process once the call is inside the
@@ -665,19 +668,35 @@ class Child:
         self._judge_aborted(stop.status, "drop", t0, stop, started, slot)
 
     def taskcancel(self, slot: Slot) -> None:
-        """An asyncio task awaiting the long statement is cancelled: the operation aborts."""
+        """An asyncio task awaiting the long statement is cancelled: the operation aborts.
+
+        Half the time the statement starts on the loop's thread (an adapter
+        with steps, psycopg, then steps it there instead of a worker), and
+        half of those the loop's thread first blocks in ``wait_for_completion``
+        for the delay, which hands the statement to a worker before the cancel.
+        """
         import asyncio
 
         cur = slot.cursor(0)
         started = time.monotonic()
-        op = cur.execute(self.target.long_sql(self.long), asynch=True)
+        on_loop = self.rng.random() < 0.5
+        block = on_loop and self.rng.random() < 0.5
+        op = None if on_loop else cur.execute(self.target.long_sql(self.long), asynch=True)
         delay = self.rng.choice([0.0, 0.0, 0.001, 0.005, 0.02])
         t0 = started
 
         async def main() -> Optional[BaseException]:
-            nonlocal t0
+            nonlocal t0, op
+            if op is None:
+                op = cur.execute(self.target.long_sql(self.long), asynch=True)
             task = asyncio.ensure_future(op)
-            await asyncio.sleep(delay)
+            if block:
+                # the task awaits first (a task cancelled before it ever ran
+                # never awaited the operation, so it cannot abort it)
+                await asyncio.sleep(0)
+                op.wait_for_completion(delay)  # the loop's thread blocks meanwhile
+            else:
+                await asyncio.sleep(delay)
             t0 = time.monotonic()
             task.cancel()
             try:
@@ -695,6 +714,7 @@ class Child:
             return
         finally:
             loop.close()
+        assert op is not None
         if not isinstance(got, asyncio.CancelledError):
             self.tally.note("errors", f"taskcancel: the task ended with {got!r}")
         elif not op.done():
