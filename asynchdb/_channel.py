@@ -343,7 +343,12 @@ class Channel:
         if self._graveyard:
             return self._take_and_bury()  # rare: parked cursors to close first
         if not self._scheduled and self._owner.acquire(False):
-            return True  # free (or ours already: the lock is re-entrant)
+            if self.stepping is None:
+                return True  # free (or ours already: the lock is re-entrant)
+            # an event loop's statement started between the two reads (its
+            # thread owns the connection only during its steps): wait in turn
+            self._owner.release()
+            return False
         owner = self._owner
         return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
 
@@ -356,7 +361,10 @@ class Channel:
         if self._graveyard:
             return self._take_and_bury()
         if not self._scheduled and self._owner.acquire(False):
-            return True
+            if self.stepping is None:
+                return True
+            self._owner.release()  # see take()
+            return False
         owner = self._owner
         return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
 
@@ -365,6 +373,9 @@ class Channel:
         if owner._is_owned():  # type: ignore[attr-defined]
             return owner.acquire()  # nested: the outermost owner closes them
         if self._scheduled or not owner.acquire(False):
+            return False
+        if self.stepping is not None:
+            owner.release()  # see take()
             return False
         self._bury()
         return True
@@ -420,18 +431,25 @@ class Channel:
         queue (a call from another thread, a statement for a worker) goes to
         a worker, which drains the rest as usual.
         """
+        task: Any = None
         try:
             while True:
                 with self._mutex:
                     if not self._tasks:
                         self._scheduled = False
                         return
-                    task: Any = self._tasks[0]
-                    if getattr(task, "loop", None) is not loop or self.closing:
+                    head: Any = self._tasks[0]
+                    if getattr(head, "loop", None) is not loop or self.closing:
                         break
-                    self._tasks.popleft()
-                self._owner.acquire()
+                # never wait for the connection on the loop's thread: a
+                # caller that took it inline before the queue was scheduled
+                # (or this thread, from inside a driver callback) keeps it,
+                # and a worker waits for it instead
+                if self.owns() or not self._owner.acquire(False):
+                    break
                 try:
+                    with self._mutex:
+                        task = self._tasks.popleft()  # head: only this thread pops
                     if self._graveyard:
                         self._bury()
                     how = task.start_steps(loop)
@@ -443,12 +461,23 @@ class Channel:
                     with self._mutex:
                         self._tasks.appendleft(task)
                     break
-                del task
+                task = None
         except BaseException:
-            # an interrupt on the loop's thread: whatever is queued still runs
+            # an interrupt on the loop's thread: whatever is queued still
+            # runs, on a worker (a statement it stopped before it started
+            # goes back to the head; one that started and was given up
+            # queued its own resumption there)
+            if (task is not None and self.stepping is None and not task.done()
+                    and not task.running()):
+                with self._mutex:
+                    self._tasks.appendleft(task)
             if self.stepping is None:
                 (self.pin or HUB).dispatch(self)
             raise
+        (self.pin or HUB).dispatch(self)
+
+    def dispatch(self) -> None:
+        """Have a worker drain the scheduled queue (the stepping thread, giving it up)."""
         (self.pin or HUB).dispatch(self)
 
     def own(self) -> None:
@@ -460,15 +489,17 @@ class Channel:
         """
         self._owner.acquire()
 
-    def resume_elsewhere(self, task: Task) -> None:
+    def resume_elsewhere(self, task: Task, *, dispatch: bool = True) -> None:
         """A worker runs ``task`` first, then drains the queue (any thread).
 
         The queue is scheduled for a stepper that gives it up (its statement
-        handed over, or ended in an error only a worker may handle).
+        handed over, or ended in a way only a worker may handle).
+        ``dispatch=False``: the caller wakes the worker (``pump``, once).
         """
         with self._mutex:
             self._tasks.appendleft(task)
-        (self.pin or HUB).dispatch(self)
+        if dispatch:
+            (self.pin or HUB).dispatch(self)
 
     def before_blocking(self) -> None:
         """The current thread is about to wait for this connection's work (any thread).

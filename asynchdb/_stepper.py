@@ -87,7 +87,8 @@ class _Loop:
         self.lock = threading.Lock()
         #: Steppers waiting for their socket or in a step.
         self.steppers: set[_Stepper] = set()
-        #: Whose callback each socket's registration is (the loop's thread only).
+        #: Whose callback each socket's registration is (the loop's thread
+        #: only, or the watchdog once the loop closed).
         self.fds: dict[int, _Stepper] = {}
         self.timer: Optional[TimerEntry] = None
 
@@ -109,9 +110,14 @@ class _Loop:
                 self.timer = None
                 return None
         loop = self.loop()
-        gone = loop is None or loop.is_closed() or not loop.is_running()
+        closed = loop is None or loop.is_closed()
+        gone = closed or not loop.is_running()  # type: ignore[union-attr]
         for st in steppers:
             st.check(gone)
+        if closed:
+            # no thread will drop the registrations of a closed loop: forget
+            # them (each stepper refers to the loop)
+            self.fds.clear()
         return WATCH
 
 
@@ -131,7 +137,10 @@ def start(loop: Any, ch: Channel, job: Any, fileno: int, gen: Steps) -> int:
     """Run the first step of ``job``'s statement; STEPPING if the loop waits for the next.
 
     The loop's thread, owning the connection (``Channel.pump``), with the job
-    RUNNING.  A statement that ends in its first step ends here (ENDED).
+    RUNNING.  A statement that ends in its first step ends here (ENDED).  An
+    interrupt (KeyboardInterrupt, SystemExit) is re-raised once the statement
+    is in a worker's hands or ended; ``pump`` then has a worker serve the
+    queue.
     """
     try:
         mask = gen.send(None)  # type: ignore[arg-type]
@@ -139,14 +148,22 @@ def start(loop: Any, ch: Channel, job: Any, fileno: int, gen: Steps) -> int:
         job.returned(stop.value, None)
         return ENDED
     except BaseException as exc:
+        if not isinstance(exc, Exception):
+            # inside the driver's own code: the query may be out with its
+            # results unread; the adapter's repair after an abort reads them
+            ch.repair()
         job.returned(None, exc)
         if not isinstance(exc, Exception):
             raise
         return ENDED
     st = _Stepper(loop, ch, job, fileno, gen, mask)
-    st.state.add(st)
-    ch.stepping = st
-    st.watch(mask)
+    try:
+        ch.stepping = st
+        st.watch(mask)
+        st.state.add(st)  # last: the watchdog sees only a registered stepper
+    except BaseException:
+        st.give_up(dispatch=False)  # pump dispatches the worker
+        raise
     return STEPPING
 
 
@@ -181,6 +198,9 @@ class _Stepper:
     def watch(self, mask: int) -> None:
         self.mask = mask
         loop, fd = self.loop, self.fileno
+        prev = self.state.fds.get(fd)
+        if prev is not None and prev is not self:
+            prev._unwatch()  # handed over: its registration was left behind
         if mask & 1:
             loop.add_reader(fd, self.ready, 1)
         if mask & 2:
@@ -222,7 +242,11 @@ class _Stepper:
             self._end(None, exc)
             return
         ch.release()
-        self.watch(mask)
+        try:
+            self.watch(mask)
+        except BaseException:
+            self.give_up(dispatch=True)  # an interrupt: a worker goes on
+            raise
         with self._lock:
             self._state = _LOOP
 
@@ -230,22 +254,29 @@ class _Stepper:
         # the loop's thread, after the last step; the queue is still ours
         with self._lock:
             self._state = _DONE
-        self._leave()
         ch, job = self.ch, self.job
         self.gen = self.job = None  # type: ignore[assignment]
-        if exc is not None:
-            # the error path may repair the connection (a round trip) and
-            # wait for a cancel still being sent: a worker ends it, then
-            # serves the rest of the queue
-            ch.resume_elsewhere(_Finish(job, exc))
-            if not isinstance(exc, Exception):
+        if exc is not None or job.abort_requested():
+            # the error path may repair the connection (a round trip), and
+            # ending a call an abort aimed at waits for its cancel, which may
+            # still be on its way (psycopg opens a connection to send it):
+            # a worker ends it, then serves the rest of the queue
+            self._leave()
+            ch.resume_elsewhere(_Finish(job, value, exc))
+            if exc is not None and not isinstance(exc, Exception):
                 raise exc  # KeyboardInterrupt, SystemExit: the loop's to handle
             return
-        ch.own()
         try:
-            job.returned(value, None)
-        finally:
-            ch.release()
+            ch.own()  # before the stepper leaves: no other caller slips in between
+            try:
+                self._leave()
+                job.returned(value, None)
+            finally:
+                ch.release()
+        except BaseException:
+            # an interrupt while ending the job: a worker serves the queue
+            ch.dispatch()
+            raise
         del job
         ch.pump(self.loop)
 
@@ -265,9 +296,25 @@ class _Stepper:
         self._leave()
         if threading.get_ident() == self.thread:
             self._unwatch()
-        # else: the loop's callback drops its registration when it runs
+        else:
+            # the registrations are the loop's to drop, on its thread
+            try:
+                self.loop.call_soon_threadsafe(self._unwatch)
+            except RuntimeError:
+                pass  # the loop is closed: nothing will call them
         self.ch.resume_elsewhere(_Resume(self))
         return True
+
+    def give_up(self, *, dispatch: bool) -> None:
+        """An interrupt on the loop's thread between steps: a worker finishes (loop thread).
+
+        ``dispatch``: wake it now; else the caller (``Channel.pump``) does.
+        """
+        with self._lock:
+            self._state = _AWAY
+        self._leave()
+        self._unwatch()
+        self.ch.resume_elsewhere(_Resume(self), dispatch=dispatch)
 
     def check(self, gone: bool) -> None:
         """The watchdog's look at this stepper (timer thread)."""
@@ -319,24 +366,26 @@ class _Resume:
 
 
 class _Finish:
-    """A statement whose last step raised, ended on a worker (owner thread)."""
+    """A statement that ended in an error or with an abort requested, ended on a worker."""
 
-    __slots__ = ("exc", "job")
+    __slots__ = ("exc", "job", "value")
 
-    def __init__(self, job: Any, exc: BaseException) -> None:
+    def __init__(self, job: Any, value: Any, exc: Optional[BaseException]) -> None:
         self.job = job
-        self.exc: Optional[BaseException] = exc
+        self.value = value
+        self.exc = exc
 
     def run(self) -> None:
-        job, exc = self.job, self.exc
-        self.exc = None
-        if not isinstance(exc, Exception):
+        # owner thread
+        job, value, exc = self.job, self.value, self.exc
+        self.value = self.exc = None
+        if exc is not None and not isinstance(exc, Exception):
             # an interrupt inside the driver's own code (a loop run without
             # asyncio.run's SIGINT handler): the adapter's repair after an
             # abort puts the connection back in order
             job.channel.repair()
-        job.returned(None, exc)
-        del job, exc
+        job.returned(value, exc)
+        del job, value, exc
 
     def done(self) -> bool:
         return False
@@ -347,7 +396,8 @@ class _Finish:
 
 _POLLIN = getattr(select, "POLLIN", 1)
 _POLLOUT = getattr(select, "POLLOUT", 4)
-_POLLERR = getattr(select, "POLLERR", 8) | getattr(select, "POLLHUP", 16)
+_POLLERR = (getattr(select, "POLLERR", 8) | getattr(select, "POLLHUP", 16)
+            | getattr(select, "POLLNVAL", 32))
 
 
 def _wait(fd: int, mask: int) -> int:

@@ -39,6 +39,9 @@ class StepsAdapter(Adapter):
     def is_cancel_error(self, exc: BaseException) -> bool:
         return isinstance(exc, Canceled)
 
+    def after_abort(self, conn: ConnectionView) -> None:
+        conn.raw.repairs += 1
+
     def execute_steps(self, conn: ConnectionView, cursor: Any, args: tuple[Any, ...],
                       kwargs: dict[str, Any]) -> Optional[tuple[int, Steps]]:
         return conn.raw.client.fileno(), cursor.steps(*args)
@@ -55,6 +58,7 @@ class FakeConnection:
         #: (names: a finished thread's id is reused by the next thread)
         self.log: list[tuple[str, str, str]] = []
         self.waiting = threading.Event()  # a statement waits for its byte
+        self.repairs = 0
 
     def answer(self, byte: bytes) -> None:
         self.server.send(byte)
@@ -93,6 +97,8 @@ class FakeCursor:
         conn.log.append(("end", sql, threading.current_thread().name))
         if byte == b"c":
             raise Canceled(sql)
+        if sql == "interrupt":  # as if Ctrl-C landed inside the driver's code
+            raise KeyboardInterrupt
         self.value = (sql, byte.decode())
         return self
 
@@ -244,3 +250,45 @@ def test_statements_in_flight_when_the_loop_closes_end_on_a_worker(conn: Any) ->
     assert box[0].result(0).fetchall() == [("one", "x")]
     assert _threads(conn, "one")[0] == loop_thread
     assert loop_thread not in _threads(conn, "two")
+
+
+def test_a_statement_started_while_another_thread_calls_inline_does_not_block_the_loop(
+        conn: Any) -> None:
+    raw = conn.driver_connection
+    other = threading.Thread(target=lambda: conn.cursor().execute("inline"))
+    other.start()  # owns the connection inline (nothing was queued), waiting for its byte
+    assert raw.waiting.wait(BOUND)
+
+    async def main() -> tuple[bool, Any]:
+        op = conn.cursor().execute("one", asynch=True)  # must not wait for "inline"
+        still_inline = [what for what, sql, _ in raw.log if sql == "inline"] == ["start"]
+        raw.answer(b"a")  # "inline" ends; a worker then runs "one"
+        other.join(BOUND)
+        assert wait_until(lambda: raw.waiting.is_set() and len(raw.log) == 3, BOUND)
+        raw.answer(b"b")
+        return still_inline, await op
+
+    still_inline, cur = run_loop(main())
+    assert still_inline, "execute(asynch=True) returned only after the inline call ended"
+    assert cur.fetchall() == [("one", "b")]
+
+
+def test_an_interrupt_inside_a_step_leaves_the_connection_served_and_repaired(
+        conn: Any) -> None:
+    raw = conn.driver_connection
+    box: list[asynchdb.Operation[Any]] = []
+
+    async def main() -> None:
+        first, second = conn.cursor(), conn.cursor()
+        box.append(first.execute("interrupt", asynch=True))
+        box.append(second.execute("two", asynch=True))
+        raw.answer(b"x")
+        await box[1]
+
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(main())  # the interrupt leaves the loop, as Ctrl-C's would
+    assert box[0].wait_for_completion(BOUND)
+    assert raw.repairs == 1  # the adapter's repair ran before anything else
+    assert raw.waiting.wait(BOUND)  # and the next statement runs, on a worker
+    raw.answer(b"y")
+    assert box[1].result(BOUND).fetchall() == [("two", "y")]
