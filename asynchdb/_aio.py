@@ -15,7 +15,8 @@ Threads:
   ``call_soon_threadsafe`` wakes the loop for every operation that ends
   before it got there (1,000 operations awaited at once: far fewer wake-ups
   than operations, benchmarks P9), and the loop's thread wakes the waiting
-  tasks from there;
+  tasks from there.  When that thread is the loop's own (a statement it
+  stepped, asynchdb._stepper), a plain ``call_soon`` does;
 * the timer thread sends the abort when an awaiting task is cancelled: a
   cancel can take milliseconds (psycopg opens a connection to send it,
   MariaDB a ``KILL QUERY``) and listeners may take as long as they like to
@@ -148,7 +149,12 @@ class _Inbox:
                 return
             self._drain_scheduled = True
         try:
-            loop.call_soon_threadsafe(self._drain)
+            if _get_running_loop() is loop:
+                # the loop's own thread (a statement it stepped ended): no
+                # need to wake it through its self-pipe
+                loop.call_soon(self._drain)
+            else:
+                loop.call_soon_threadsafe(self._drain)
         except RuntimeError:  # closed meanwhile
             self._forget()
 
