@@ -31,8 +31,8 @@ Threads:
   before_blocking``) or because the loop stopped serving it;
 * the timer thread runs the watchdog (:meth:`_Loop.check`): every
   :data:`WATCH` seconds, a stepper whose loop closed or stopped, or whose
-  socket was ready at two checks in a row with no step between, is handed
-  over.  It catches what no call site can see: a loop's thread blocked in
+  socket was ready at :data:`STALL_CHECKS` checks in a row with no step
+  between, is handed over.  It catches what no call site can see: a loop's thread blocked in
   user code on something only the statement's end would bring, a loop
   stopped or closed with statements in flight.
 
@@ -63,9 +63,15 @@ __all__ = ["BLOCKING", "ENDED", "STEPPING", "running_loop", "start"]
 
 log = logging.getLogger("asynchdb")
 
-#: Seconds between the watchdog's checks: a stalled loop's statements move
-#: to a worker after two to three of these.
+#: Seconds between the watchdog's checks.
 WATCH = 0.025
+#: Checks in a row that must find a stepper's socket ready with no step
+#: between before it moves to a worker: a loop's thread blocked in user code
+#: hands its statements over 75-100 ms late.  A loop that is only busy must
+#: not lose them: one step that starts 1,000 operations takes 15-30 ms here
+#: (P9's loop lag), and a statement handed over takes the rest of its
+#: connection's queue to a worker.
+STALL_CHECKS = 4
 
 # a stepper's states
 _LOOP, _STEP, _AWAY, _DONE = range(4)
@@ -170,8 +176,8 @@ def start(loop: Any, ch: Channel, job: Any, fileno: int, gen: Steps) -> int:
 class _Stepper:
     """One statement a loop's thread steps (see the module docstring for the threads)."""
 
-    __slots__ = ("_lock", "_seen", "_state", "_steps", "ch", "fileno", "gen", "job", "loop",
-                 "mask", "state", "thread", "watching")
+    __slots__ = ("_lock", "_seen", "_stalls", "_state", "_steps", "ch", "fileno", "gen", "job",
+                 "loop", "mask", "state", "thread", "watching")
 
     def __init__(self, loop: Any, ch: Channel, job: Any, fileno: int, gen: Steps,
                  mask: int) -> None:
@@ -191,6 +197,8 @@ class _Stepper:
         #: the socket ready with the loop not stepping (-1: it did not).
         self._steps = 0
         self._seen = -1
+        #: Checks in a row that found the socket ready with no step between.
+        self._stalls = 0
         #: What is registered with the loop for this stepper (loop thread).
         self.watching = 0
 
@@ -326,12 +334,13 @@ class _Stepper:
             return
         if not _ready_now(self.fileno, self.mask):
             self._seen = -1
-        elif self._seen == self._steps:
-            # ready at the last check too, and no step since: the loop does
-            # not serve it (blocked, or stopped between checks)
-            self.hand_over()
+        elif self._seen != self._steps:
+            self._seen, self._stalls = self._steps, 1
         else:
-            self._seen = self._steps
+            # ready at the last checks too, and no step since
+            self._stalls += 1
+            if self._stalls >= STALL_CHECKS:
+                self.hand_over()  # the loop does not serve it: blocked, or stopped
 
 
 class _Resume:
