@@ -343,12 +343,11 @@ class Channel:
         if self._graveyard:
             return self._take_and_bury()  # rare: parked cursors to close first
         if not self._scheduled and self._owner.acquire(False):
-            if self.stepping is None:
+            if not self._scheduled:
                 return True  # free (or ours already: the lock is re-entrant)
-            # an event loop's statement started between the two reads (its
-            # thread owns the connection only during its steps): wait in turn
-            self._owner.release()
-            return False
+            # work was queued between the two reads (an event loop's
+            # statement owns the connection only during its steps): in turn
+            self._owner.release()  # type: ignore[unreachable]  # (another thread set it)
         owner = self._owner
         return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
 
@@ -361,10 +360,9 @@ class Channel:
         if self._graveyard:
             return self._take_and_bury()
         if not self._scheduled and self._owner.acquire(False):
-            if self.stepping is None:
+            if not self._scheduled:
                 return True
-            self._owner.release()  # see take()
-            return False
+            self._owner.release()  # type: ignore[unreachable]  # see take()
         owner = self._owner
         return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
 
@@ -374,8 +372,8 @@ class Channel:
             return owner.acquire()  # nested: the outermost owner closes them
         if self._scheduled or not owner.acquire(False):
             return False
-        if self.stepping is not None:
-            owner.release()  # see take()
+        if self._scheduled:
+            owner.release()  # type: ignore[unreachable]  # see take()
             return False
         self._bury()
         return True
@@ -548,16 +546,24 @@ class Channel:
     def drain(self) -> None:
         """Run queued tasks until the queue is empty (pool thread)."""
         self._owner.acquire()
+        if self.stepping is not None:
+            # an event loop steps the running statement: this worker was
+            # woken once too often (an interrupt on the loop's thread)
+            self._owner.release()
+            return
         try:
             while True:
-                if self._graveyard:
-                    self._bury()
                 with self._mutex:
                     if not self._tasks:
                         self._scheduled = False
                         self._owner.release()
                         return
                     task = self._tasks.popleft()
+                if self._graveyard and not getattr(task, "holds_driver", False):
+                    # not before a handed-over statement's rest: its driver
+                    # lock is held until it ends (psycopg's server-side
+                    # cursor close takes it), and only this task ends it
+                    self._bury()
                 task.run()
                 del task  # a kept traceback may keep this frame (Job.run explains)
         except BaseException:  # pragma: no cover - task.run never raises
@@ -700,6 +706,21 @@ class Channel:
         with self._cancel_lock:
             if self.running is call:
                 self.running = None
+
+    def end_now(self, call: Running) -> bool:
+        """:meth:`end`, unless a cancel is being sent right now: then False (owner thread).
+
+        For an event loop's thread, which must not wait for a cancel on its
+        way (a network round trip).
+        """
+        if not self._cancel_lock.acquire(False):
+            return False
+        try:
+            if self.running is call:
+                self.running = None
+        finally:
+            self._cancel_lock.release()
+        return True
 
     def cancel(self, call: Running) -> bool:
         """Send the driver's cancel if ``call`` is the one running now."""

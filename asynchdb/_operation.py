@@ -55,7 +55,7 @@ from ._args import check_timeout
 from ._hub import HUB
 from ._notify import Note, Notifier, OleDbSink, Reply, Sink, hresult_of, make_sink
 from ._population import BATCH, FIRST_BATCH
-from ._stepper import BLOCKING, ENDED
+from ._stepper import BLOCKING
 from .errors import AbortVetoed, DeadlineExceeded, OperationCanceled, _detached
 from .status import Phase, Status
 
@@ -513,7 +513,7 @@ class Job:
     # ------------------------------------------------------------------
     def run(self) -> None:
         """Run the driver call; never raises.  Owner thread."""
-        if not self._begin():
+        if not self.begin():
             return
         try:
             value = self.fn()
@@ -529,7 +529,7 @@ class Job:
             del self
             value = None
 
-    def _begin(self) -> bool:
+    def begin(self) -> bool:
         """Enter RUNNING before the driver call: False if it must not run (owner thread)."""
         with self._lock:
             if self._state != PENDING:
@@ -617,9 +617,6 @@ class Job:
         if steps is None:
             return BLOCKING
         fileno, gen = steps
-        if not self._begin():
-            gen.close()  # unstarted: nothing ran
-            return ENDED
         return _stepper.start(loop, ch, self, fileno, gen)
 
     # ------------------------------------------------------------------

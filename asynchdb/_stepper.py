@@ -78,9 +78,26 @@ _LOOP, _STEP, _AWAY, _DONE = range(4)
 
 
 def running_loop() -> Any:
-    """The asyncio event loop running on this thread, or None (never imports asyncio)."""
+    """The event loop running on this thread, if it can watch sockets; else None.
+
+    Never imports asyncio.  A loop without ``add_reader`` (Windows'
+    proactor loop) cannot step statements: they run on workers.
+    """
     aio = sys.modules.get("asyncio")
-    return None if aio is None else aio._get_running_loop()
+    if aio is None:
+        return None
+    loop = aio._get_running_loop()
+    if loop is None:
+        return None
+    cls = type(loop)
+    able = _WATCHES.get(cls)
+    if able is None:
+        able = _WATCHES[cls] = cls.add_reader is not aio.AbstractEventLoop.add_reader
+    return loop if able else None
+
+
+#: Event loop classes, and whether they implement ``add_reader``.
+_WATCHES: dict[type, bool] = {}
 
 
 class _Loop:
@@ -140,35 +157,48 @@ def _loop_state(loop: Any) -> _Loop:
 
 
 def start(loop: Any, ch: Channel, job: Any, fileno: int, gen: Steps) -> int:
-    """Run the first step of ``job``'s statement; STEPPING if the loop waits for the next.
+    """Begin ``job`` and run its statement's first step; STEPPING if the loop waits for the next.
 
-    The loop's thread, owning the connection (``Channel.pump``), with the job
-    RUNNING.  A statement that ends in its first step ends here (ENDED).  An
-    interrupt (KeyboardInterrupt, SystemExit) is re-raised once the statement
-    is in a worker's hands or ended; ``pump`` then has a worker serve the
-    queue.
+    The loop's thread, owning the connection (``Channel.pump``).  A statement
+    that ends in its first step, or that never begins (aborted while
+    queued), ends here (ENDED); so does one the loop cannot watch (an event
+    loop without ``add_reader``), which a worker finishes.  An interrupt
+    (KeyboardInterrupt, SystemExit) is re-raised once the statement is in a
+    worker's hands, ended, or back at the head of the queue unstarted;
+    ``pump`` then has a worker serve the queue.
     """
+    st = _Stepper(loop, ch, job, fileno, gen)
     try:
-        mask = gen.send(None)  # type: ignore[arg-type]
-    except StopIteration as stop:
-        job.returned(stop.value, None)
-        return ENDED
-    except BaseException as exc:
-        if not isinstance(exc, Exception):
-            # inside the driver's own code: the query may be out with its
-            # results unread; the adapter's repair after an abort reads them
-            ch.repair()
-        job.returned(None, exc)
-        if not isinstance(exc, Exception):
-            raise
-        return ENDED
-    st = _Stepper(loop, ch, job, fileno, gen, mask)
-    try:
+        if not job.begin():
+            gen.close()  # unstarted: nothing ran
+            return ENDED
+        try:
+            mask = gen.send(None)  # type: ignore[arg-type]
+        except StopIteration as stop:
+            job.returned(stop.value, None)
+            return ENDED
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # inside the driver's own code: the query may be out with its
+                # results unread; the adapter's repair after an abort reads them
+                ch.repair()
+            job.returned(None, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return ENDED
+        st.mask = mask
         ch.stepping = st
-        st.watch(mask)
+        try:
+            st.watch(mask)
+        except Exception:
+            log.debug("asynchdb: the event loop cannot watch the socket", exc_info=True)
+            st.give_up(dispatch=False)  # pump wakes the worker
+            return ENDED
         st.state.add(st)  # last: the watchdog sees only a registered stepper
     except BaseException:
-        st.give_up(dispatch=False)  # pump dispatches the worker
+        # an interrupt between the steps above
+        if job.running() and st.live():
+            st.give_up(dispatch=False)  # pump wakes the worker
         raise
     return STEPPING
 
@@ -179,16 +209,16 @@ class _Stepper:
     __slots__ = ("_lock", "_seen", "_stalls", "_state", "_steps", "ch", "fileno", "gen", "job",
                  "loop", "mask", "state", "thread", "watching")
 
-    def __init__(self, loop: Any, ch: Channel, job: Any, fileno: int, gen: Steps,
-                 mask: int) -> None:
+    def __init__(self, loop: Any, ch: Channel, job: Any, fileno: int, gen: Steps) -> None:
         self.loop = loop
         self.state = _loop_state(loop)
         self.ch = ch
         self.job = job
         self.fileno = fileno
         self.gen = gen
-        #: What the generator waits for (1 readable, 2 writable, 3 either).
-        self.mask = mask
+        #: What the generator waits for (1 readable, 2 writable, 3 either);
+        #: 0 before its first step.
+        self.mask = 0
         #: The loop's thread.
         self.thread = threading.get_ident()
         self._lock = threading.Lock()
@@ -233,27 +263,37 @@ class _Stepper:
             state = self._state
             if state == _LOOP:
                 self._state = _STEP
-        self._unwatch()
         if state != _LOOP:
-            return  # handed over: a worker runs the rest
-        self._steps += 1
+            self._unwatch()  # handed over: a worker runs the rest
+            return
         ch = self.ch
-        ch.own()
+        owned = False
         try:
-            mask = self.gen.send(ready)
-        except StopIteration as stop:
+            self._unwatch()
+            self._steps += 1
+            ch.own()
+            owned = True
+            try:
+                mask = self.gen.send(ready)
+            except StopIteration as stop:
+                owned = False
+                ch.release()
+                self._end(stop.value, None)
+                return
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+                owned = False
+                ch.release()
+                self._end(None, exc)
+                return
+            owned = False
             ch.release()
-            self._end(stop.value, None)
-            return
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiter
-            ch.release()
-            self._end(None, exc)
-            return
-        ch.release()
-        try:
             self.watch(mask)
         except BaseException:
-            self.give_up(dispatch=True)  # an interrupt: a worker goes on
+            # an interrupt between the steps above: a worker goes on
+            if owned:
+                ch.release()
+            if self._state == _STEP:
+                self.give_up(dispatch=True)
             raise
         with self._lock:
             self._state = _LOOP
@@ -264,27 +304,37 @@ class _Stepper:
             self._state = _DONE
         ch, job = self.ch, self.job
         self.gen = self.job = None  # type: ignore[assignment]
-        if exc is not None or job.abort_requested():
-            # the error path may repair the connection (a round trip), and
-            # ending a call an abort aimed at waits for its cancel, which may
-            # still be on its way (psycopg opens a connection to send it):
-            # a worker ends it, then serves the rest of the queue
+        try:
+            # the end of a call takes the cancel lock, which an abort holds
+            # while its cancel is on the way (psycopg opens a connection to
+            # send it): never waited for here
+            here = exc is None and ch.end_now(job) and not job.abort_requested()
+            if here:
+                ch.own()
+                try:
+                    self._leave()
+                    job.returned(value, None)
+                finally:
+                    ch.release()
+            else:
+                # an error (its path may repair the connection, a round
+                # trip) or an abort: a worker ends it, then serves the queue
+                self._leave()
+                ch.resume_elsewhere(_Finish(job, value, exc))
+        except BaseException:
+            # an interrupt while ending: whatever is left, a worker does
+            # (Channel.drain refuses to run beside a live stepper, so a
+            # worker too many is harmless)
             self._leave()
-            ch.resume_elsewhere(_Finish(job, value, exc))
+            if not job.done():
+                ch.resume_elsewhere(_Finish(job, value, exc))
+            else:
+                ch.dispatch()
+            raise
+        if not here:
             if exc is not None and not isinstance(exc, Exception):
                 raise exc  # KeyboardInterrupt, SystemExit: the loop's to handle
             return
-        try:
-            ch.own()  # before the stepper leaves: no other caller slips in between
-            try:
-                self._leave()
-                job.returned(value, None)
-            finally:
-                ch.release()
-        except BaseException:
-            # an interrupt while ending the job: a worker serves the queue
-            ch.dispatch()
-            raise
         del job
         ch.pump(self.loop)
 
@@ -312,6 +362,10 @@ class _Stepper:
                 pass  # the loop is closed: nothing will call them
         self.ch.resume_elsewhere(_Resume(self))
         return True
+
+    def live(self) -> bool:
+        """Neither handed over nor ended (any thread; a snapshot)."""
+        return self._state in (_LOOP, _STEP)
 
     def give_up(self, *, dispatch: bool) -> None:
         """An interrupt on the loop's thread between steps: a worker finishes (loop thread).
@@ -348,6 +402,9 @@ class _Resume:
 
     __slots__ = ("st",)
 
+    #: It holds the driver's own lock until it ends (``Channel.drain``).
+    holds_driver = True
+
     def __init__(self, st: _Stepper) -> None:
         self.st = st
 
@@ -356,6 +413,8 @@ class _Resume:
         gen, job, mask = st.gen, st.job, st.mask
         st.gen = st.job = None  # type: ignore[assignment]
         try:
+            if mask == 0:  # given up before its first step
+                mask = gen.send(None)  # type: ignore[arg-type]
             while True:
                 mask = gen.send(_wait(st.fileno, mask))
         except StopIteration as stop:

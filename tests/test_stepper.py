@@ -205,3 +205,24 @@ def test_other_threads_calls_interleave_with_stepped_statements(loop_kind: str) 
 
         assert run(main(), loop_kind) == list(range(200))
         assert got and all(g == [(1,)] for g in got)
+
+
+def test_a_cursor_closed_while_a_statement_is_stepped_waits_for_it(loop_kind: str) -> None:
+    """Closing a server-side cursor needs psycopg's connection lock, which the statement holds.
+
+    The close is parked, and the worker that finishes the handed-over
+    statement closes it only after the statement (it deadlocked before).
+    """
+    with B.wrapped(autocommit=True) as conn:
+
+        async def main() -> Any:
+            named = conn.cursor(name="parked")
+            cur = conn.cursor()
+            op = cur.execute("SELECT 3, pg_sleep(0.2)", asynch=True)
+            assert _stepping(conn)
+            named.close()  # parked: the connection is the statement's
+            assert op.wait_for_completion(BOUND)  # hands the statement over
+            return cur.fetchall()
+
+        assert run(main(), loop_kind)[0][0] == 3
+        assert conn.cursor().execute("SELECT 4").fetchall() == [(4,)]

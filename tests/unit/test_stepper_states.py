@@ -292,3 +292,39 @@ def test_an_interrupt_inside_a_step_leaves_the_connection_served_and_repaired(
     assert raw.waiting.wait(BOUND)  # and the next statement runs, on a worker
     raw.answer(b"y")
     assert box[1].result(BOUND).fetchall() == [("two", "y")]
+
+
+class _NoReaders(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+    """A loop that cannot watch sockets (as Windows' proactor loop)."""
+
+    add_reader = asyncio.AbstractEventLoop.add_reader  # type: ignore[assignment]
+
+
+class _RefusesReaders(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+    """A loop that has add_reader but refuses it at run time."""
+
+    def add_reader(self, *args: Any) -> None:  # type: ignore[override]
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("loop_class", [_NoReaders, _RefusesReaders])
+def test_a_loop_that_cannot_watch_sockets_leaves_the_statement_to_a_worker(
+        conn: Any, loop_class: type) -> None:
+    raw = conn.driver_connection
+
+    def scenario() -> Any:
+        loop = loop_class()
+
+        async def main() -> Any:
+            op = conn.cursor().execute("one", asynch=True)
+            assert raw.waiting.wait(BOUND)
+            raw.answer(b"x")
+            return await op
+
+        try:
+            return loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    assert bounded(scenario).fetchall() == [("one", "x")]
+    assert _threads(conn, "one")[1] != "bounded-scenario"
