@@ -432,13 +432,6 @@ class Channel:
         task: Any = None
         try:
             while True:
-                with self._mutex:
-                    if not self._tasks:
-                        self._scheduled = False
-                        return
-                    head: Any = self._tasks[0]
-                    if getattr(head, "loop", None) is not loop or self.closing:
-                        break
                 # never wait for the connection on the loop's thread: a
                 # caller that took it inline before the queue was scheduled
                 # (or this thread, from inside a driver callback) keeps it,
@@ -447,7 +440,15 @@ class Channel:
                     break
                 try:
                     with self._mutex:
-                        task = self._tasks.popleft()  # head: only this thread pops
+                        # read and taken at once, owning the connection: a
+                        # worker woken once too often may have drained it
+                        if not self._tasks:
+                            self._scheduled = False
+                            return
+                        head: Any = self._tasks[0]
+                        if getattr(head, "loop", None) is not loop or self.closing:
+                            break
+                        task = self._tasks.popleft()
                     if self._graveyard:
                         self._bury()
                     how = task.start_steps(loop)

@@ -111,8 +111,10 @@ class _Loop:
         #: Steppers waiting for their socket or in a step.
         self.steppers: set[_Stepper] = set()
         #: Whose callback each socket's registration is (the loop's thread
-        #: only, or the watchdog once the loop closed).
-        self.fds: dict[int, _Stepper] = {}
+        #: only, or the watchdog once the loop closed).  Weak: a closed loop
+        #: may drop a registration without calling it, and a stepper refers
+        #: to its loop.
+        self.fds: weakref.WeakValueDictionary[int, _Stepper] = weakref.WeakValueDictionary()
         self.timer: Optional[TimerEntry] = None
 
     def add(self, st: _Stepper) -> None:
@@ -206,8 +208,8 @@ def start(loop: Any, ch: Channel, job: Any, fileno: int, gen: Steps) -> int:
 class _Stepper:
     """One statement a loop's thread steps (see the module docstring for the threads)."""
 
-    __slots__ = ("_lock", "_seen", "_stalls", "_state", "_steps", "ch", "fileno", "gen", "job",
-                 "loop", "mask", "state", "thread", "watching")
+    __slots__ = ("__weakref__", "_lock", "_seen", "_stalls", "_state", "_steps", "ch", "fileno",
+                 "gen", "job", "loop", "mask", "state", "thread", "watching")
 
     def __init__(self, loop: Any, ch: Channel, job: Any, fileno: int, gen: Steps) -> None:
         self.loop = loop
@@ -268,6 +270,7 @@ class _Stepper:
             return
         ch = self.ch
         owned = False
+        outcome: Optional[tuple[Any, Optional[BaseException]]] = None
         try:
             self._unwatch()
             self._steps += 1
@@ -276,35 +279,39 @@ class _Stepper:
             try:
                 mask = self.gen.send(ready)
             except StopIteration as stop:
-                owned = False
-                ch.release()
-                self._end(stop.value, None)
-                return
+                outcome = (stop.value, None)
             except BaseException as exc:  # noqa: BLE001 - handed to the waiter
-                owned = False
-                ch.release()
-                self._end(None, exc)
-                return
+                outcome = (None, exc)
             owned = False
             ch.release()
+            if outcome is not None:
+                self._end(*outcome)
+                return
             self.watch(mask)
         except BaseException:
             # an interrupt between the steps above: a worker goes on
             if owned:
                 ch.release()
             if self._state == _STEP:
-                self.give_up(dispatch=True)
+                if outcome is None:
+                    self.give_up(dispatch=True)
+                else:  # the statement ended: a worker ends its job
+                    with self._lock:
+                        self._state = _DONE
+                    self._leave()
+                    job, self.gen, self.job = self.job, None, None  # type: ignore[assignment]
+                    ch.resume_elsewhere(_Finish(job, *outcome))
             raise
         with self._lock:
             self._state = _LOOP
 
     def _end(self, value: Any, exc: Optional[BaseException]) -> None:
         # the loop's thread, after the last step; the queue is still ours
-        with self._lock:
-            self._state = _DONE
         ch, job = self.ch, self.job
-        self.gen = self.job = None  # type: ignore[assignment]
         try:
+            with self._lock:
+                self._state = _DONE
+            self.gen = self.job = None  # type: ignore[assignment]
             # the end of a call takes the cancel lock, which an abort holds
             # while its cancel is on the way (psycopg opens a connection to
             # send it): never waited for here
@@ -325,6 +332,8 @@ class _Stepper:
             # an interrupt while ending: whatever is left, a worker does
             # (Channel.drain refuses to run beside a live stepper, so a
             # worker too many is harmless)
+            with self._lock:
+                self._state = _DONE
             self._leave()
             if not job.done():
                 ch.resume_elsewhere(_Finish(job, value, exc))
@@ -413,8 +422,9 @@ class _Resume:
         gen, job, mask = st.gen, st.job, st.mask
         st.gen = st.job = None  # type: ignore[assignment]
         try:
-            if mask == 0:  # given up before its first step
-                mask = gen.send(None)  # type: ignore[arg-type]
+            # its first step, or "nothing is ready yet": it yields what it
+            # waits for now (a wait noted before an interrupt may be stale)
+            mask = gen.send(None if mask == 0 else 0)  # type: ignore[arg-type]
             while True:
                 mask = gen.send(_wait(st.fileno, mask))
         except StopIteration as stop:

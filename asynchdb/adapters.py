@@ -280,7 +280,8 @@ class Adapter:
         Return ``(fileno, steps)``: the socket to wait on and a generator
         that does the work.  Each value it yields says what it waits for
         (1: the socket readable, 2: writable, 3: either); the engine sends
-        back what is ready (1, 2 or 3) once it is.  It returns what
+        back what is ready (1, 2 or 3) once it is, or 0 to ask again what
+        it waits for (it then yields its wait again, as psycopg's do).  It returns what
         ``cursor.execute`` would, or raises the driver's error.  Nothing may
         run before the first step: the engine may close the generator
         unstarted (an abort while it was queued).  It may be resumed on

@@ -20,7 +20,7 @@ import pytest
 from plugin import BOUND, bounded, wait_until
 
 import asynchdb
-from asynchdb import Phase
+from asynchdb import Phase, _stepper
 from asynchdb.adapters import Adapter, CallView, ConnectionView, Steps
 
 
@@ -90,8 +90,12 @@ class FakeCursor:
         conn = self.conn
         conn.log.append(("start", sql, threading.current_thread().name))
         conn.waiting.set()
-        ready = yield 1
-        assert ready & 1
+        while not (yield 1):  # sent 0: nothing ready yet, ask again
+            pass
+        if sql == "twice":  # a statement of two steps
+            conn.client.recv(1)
+            while not (yield 1):
+                pass
         byte = conn.client.recv(1)
         conn.waiting.clear()
         conn.log.append(("end", sql, threading.current_thread().name))
@@ -328,3 +332,45 @@ def test_a_loop_that_cannot_watch_sockets_leaves_the_statement_to_a_worker(
 
     assert bounded(scenario).fetchall() == [("one", "x")]
     assert _threads(conn, "one")[1] != "bounded-scenario"
+
+
+def _interrupt_once(monkeypatch: pytest.MonkeyPatch, name: str, call: int) -> None:
+    """Make ``_Stepper.<name>`` raise KeyboardInterrupt on its ``call``-th call, as Ctrl-C."""
+    original = getattr(_stepper._Stepper, name)
+    calls = [0]
+
+    def interrupted(self: Any, *args: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == call:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(_stepper._Stepper, name, interrupted)
+
+
+@pytest.mark.parametrize(("name", "call", "sql"), [
+    ("watch", 2, "twice"),  # between two steps
+    ("_end", 1, "one"),     # after the last step, before its job ended
+])
+def test_an_interrupt_between_steps_leaves_the_statement_to_a_worker(
+        conn: Any, monkeypatch: pytest.MonkeyPatch, name: str, call: int, sql: str) -> None:
+    raw = conn.driver_connection
+    _interrupt_once(monkeypatch, name, call)
+    box: list[asynchdb.Operation[Any]] = []
+
+    async def main() -> None:
+        box.append(conn.cursor().execute(sql, asynch=True))
+        raw.answer(b"x")
+        await box[0]
+
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(main())
+    if sql == "twice":
+        raw.answer(b"y")
+    op = box[0]
+    assert op.result(BOUND).fetchall() == [(sql, "y" if sql == "twice" else "x")]
+    assert conn._ch.stepping is None
+    nxt = conn.cursor().execute("next", asynch=True)  # the connection goes on
+    assert raw.waiting.wait(BOUND)
+    raw.answer(b"z")
+    assert nxt.result(BOUND).fetchall() == [("next", "z")]
