@@ -838,6 +838,15 @@ def _asynchdb_threads() -> list[threading.Thread]:
 
 def child_main(args: argparse.Namespace) -> int:
     global _DUMPS
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # started in the background of a shell without job control (`cmd &`
+        # in a script), which hands SIGINT down ignored: the sigint scenario
+        # then waited out every long statement (20 s each), and a 5,000
+        # operation chunk ran for hours.  A terminal's default, as pytest's
+        # plugin restores it for the tests.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     dumps = os.environ.get("ASYNCHDB_STRESS_DUMPS")
     _DUMPS = Path(dumps) if dumps else None
     target, reason = load_target(args.child)
