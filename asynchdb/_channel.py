@@ -555,16 +555,19 @@ class Channel:
         try:
             while True:
                 with self._mutex:
-                    if not self._tasks:
+                    task = self._tasks.popleft() if self._tasks else None
+                    if task is None and not self._graveyard:
                         self._scheduled = False
                         self._owner.release()
                         return
-                    task = self._tasks.popleft()
                 if self._graveyard and not getattr(task, "holds_driver", False):
-                    # not before a handed-over statement's rest: its driver
-                    # lock is held until it ends (psycopg's server-side
-                    # cursor close takes it), and only this task ends it
+                    # parked cursors first, as always; but not before a
+                    # handed-over statement's rest: its driver lock is held
+                    # until it ends (psycopg's server-side cursor close
+                    # takes it), and only this task ends it
                     self._bury()
+                if task is None:
+                    continue  # the queue again, once they are closed
                 task.run()
                 del task  # a kept traceback may keep this frame (Job.run explains)
         except BaseException:  # pragma: no cover - task.run never raises
