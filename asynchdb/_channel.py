@@ -554,20 +554,24 @@ class Channel:
             return
         try:
             while True:
+                if self._graveyard:
+                    with self._mutex:
+                        head = self._tasks[0] if self._tasks else None
+                    # parked cursors first, while the next task is still
+                    # queued (a close stops it there; popped and not yet
+                    # running, it would slip past); but not before a
+                    # handed-over statement's rest: its driver lock is held
+                    # until it ends (psycopg's server-side cursor close
+                    # takes it), and only that task ends it
+                    if not getattr(head, "holds_driver", False):
+                        self._bury()
+                    del head
                 with self._mutex:
-                    task = self._tasks.popleft() if self._tasks else None
-                    if task is None and not self._graveyard:
+                    if not self._tasks:
                         self._scheduled = False
                         self._owner.release()
                         return
-                if self._graveyard and not getattr(task, "holds_driver", False):
-                    # parked cursors first, as always; but not before a
-                    # handed-over statement's rest: its driver lock is held
-                    # until it ends (psycopg's server-side cursor close
-                    # takes it), and only this task ends it
-                    self._bury()
-                if task is None:
-                    continue  # the queue again, once they are closed
+                    task = self._tasks.popleft()
                 task.run()
                 del task  # a kept traceback may keep this frame (Job.run explains)
         except BaseException:  # pragma: no cover - task.run never raises
