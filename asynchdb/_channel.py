@@ -188,6 +188,11 @@ def _call_hooks(adapter: Adapter) -> tuple[bool, bool, bool]:
     return known
 
 
+def _has_steps(adapter: Adapter) -> bool:
+    """Whether the adapter offers statements as steps (``Adapter.execute_steps``)."""
+    return type(adapter).execute_steps is not Adapter.execute_steps
+
+
 def _wrong_thread(home: int, here: int) -> BaseException:
     return AsynchError(f"this connection's synchronous calls belong to thread {home}; "
                        f"this is thread {here}")
@@ -262,8 +267,9 @@ class Channel:
         #: (an ``asynchdb._stepper._Stepper``), or None: while it is set the
         #: queue is scheduled and no worker drains it.
         self.stepping: Any = None
-        #: The adapter offers statements as steps (Adapter.execute_steps).
-        self.steps = type(adapter).execute_steps is not Adapter.execute_steps
+        #: An event loop's thread may step statements (Adapter.execute_steps;
+        #: never on a pinned connection: its calls all run on the pin thread).
+        self.steps = _has_steps(adapter)
         HUB.opened(self)
         _interrupt.arm()  # Ctrl-C reaches the database (main thread only)
 
@@ -271,10 +277,10 @@ class Channel:
         """The adapter, once known from the connection a connect callable returned."""
         self.adapter = adapter
         self.call_hooks = _call_hooks(adapter)
-        self.steps = type(adapter).execute_steps is not Adapter.execute_steps
         self.module = adapter.module
         if self.pin is None:
             self.cursor_anywhere = adapter.cursor_anywhere
+            self.steps = _has_steps(adapter)
 
     def set_pin(self, pin: PinThread) -> None:
         """Drain this channel on ``pin`` only; synchronous calls hop to it."""
@@ -292,6 +298,7 @@ class Channel:
             self.pin = None
             self.home = None
             self.cursor_anywhere = self.adapter.cursor_anywhere
+            self.steps = _has_steps(self.adapter)
             pin.stop()
 
     def set_stand_in(self, stand_in: Any) -> None:
@@ -342,14 +349,24 @@ class Channel:
             raise self._home_error(home, _get_ident())
         if self._graveyard:
             return self._take_and_bury()  # rare: parked cursors to close first
+        # _try_own, written out: this is the drop-in path (benchmarks P1)
         if not self._scheduled and self._owner.acquire(False):
             if not self._scheduled:
                 return True  # free (or ours already: the lock is re-entrant)
+            self._owner.release()  # type: ignore[unreachable]  # see _try_own
+        owner = self._owner
+        return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
+
+    def _try_own(self) -> bool:
+        """Own the connection if it is free and no queued work must run first."""
+        if self._scheduled or not self._owner.acquire(False):
+            return False
+        if self._scheduled:
             # work was queued between the two reads (an event loop's
             # statement owns the connection only during its steps): in turn
             self._owner.release()  # type: ignore[unreachable]  # (another thread set it)
-        owner = self._owner
-        return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
+            return False
+        return True
 
     def _take_anywhere(self) -> bool:
         """:meth:`take` without the home-thread rule (finalizers, internal closes)."""
@@ -359,10 +376,8 @@ class Channel:
             return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
         if self._graveyard:
             return self._take_and_bury()
-        if not self._scheduled and self._owner.acquire(False):
-            if not self._scheduled:
-                return True
-            self._owner.release()  # type: ignore[unreachable]  # see take()
+        if self._try_own():
+            return True
         owner = self._owner
         return owner._is_owned() and owner.acquire()  # type: ignore[attr-defined]
 
@@ -370,10 +385,7 @@ class Channel:
         owner = self._owner
         if owner._is_owned():  # type: ignore[attr-defined]
             return owner.acquire()  # nested: the outermost owner closes them
-        if self._scheduled or not owner.acquire(False):
-            return False
-        if self._scheduled:
-            owner.release()  # type: ignore[unreachable]  # see take()
+        if not self._try_own():
             return False
         self._bury()
         return True
@@ -471,12 +483,15 @@ class Channel:
                 with self._mutex:
                     self._tasks.appendleft(task)
             if self.stepping is None:
-                (self.pin or HUB).dispatch(self)
+                self.dispatch()
             raise
-        (self.pin or HUB).dispatch(self)
+        self.dispatch()
 
     def dispatch(self) -> None:
-        """Have a worker drain the scheduled queue (the stepping thread, giving it up)."""
+        """Have a worker drain the scheduled queue (the thread that scheduled it).
+
+        ``submit`` writes this out: it is on the path of every asynchronous call.
+        """
         (self.pin or HUB).dispatch(self)
 
     def own(self) -> None:
@@ -498,7 +513,7 @@ class Channel:
         with self._mutex:
             self._tasks.appendleft(task)
         if dispatch:
-            (self.pin or HUB).dispatch(self)
+            self.dispatch()
 
     def before_blocking(self) -> None:
         """The current thread is about to wait for this connection's work (any thread).
