@@ -1314,6 +1314,46 @@ def test_close_with_a_statement_deaf_to_cancel_closes_when_it_returns(env: Env) 
     assert env.raw.closed_by != closer.ident
 
 
+def test_close_while_the_worker_closes_a_parked_cursor_stops_the_next_statement(
+        env: Env) -> None:
+    # A cursor closed while the worker owns the connection is parked; the
+    # worker closes it before it takes the next statement off the queue.  A
+    # connection close that arrives meanwhile must still find that statement
+    # queued and stop it: taken off the queue first, it would be neither
+    # queued nor running, and would run to its end after the close (the
+    # stress runner's "close: ran to its natural end after its abort").
+    a, b, parked = env.cursors(3)
+    closing = threading.Event()
+    go_on = threading.Event()
+    raw_parked: Any = parked.driver_cursor
+    real_close = raw_parked.close
+
+    def slow_close() -> None:
+        closing.set()
+        assert go_on.wait(WAIT)
+        real_close()
+
+    raw_parked.close = slow_close
+    first = a.execute("block g1", asynch=True)
+    env.started("g1")
+    parked.close()  # the worker owns the connection: parked
+    second = b.execute("block g2", asynch=True)
+    env.raw.release("g1")
+    assert closing.wait(WAIT)  # the worker is closing the parked cursor
+    closer = threading.Thread(target=env.conn.close)
+    closer.start()
+    assert wait_until(lambda: env.conn.closed, WAIT)
+    go_on.set()
+    closer.join(WAIT)
+    assert not closer.is_alive()
+    assert first.get_status().phase is Phase.COMPLETE
+    assert second.wait_for_completion(WAIT)
+    assert second.get_status().phase is Phase.CANCELED
+    assert not env.raw.started("g2").is_set()  # it never reached the driver
+    assert [sql for sql, _ in env.raw.log] == ["block g1"]
+    assert env.raw.closed
+
+
 def test_close_of_an_idle_connection_closes_inline(env: Env) -> None:
     (cur,) = env.cursors(1)
     cur.execute("q1")
