@@ -374,3 +374,70 @@ def test_an_interrupt_between_steps_leaves_the_statement_to_a_worker(
     assert raw.waiting.wait(BOUND)
     raw.answer(b"z")
     assert nxt.result(BOUND).fetchall() == [("next", "z")]
+
+
+class SlowCancelAdapter(StepsAdapter):
+    """A cancel that stays on its way until the test lets it go (psycopg opens a
+    connection to send one)."""
+
+    def cancel(self, conn: ConnectionView, call: CallView) -> None:
+        raw = conn.raw
+        raw.cancel_sent.set()
+        assert raw.cancel_go.wait(BOUND)
+
+
+class SlowCancelConnection(FakeConnection):
+    __asynchdb_adapter__ = SlowCancelAdapter
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancel_sent = threading.Event()
+        self.cancel_go = threading.Event()
+
+
+def test_a_statement_that_returns_while_its_cancel_is_on_the_way_never_blocks_the_loop() -> None:
+    # The last step returns a value while an abort's cancel holds the cancel
+    # lock.  The loop's thread must not wait for that lock (Channel.end_now):
+    # a worker ends the job once the cancel is through, and the value stands
+    # (a cancel that arrives after the end destroys nothing here).
+    raw = SlowCancelConnection()
+    conn = asynchdb.wrap(raw)
+    ended_on: list[str] = []
+    try:
+        async def main() -> tuple[str, bool, bool, Any]:
+            op = conn.cursor().execute("one", asynch=True)
+            op.future.add_done_callback(
+                lambda _: ended_on.append(threading.current_thread().name))
+            aborter = threading.Thread(target=op.abort)
+            aborter.start()
+            assert raw.cancel_sent.wait(BOUND)  # the abort holds the cancel lock now
+            raw.answer(b"x")  # ... and the statement returns
+            # the loop's thread goes on stepping and serving this coroutine
+            # while the cancel is still on its way
+            free = await _until(lambda: conn._ch.stepping is None)
+            pending = not op.done()  # a worker waits for the cancel to end it
+            raw.cancel_go.set()
+            aborter.join(BOUND)
+            cur = await op
+            return threading.current_thread().name, free, pending, cur
+
+        loop_thread, free, pending, cur = run_loop(main())
+        assert free, "the loop's thread waited for the cancel lock"
+        assert pending
+        assert cur.fetchall() == [("one", "x")]
+        assert _threads(conn, "one") == (loop_thread, loop_thread)  # stepped on the loop
+        assert ended_on and ended_on[0] != loop_thread  # ended on a worker
+    finally:
+        raw.cancel_go.set()
+        conn.close()
+
+
+async def _until(predicate: Any) -> bool:
+    """Poll ``predicate`` on the loop (bounded), yielding to it between reads."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BOUND
+    while not predicate():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.001)
+    return True
