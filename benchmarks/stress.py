@@ -780,7 +780,12 @@ class Child:
                 slot.reopen()
             return
         if not sent:
-            self.tally.note("errors", "sigint: the call was never seen inside the driver")
+            # say how the call ended: an error at once (a stray abort, a
+            # lock) and a call that never reached the driver read the same
+            self.tally.note("errors", f"sigint: the call was never seen inside the driver; it "
+                                      f"ended after {took:.3f} s with {outcome!r}")
+            with contextlib.suppress(Exception):
+                slot.reopen()
             return
         if isinstance(outcome, KeyboardInterrupt):
             self.tally.aborts_confirmed += 1
