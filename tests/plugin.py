@@ -68,6 +68,20 @@ def wait_until(predicate: Callable[[], Any], timeout: float = BOUND,
         pause.wait(interval)
 
 
+async def await_until(predicate: Callable[[], Any], timeout: float = BOUND,
+                      interval: float = 0.01) -> bool:
+    """:func:`wait_until` on an event loop: poll ``predicate`` without blocking the loop."""
+    import asyncio  # the tests that await import it; the plugin need not
+
+    deadline = time.monotonic() + timeout
+    await asyncio.sleep(0)  # let tasks created before this call start
+    while not predicate():
+        if time.monotonic() > deadline:
+            return bool(predicate())
+        await asyncio.sleep(interval)
+    return True
+
+
 #: The Ctrl-C watcher: one per process while connections opened on the main thread are open.
 SIGINT_WATCHER = "asynchdb-sigint"
 

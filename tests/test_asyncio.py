@@ -18,7 +18,7 @@ from collections.abc import Coroutine
 from typing import Any, Callable
 
 import pytest
-from plugin import BOUND, Recorder, require_module, wait_until
+from plugin import BOUND, Recorder, await_until, require_module, wait_until
 
 import asynchdb
 from asynchdb import Phase
@@ -48,17 +48,6 @@ def run(coro: Coroutine[Any, Any, Any], kind: str) -> Any:
 @pytest.fixture(params=LOOPS)
 def loop_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-async def _until(predicate: Callable[[], Any], timeout: float = BOUND) -> bool:
-    """Poll ``predicate`` without blocking the loop (bounded)."""
-    deadline = time.monotonic() + timeout
-    await asyncio.sleep(0)  # let tasks created before this call start
-    while not predicate():
-        if time.monotonic() > deadline:
-            return bool(predicate())
-        await asyncio.sleep(0.01)
-    return True
 
 
 def _gone(running: Callable[[str], Any], tag: str) -> bool:
@@ -155,7 +144,7 @@ def test_vetoed_abort_continues_and_task_still_cancelled(loop_kind: str) -> None
             rec = Recorder(veto=True)
             op = conn.cursor().execute(b.long_sql(0.5), asynch=True, listener=rec)
             task = asyncio.ensure_future(op)
-            await _until(lambda: op._job.running())
+            await await_until(lambda: op._job.running())
             t0 = time.monotonic()
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -163,7 +152,7 @@ def test_vetoed_abort_continues_and_task_still_cancelled(loop_kind: str) -> None
             # the task did not wait for the statement: the veto let it go at once
             assert not op.done() or time.monotonic() - t0 < 5
             assert rec.count("progress", Phase.CANCELED) == 1
-            await _until(op.done)
+            await await_until(op.done)
             assert op.get_status().phase == Phase.COMPLETE
 
     run(main(), loop_kind)
@@ -182,7 +171,7 @@ def _cancel_case(backend: Backend, loop_kind: str, how: str) -> None:
             t0 = time.monotonic()
             if how == "cancel":
                 task = asyncio.ensure_future(op)
-                await _until(lambda: _started(running, tag, op))
+                await await_until(lambda: _started(running, tag, op))
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await task
@@ -197,7 +186,7 @@ def _cancel_case(backend: Backend, loop_kind: str, how: str) -> None:
                         await op
             elif how == "taskgroup":
                 async def fail_soon() -> None:
-                    await _until(lambda: _started(running, tag, op))
+                    await await_until(lambda: _started(running, tag, op))
                     raise ValueError("boom")
                 with pytest.raises(BaseExceptionGroup) as info:  # type: ignore[name-defined]  # noqa: F821
                     async with asyncio.TaskGroup() as tg:  # type: ignore[attr-defined]

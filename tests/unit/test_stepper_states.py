@@ -17,7 +17,7 @@ from collections.abc import Generator
 from typing import Any, Optional
 
 import pytest
-from plugin import BOUND, bounded, wait_until
+from plugin import BOUND, await_until, bounded, wait_until
 
 import asynchdb
 from asynchdb import Phase, _stepper
@@ -414,7 +414,7 @@ def test_a_statement_that_returns_while_its_cancel_is_on_the_way_never_blocks_th
             raw.answer(b"x")  # ... and the statement returns
             # the loop's thread goes on stepping and serving this coroutine
             # while the cancel is still on its way
-            free = await _until(lambda: conn._ch.stepping is None)
+            free = await await_until(lambda: conn._ch.stepping is None)
             pending = not op.done()  # a worker waits for the cancel to end it
             raw.cancel_go.set()
             aborter.join(BOUND)
@@ -431,13 +431,3 @@ def test_a_statement_that_returns_while_its_cancel_is_on_the_way_never_blocks_th
         raw.cancel_go.set()
         conn.close()
 
-
-async def _until(predicate: Any) -> bool:
-    """Poll ``predicate`` on the loop (bounded), yielding to it between reads."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + BOUND
-    while not predicate():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.001)
-    return True
