@@ -235,7 +235,9 @@ reader) has its own runner, `python -m benchmarks.population`, with its results 
   loop's scheduling. When the query itself dominates (`rows100`) every ratio moves
   towards 1, so the targets really speak to the overhead case (`select1`). The
   `fetchall` after `result()` runs inline on the caller's thread (the table's hop
-  count shows it never went back to the worker).
+  count shows it never went back to the worker). On the network drivers the
+  picture differs; [the round trip page](round-trip.md) measures where their
+  time goes.
 - **P3.** asynchdb does not call sqlite3's `interrupt()`: it is sticky while another
   statement on the connection is pending (see the design notes on drivers). Its progress
   handler sees the operation's abort flag at the next tick (every 1000 virtual-machine
