@@ -110,7 +110,6 @@ from benchmarks.backends import BY_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-DOCS = ROOT / "docs" / "reliability.md"
 #: Where children write the thread stacks of a deadlock (override: ASYNCHDB_STRESS_DUMPS).
 DUMPS = Path(tempfile.gettempdir()) / "asynchdb-stress-dumps"
 
