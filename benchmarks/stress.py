@@ -351,6 +351,11 @@ class Slot:
         self.conn = self.target.connect()
         self.cursors = [self.conn.cursor(), self.conn.cursor()]
 
+    def try_reopen(self) -> None:
+        """Reopen after an error was counted; a failure here is the next scenario's to see."""
+        with contextlib.suppress(Exception):
+            self.reopen()
+
     def close(self) -> None:
         conn, self.conn, self.cursors = self.conn, None, []
         if conn is None:
@@ -775,16 +780,14 @@ class Child:
             at = f"{sent[0] - started:.3f} s" if sent else "?"
             self.tally.note("errors", f"sigint: SIGINT (sent at {at}) was handled after the "
                                       f"call ended at {took:.3f} s with {outcome!r}")
-            with contextlib.suppress(Exception):
-                slot.reopen()
+            slot.try_reopen()
             return
         if not sent:
             # say how the call ended: an error at once (a stray abort, a
             # lock) and a call that never reached the driver read the same
             self.tally.note("errors", f"sigint: the call was never seen inside the driver; it "
                                       f"ended after {took:.3f} s with {outcome!r}")
-            with contextlib.suppress(Exception):
-                slot.reopen()
+            slot.try_reopen()
             return
         if isinstance(outcome, KeyboardInterrupt):
             self.tally.aborts_confirmed += 1
@@ -816,8 +819,7 @@ class Child:
                     getattr(self, scenario)(slot)
                 except Exception as exc:
                     self.tally.note("errors", f"{scenario}: {exc!r}")
-                    with contextlib.suppress(Exception):
-                        slot.reopen()
+                    slot.try_reopen()
                 self.tally.operations += 1
         finally:
             for slot in self.slots:
