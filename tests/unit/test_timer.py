@@ -100,7 +100,7 @@ def test_cancelling_a_near_entry_lets_the_thread_linger_without_a_wake_up(h: Har
     before = h.cond.notified
     entry.cancel()
     assert h.cond.notified == before
-    # with no connection left, the process's hub wakes the timer (Hub.on_idle): it exits
+    # with no connection left, the hub wakes the timer (Hub.closed): it exits
     h.keep = False
     h.timer.wake()
     t = h.thread()
