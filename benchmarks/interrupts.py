@@ -15,8 +15,10 @@
   ``await cur.execute(sql, asynch=True)`` + ``fetchall()`` against ``await
   asyncio.to_thread(...)`` around the raw calls (what an asyncio user
   writes), on every backend; against aiosqlite on sqlite3, aioodbc on pyodbc,
-  and psycopg's ``AsyncConnection`` on PostgreSQL (context).  Modes are
-  interleaved (benchmarks/_harness.py).
+  and psycopg's ``AsyncConnection`` on PostgreSQL (context); and, as context
+  on every backend, ``to_thread`` around ``execute`` alone with ``fetchall``
+  on the loop's thread, the split ``await op`` has.  Modes are interleaved
+  (benchmarks/_harness.py).
 * **P9** 1,000 statements (``pg_sleep(0.005)``) awaited at once over a pool of
   connections on PostgreSQL (psycopg) against the same work on as many raw
   threads, each with its own connection; and the event loop's lag (a 10 ms
@@ -241,6 +243,11 @@ def _async_batch(loop: asyncio.AbstractEventLoop, step: Callable[[], Any],
     return lambda: loop.run_until_complete(many())
 
 
+#: P8's context mode: ``asyncio.to_thread`` around ``execute`` only, the rows
+#: fetched on the loop's thread as after ``await op``
+P8_SPLIT = "asyncio.to_thread(execute), fetchall on the loop"
+
+
 def run_p8(n: int, reps: int) -> dict[str, Any]:
     out: dict[str, Any] = {"title": "P8: one asyncio round trip (execute, await, fetchall "
                                     "of SELECT 1)", "unit": "us", "backends": {}}
@@ -300,8 +307,14 @@ def _p8_modes(b: Backend, sql: str, loop: asyncio.AbstractEventLoop, n: int,
     async def to_thread() -> Any:
         return await loop.run_in_executor(None, raw_call)
 
+    async def to_thread_split() -> Any:
+        # context: the same hop with asynchdb's split, rows fetched on the loop
+        await loop.run_in_executor(None, rcur.execute, sql)
+        return rcur.fetchall()
+
     modes = [Mode("asynchdb await op", _async_batch(loop, ours, n, warm)),
-             Mode("asyncio.to_thread(raw)", _async_batch(loop, to_thread, n, warm))]
+             Mode("asyncio.to_thread(raw)", _async_batch(loop, to_thread, n, warm)),
+             Mode(P8_SPLIT, _async_batch(loop, to_thread_split, n, warm))]
     if b.name == "sqlite3":
         import aiosqlite
 
