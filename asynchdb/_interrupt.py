@@ -67,6 +67,10 @@ How (threads):
   lands in the wait (:func:`wait_job`), never inside the engine's
   bookkeeping (where it would leave a cursor a zombie): the wait aborts the
   job, waits for it to end (bounded), and raises.
+* A ``KeyboardInterrupt`` taken in any wait takes the signal's byte from the
+  socket on the main thread (:func:`signal_taken`), so that a watcher that
+  runs late never mistakes the main thread's next call for the interrupted
+  one.
 
 Measured hazards this design keeps away (docs/interrupts.md): with Python's
 default handler pending, pyodbc reports the cancelled call as ``HY000 'The
@@ -124,6 +128,7 @@ _MAIN: int = threading.main_thread().ident or 0
 _SIGINT = int(signal.SIGINT)
 _DEFAULT = signal.default_int_handler
 _STOP = 0  # no signal has number 0: the watcher's stop byte
+_POKE = 255  # nor 255: "look at your records"
 
 #: True while our socket is the wakeup fd (read without the lock: a hint).
 ARMED = False
@@ -238,9 +243,15 @@ def _idle() -> None:
 
 
 def _send_stop() -> None:
-    if _wsock is not None:
+    _send(_STOP)
+
+
+def _send(byte: int) -> None:
+    """Write one byte for the watcher (any thread)."""
+    ws = _wsock
+    if ws is not None:
         try:
-            _wsock.send(bytes((_STOP,)))
+            ws.send(bytes((byte,)))
         except OSError:  # pragma: no cover - full: the watcher is awake anyway
             pass
 
@@ -596,7 +607,36 @@ def _pending_sigint(sock: socket.socket) -> bool:
     data = _read(sock)
     if _STOP in data:
         _send_stop()  # not ours to take
+    if _POKE in data:
+        _send(_POKE)
     return signal.SIGINT in data
+
+
+def signal_taken() -> None:
+    """The main thread got a SIGINT's ``KeyboardInterrupt`` in a wait: take its wake-up byte.
+
+    Main thread (any other returns at once), from the ``except
+    KeyboardInterrupt`` of a wait (:func:`wait_job`, :func:`hopped_call_interrupted`,
+    :func:`population_interrupted`, ``Job.wait``).  Left in the socket, the byte
+    would be read by the watcher whenever it next runs, and by then the main
+    thread may have started its next statement, which the watcher would cancel
+    as the interrupted call: that statement raised ``KeyboardInterrupt`` at
+    once (one in about 9,500 stress Ctrl-Cs on sqlite3 and on SQLite ODBC,
+    2026-12-07).  Driver calls the main thread is still inside (a wait nested
+    in a driver callback) are what the SIGINT interrupted: they are cancelled
+    here, as the watcher would have.
+    """
+    if threading.get_ident() != _MAIN:
+        return
+    with _lock:
+        if _rsock is None or not _pending_sigint(_rsock) or not _ours():
+            return
+        found = _targets()
+    if not found:
+        return
+    for rec in found:
+        _cancel(rec)
+    _send(_POKE)  # the watcher follows the records up: re-sent cancels, repairs
 
 
 def wait_job(job: Any) -> None:
@@ -610,6 +650,7 @@ def wait_job(job: Any) -> None:
     try:
         job.wait(None)
     except KeyboardInterrupt as ki:
+        signal_taken()
         if _sig.getsignal(_SIGINT) is _DEFAULT:
             job.abort(_interrupted(job.kind), force=True)
             _wait_through_interrupts(job.wait, time.monotonic() + JOB_WAIT)
@@ -643,6 +684,7 @@ def population_interrupted(job: Any) -> None:
     Under Python's default handler (Ctrl-C), the population is aborted (no
     veto): the rows already fetched stay readable.  The caller re-raises.
     """
+    signal_taken()
     if job is not None and not job.done() and \
             _sig.getsignal(_SIGINT) is _DEFAULT:
         job.abort(_interrupted(job.kind), force=True)
@@ -658,6 +700,7 @@ def hopped_call_interrupted(ch: Any, task: Any, name: str, target: Any,
     repair the connection as its owner, and give ``ki`` the call's error as
     context.  The caller re-raises ``ki``.
     """
+    signal_taken()
     if not task.started() or task.done() or \
             _sig.getsignal(_SIGINT) is not _DEFAULT:
         return

@@ -50,7 +50,7 @@ import weakref
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
-from . import _stepper, oledb
+from . import _interrupt, _stepper, oledb
 from ._args import check_timeout
 from ._hub import HUB
 from ._notify import Note, Notifier, OleDbSink, Reply, Sink, hresult_of, make_sink
@@ -396,12 +396,16 @@ class Job:
         if timeout != 0:
             # an event loop's thread (this one?) may step the statement it waits for
             self.channel.before_blocking()
-        if timeout is None or timeout >= threading.TIMEOUT_MAX:
-            # Lock.acquire is interruptible by signals (KeyboardInterrupt) on POSIX;
-            # a longer timeout (inf) would raise OverflowError: wait for the end
-            gate.acquire()
-        elif not (gate.acquire(True, timeout) if timeout > 0 else gate.acquire(False)):
-            return False
+        try:
+            if timeout is None or timeout >= threading.TIMEOUT_MAX:
+                # Lock.acquire is interruptible by signals (KeyboardInterrupt) on POSIX;
+                # a longer timeout (inf) would raise OverflowError: wait for the end
+                gate.acquire()
+            elif not (gate.acquire(True, timeout) if timeout > 0 else gate.acquire(False)):
+                return False
+        except KeyboardInterrupt:
+            _interrupt.signal_taken()  # Ctrl-C here: no later cancel reaches the next call
+            raise
         gate.release()  # let the next waiter through
         return True
 
@@ -419,7 +423,11 @@ class Job:
             self.channel.before_blocking()
         if timeout is not None and timeout >= threading.TIMEOUT_MAX:
             timeout = None  # inf: wait for it (a longer timeout raises OverflowError)
-        return ready.wait(timeout)
+        try:
+            return ready.wait(timeout)
+        except KeyboardInterrupt:
+            _interrupt.signal_taken()
+            raise
 
     def value(self) -> Any:
         """The job's value, or raise its error (the driver's, unchanged); it has ended."""

@@ -28,6 +28,7 @@ pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a subprocess: POSIX"),
 ]
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interrupt_child.py")
 #: The child's long statement runs this long (interrupt_child.LONG).
 LONG = 20.0
@@ -383,3 +384,87 @@ def test_a_held_call_gets_ctrl_c_only_once_it_ended(cancel: str) -> None:
     else:  # the call ran to its end, and only then came the interrupt
         assert report["context"] == "None", report
         assert report["elapsed"] >= 1.0, report
+
+
+#: A Ctrl-C taken in a wait, read late by the watcher (as under load, when the
+#: watcher thread waits for the GIL): the main thread's next statement must
+#: not be cancelled as if it were the interrupted call.  The watcher reads the
+#: socket only once the main thread is inside its next statement (or a bound
+#: passed).  ``argv[2]``: ``deadline`` (a synchronous call with
+#: ``cancel_after=``: the wait is the job's, on the main thread) or ``result``
+#: (``op.result()``: waiting never cancels; the next statement runs on a
+#: second connection).
+_LATE_WATCHER = """
+import json, os, signal, sys, threading, time
+sys.path.insert(0, os.getcwd())
+from asynchdb import _interrupt
+from benchmarks.backends import BY_NAME
+b, mode = BY_NAME[sys.argv[1]], sys.argv[2]
+conn = b.connect()
+other = b.connect() if mode == "result" else conn
+main = threading.main_thread().ident
+out = {"next_seen_inline": False}
+late = threading.Event()
+wake = _interrupt._wake
+
+def late_wake(sock):
+    late.wait(10)  # the watcher thread, held back
+    return wake(sock)
+
+_interrupt._wake = late_wake
+
+def send():
+    deadline = time.monotonic() + 10
+    while conn._ch.running is None and time.monotonic() < deadline:
+        time.sleep(0.001)  # until the statement runs on the worker
+    os.kill(os.getpid(), signal.SIGINT)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        if other._ch.inline_kind == "execute" and other._ch.owned_by(main):
+            out["next_seen_inline"] = True
+            break
+        time.sleep(0.001)
+    late.set()
+
+helper = threading.Thread(target=send, daemon=True)
+helper.start()
+cur = conn.cursor()
+try:
+    if mode == "deadline":
+        cur.execute(b.long_sql(20), cancel_after=60)
+    else:
+        op = cur.execute(b.long_sql(20), asynch=True)
+        op.result()
+    out["first"] = None
+except KeyboardInterrupt:
+    out["first"] = "KeyboardInterrupt"
+try:
+    ncur = other.cursor()
+    ncur.execute(b.long_sql(0.5))
+    ncur.fetchall()
+    out["next"] = "ended"
+except KeyboardInterrupt:
+    out["next"] = "KeyboardInterrupt"
+except Exception as exc:
+    out["next"] = repr(exc)
+helper.join(10)
+if mode == "result":
+    op.abort()
+    op.wait_for_completion(10)
+    other.close()
+conn.close()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("mode", ["deadline", "result"])
+@pytest.mark.parametrize("name", ["pyodbc-sqlite", "psycopg"])
+def test_a_ctrl_c_taken_in_a_wait_never_cancels_the_next_statement(name: str, mode: str) -> None:
+    require(name)
+    proc = subprocess.run([sys.executable, "-c", _LATE_WATCHER, name, mode],
+                          capture_output=True, text=True, timeout=BOUND * 2, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["first"] == "KeyboardInterrupt", report
+    assert report["next_seen_inline"] is True, report
+    assert report["next"] == "ended", report
