@@ -621,10 +621,10 @@ def signal_taken() -> None:
     would be read by the watcher whenever it next runs, and by then the main
     thread may have started its next statement, which the watcher would cancel
     as the interrupted call: that statement raised ``KeyboardInterrupt`` at
-    once (one in about 9,500 stress Ctrl-Cs on sqlite3 and on SQLite ODBC,
-    2026-12-07).  Driver calls the main thread is still inside (a wait nested
-    in a driver callback) are what the SIGINT interrupted: they are cancelled
-    here, as the watcher would have.
+    once (tests/test_interrupt.py holds the watcher back to show it).
+    Driver calls the main thread is still inside (a wait nested in a driver
+    callback) are what the SIGINT interrupted: they are cancelled here, as
+    the watcher would have.
     """
     if threading.get_ident() != _MAIN:
         return
