@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from asynchdb import _hub
 from asynchdb._hub import KEEPALIVE, LINGER_TICK, Timer
 
 BOUND = 5.0  # seconds any wait here may take before the test fails
@@ -57,6 +58,10 @@ class Harness:
     def lingering(self) -> None:
         """Run one entry, so that the thread exists and lingers with nothing scheduled."""
         assert self.run_once(0.0).wait(BOUND)
+        self.wait_lingering()
+
+    def wait_lingering(self) -> None:
+        """Return once the thread waits with nothing live (bounded)."""
         deadline = time.monotonic() + BOUND
         while True:  # the thread is back under the lock, waiting for its next look
             with self.cond:
@@ -83,10 +88,15 @@ def test_an_entry_due_after_the_lingering_threads_next_look_wakes_nobody(h: Harn
     ran = h.run_once(LINGER_TICK * 3)
     assert h.cond.notified == before
     assert ran.wait(BOUND)
-    assert time.monotonic() - started >= LINGER_TICK * 3 * 0.9  # not early either
+    took = time.monotonic() - started
+    assert took >= LINGER_TICK * 3 * 0.9  # not early
+    assert took < KEEPALIVE / 2  # nor at the end of the linger (2 s late)
 
 
-def test_an_entry_due_before_the_lingering_threads_next_look_wakes_it(h: Harness) -> None:
+def test_an_entry_due_before_the_lingering_threads_next_look_wakes_it(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a long tick: a test thread that stalls cannot find the next look overdue
+    monkeypatch.setattr(_hub, "LINGER_TICK", 1.0)
     h.lingering()
     before = h.cond.notified
     ran = h.run_once(0.0)
@@ -136,3 +146,43 @@ def test_cancelling_the_last_entry_with_nothing_to_keep_the_thread_lets_it_exit_
     entry.cancel()
     t.join(BOUND)  # without the wake-up it would sleep for an hour
     assert not t.is_alive()
+
+
+def test_cancelling_a_near_entry_with_nothing_to_keep_the_thread_lets_it_exit_at_once(
+        h: Harness) -> None:
+    h.keep = False
+    entry = h.timer.schedule(KEEPALIVE * 0.75, lambda: None)
+    t = h.thread()
+    assert t is not None
+    deadline = time.monotonic() + BOUND
+    while True:  # the thread now waits for the entry
+        with h.cond:
+            if h.timer._wake_at > 0:
+                break
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    entry.cancel()
+    t.join(KEEPALIVE * 0.25)  # not when the entry was due
+    assert not t.is_alive()
+
+
+def test_a_cancelled_entry_at_the_head_of_the_heap_does_not_hide_a_new_one(h: Harness) -> None:
+    # found in review (2026-12-07): before the looks, a new entry was notified
+    # only if it became the heap's head, and a cancelled entry kept there (other
+    # entries were live when it was cancelled) hid it for the whole linger
+    inside, go = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        inside.set()
+        go.wait(BOUND)
+
+    h.timer.schedule(0.0, hold)
+    assert inside.wait(BOUND)
+    # cancelled while another entry is live: it stays in the heap, at its head
+    h.timer.schedule(LINGER_TICK * 4, lambda: None).cancel()
+    go.set()
+    h.wait_lingering()
+    started = time.monotonic()
+    ran = h.run_once(LINGER_TICK * 6)
+    assert ran.wait(BOUND)
+    assert time.monotonic() - started < KEEPALIVE / 2
