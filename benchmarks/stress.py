@@ -785,8 +785,10 @@ class Child:
         if not sent:
             # say how the call ended: an error at once (a stray abort, a
             # lock) and a call that never reached the driver read the same
+            context = getattr(outcome, "__context__", None)
             self.tally.note("errors", f"sigint: the call was never seen inside the driver; it "
-                                      f"ended after {took:.3f} s with {outcome!r}")
+                                      f"ended after {took:.3f} s with {outcome!r} "
+                                      f"(context {context!r})")
             slot.try_reopen()
             return
         if isinstance(outcome, KeyboardInterrupt):
