@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from plugin import wait_until
 
 from asynchdb import _hub
 from asynchdb._hub import KEEPALIVE, LINGER_TICK, Timer
@@ -60,15 +61,17 @@ class Harness:
         assert self.run_once(0.0).wait(BOUND)
         self.wait_lingering()
 
+    def waits(self, until: Callable[[], bool]) -> None:
+        """Return once the thread waits under the lock and ``until()`` holds there (bounded)."""
+        def check() -> bool:
+            with self.cond:
+                return until()
+
+        assert wait_until(check, BOUND, 0.001), "the timer thread never got to that wait"
+
     def wait_lingering(self) -> None:
         """Return once the thread waits with nothing live (bounded)."""
-        deadline = time.monotonic() + BOUND
-        while True:  # the thread is back under the lock, waiting for its next look
-            with self.cond:
-                if self.timer._live == 0 and self.timer._wake_at > 0:
-                    return
-            assert time.monotonic() < deadline, "the timer thread never went back to waiting"
-            time.sleep(0.001)
+        self.waits(lambda: self.timer._live == 0 and self.timer._wake_at > 0)
 
 
 @pytest.fixture
@@ -123,15 +126,8 @@ def test_cancelling_a_far_entry_wakes_the_thread_so_it_does_not_outstay_its_ling
         h: Harness) -> None:
     h.lingering()
     entry = h.timer.schedule(KEEPALIVE * 100, lambda: None)
-    t = h.thread()
-    assert t is not None
-    deadline = time.monotonic() + BOUND
-    while True:  # the thread now waits for the far entry
-        with h.cond:
-            if h.timer._wake_at > time.monotonic() + KEEPALIVE:
-                break
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    assert h.thread() is not None
+    h.waits(lambda: h.timer._wake_at > time.monotonic() + KEEPALIVE)  # for the far entry
     before = h.cond.notified
     entry.cancel()
     assert h.cond.notified == before + 1
@@ -154,13 +150,7 @@ def test_cancelling_a_near_entry_with_nothing_to_keep_the_thread_lets_it_exit_at
     entry = h.timer.schedule(KEEPALIVE * 0.75, lambda: None)
     t = h.thread()
     assert t is not None
-    deadline = time.monotonic() + BOUND
-    while True:  # the thread now waits for the entry
-        with h.cond:
-            if h.timer._wake_at > 0:
-                break
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    h.waits(lambda: h.timer._wake_at > 0)  # for the entry
     entry.cancel()
     t.join(KEEPALIVE * 0.25)  # not when the entry was due
     assert not t.is_alive()
