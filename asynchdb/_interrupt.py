@@ -616,8 +616,8 @@ def signal_taken() -> None:
     """The main thread got a SIGINT's ``KeyboardInterrupt`` in a wait: take its wake-up byte.
 
     Main thread (any other returns at once), from the ``except
-    KeyboardInterrupt`` of a wait (:func:`wait_job`, :func:`hopped_call_interrupted`,
-    :func:`population_interrupted`, ``Job.wait``).  Left in the socket, the byte
+    KeyboardInterrupt`` of a wait (``Job.wait``, which :func:`wait_job` uses;
+    :func:`hopped_call_interrupted`; :func:`population_interrupted`).  Left in the socket, the byte
     would be read by the watcher whenever it next runs, and by then the main
     thread may have started its next statement, which the watcher would cancel
     as the interrupted call: that statement raised ``KeyboardInterrupt`` at
@@ -649,8 +649,7 @@ def wait_job(job: Any) -> None:
     """
     try:
         job.wait(None)
-    except KeyboardInterrupt as ki:
-        signal_taken()
+    except KeyboardInterrupt as ki:  # Job.wait took the signal's byte (signal_taken)
         if _sig.getsignal(_SIGINT) is _DEFAULT:
             job.abort(_interrupted(job.kind), force=True)
             _wait_through_interrupts(job.wait, time.monotonic() + JOB_WAIT)
