@@ -180,7 +180,7 @@ _KILLERS: dict[int, tuple[Any, int]] = {}
 _CLICKHOUSE_KILLERS: dict[int, Any] = {}
 
 
-TARGETS = (
+TARGETS: tuple[Target, ...] = (
     Target(BY_NAME["pyodbc-postgresql"], "SELECT g, 'row' FROM generate_series(1, 100) g", 30),
     Target(BY_NAME["pyodbc-mariadb"], "SELECT seq, 'row' FROM seq_1_to_100", 30),
     # the registry's count runs SQLITE_RATE rows a second: this one counts to 10**10

@@ -22,7 +22,7 @@ if not __package__:  # python benchmarks/haltpoll.py: make the repository import
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
-from typing import Optional
+from typing import Any, Optional
 
 from benchmarks import drivers
 
@@ -30,11 +30,10 @@ KNOB = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
 SETTINGS = (0, 200_000)
 
 
-def _line(backend: str, key: str, query: dict[str, object]) -> str:
-    comp = query["comparisons"][0]  # type: ignore[index]
+def _line(backend: str, key: str, query: dict[str, Any]) -> str:
+    comp = query["comparisons"][0]
     modes = query["modes"]
-    medians = ", ".join(f"{name} {m['median_ns'] / 1000:.1f} us"  # type: ignore[index]
-                        for name, m in modes.items())  # type: ignore[attr-defined]
+    medians = ", ".join(f"{name} {m['median_ns'] / 1000:.1f} us" for name, m in modes.items())
     per_rep = comp.get("per_rep", {})
     return (f"{backend:18s} {key:8s} {comp['ratio']:.3f}x "
             f"(per repetition {per_rep.get('p25')}-{per_rep.get('p75')}); {medians}")

@@ -89,6 +89,7 @@ import argparse
 import contextlib
 import datetime
 import faulthandler
+import functools
 import gc
 import json
 import os
@@ -170,13 +171,12 @@ def load_target(name: str) -> tuple[Optional[Target], Optional[str]]:
     reason = backend.unavailable()
     if reason is not None:
         return None, str(reason)
-    connect = backend.connect
+    connect: Callable[[], asynchdb.Connection] = backend.connect
     if name == "sqlite3":
         # the scenarios call the connection synchronously from helper threads
         # (close, rollback, reads under a watchdog): sqlite3's same-thread rule,
         # which asynchdb keeps, must be off as it would be for the raw driver
-        def connect() -> asynchdb.Connection:
-            return backend.connect(check_same_thread=False)
+        connect = functools.partial(backend.connect, check_same_thread=False)
     return Target(name, connect, lambda s: backend.long_sql(s, "stress"),
                   lambda: "SELECT 1", [(1,)], rows_sql=backend.rows_sql), None
 

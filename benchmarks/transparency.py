@@ -36,7 +36,9 @@ from benchmarks.drivers import Sizes, _timed_calls
 def _proxy_class() -> Any:
     import wrapt
 
-    class ProxyCursor(wrapt.ObjectProxy):  # type: ignore[misc]
+    base: Any = wrapt.ObjectProxy  # typed or not, by wrapt's version
+
+    class ProxyCursor(base):  # type: ignore[misc]
         """asynchdb.Cursor's drop-in fast path on a wrapt proxy."""
 
         def __init__(self, ch: Any, raw: Any) -> None:
