@@ -779,16 +779,20 @@ def render(results: dict[str, Any]) -> str:
                          f"| {us(st['p99_ns'], 0)} | {st['n']} |")
         lines += ["", f"Problems: {p3['problems']}", ""]
     p6a, p6b = results["P6a"], results["P6b"]
-    lines += ["## P6: threads and concurrency", "",
-              f"**{p6a['title']}**: asynchdb threads once idle: "
-              f"**{p6a['asynchdb_threads_idle']}** (target 0, "
-              f"{'met' if p6a['met'] else 'NOT met'}); right after the work "
-              f"{p6a['asynchdb_threads_right_after_work']}; aiosqlite with as many "
-              f"connections: {p6a.get('aiosqlite_threads_idle', p6a.get('aiosqlite'))} threads. "
-              f"Not counted: the process's one Ctrl-C watcher thread "
-              f"({p6a.get('ctrl_c_watcher', '?')} here), alive while any connection is "
-              f"open on the main thread, whatever their number.",
-              ""]
+    lines += ["## P6: threads and concurrency", ""]
+    if "skipped" in p6a:
+        lines += [f"P6a skipped: {p6a['skipped']}", ""]
+    else:
+        aio_idle = p6a.get("aiosqlite_threads_idle", p6a.get("aiosqlite"))
+        lines += [f"**{p6a['title']}**: asynchdb threads once idle: "
+                  f"**{p6a['asynchdb_threads_idle']}** (target 0, "
+                  f"{'met' if p6a['met'] else 'NOT met'}); right after the work "
+                  f"{p6a['asynchdb_threads_right_after_work']}; aiosqlite with as many "
+                  f"connections: {aio_idle} threads. "
+                  f"Not counted: the process's one Ctrl-C watcher thread "
+                  f"({p6a.get('ctrl_c_watcher', '?')} here), alive while any connection is "
+                  f"open on the main thread, whatever their number.",
+                  ""]
     if "skipped" in p6b:
         lines.append(f"P6b skipped: {p6b['skipped']}")
     else:
@@ -838,8 +842,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         results["P6b"] = run_p6_concurrent(sz)
         print("P6b done", flush=True)
     else:
-        results["P6a"] = {"title": "P6a", "asynchdb_threads_idle": None, "met": None,
-                          "asynchdb_threads_right_after_work": None}
+        results["P6a"] = {"skipped": "--no-p6"}
         results["P6b"] = {"skipped": "--no-p6"}
     results["meta"]["seconds"] = round(time.monotonic() - started, 1)
     md = render(results)
