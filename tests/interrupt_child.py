@@ -8,7 +8,8 @@ it, and prints ``OUT {json}``: what the statement call raised, how long it
 took, and whether the connection answers ``SELECT 1`` afterwards.
 
 Modes: ``plain`` (the drop-in call), ``cancel_after`` (a synchronous call with
-a deadline: the job path), ``own-handler`` (the program installed its own
+a deadline: the job path), ``listener`` (a synchronous call with a listener,
+which hears every step: the job path too), ``own-handler`` (the program installed its own
 SIGINT handler: asynchdb must leave it alone), ``wait`` (waiting on an
 Operation: the operation must go on).
 
@@ -58,15 +59,19 @@ def _announce_inline(ch: object) -> None:
     """Print RUNNING once the main thread's execute is inside the driver (helper thread).
 
     Read from what the call registers on its channel, as the Ctrl-C watcher
-    does; a driver whose main-thread calls hop to the worker counts once
-    the hop is made.
+    does (either registration: the cursor and "execute" on the drop-in path,
+    the bound ``execute`` and None through ``Channel.call``); a driver whose
+    main-thread calls hop to the worker counts once the hop is made.
     """
     main = threading.main_thread().ident or 0
     c: Any = ch
     hopped = c.counters["hopped"]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if (c.inline_kind == "execute" and c.owned_by(main)) or c.counters["hopped"] > hopped:
+        kind = c.inline_kind
+        execute = kind == "execute" or (
+            kind is None and getattr(c.inline, "__name__", None) == "execute")
+        if (execute and c.owned_by(main)) or c.counters["hopped"] > hopped:
             print("RUNNING", flush=True)
             return
         time.sleep(0.005)
@@ -91,6 +96,23 @@ def _announce_running(names: set[str]) -> None:
         time.sleep(0.005)
 
 
+class _Heard:
+    """A listener (``listener`` mode): counts what it hears, vetoes nothing."""
+
+    def __init__(self) -> None:
+        self.progress = 0
+        self.stops: list[str] = []
+
+    def on_progress(self, op: Any, status: Any) -> None:
+        self.progress += 1
+
+    def on_stop(self, op: Any, status: Any) -> None:
+        self.stops.append(status.phase.name)
+
+    def on_low_resource(self, op: Any) -> None:
+        pass
+
+
 def main() -> None:
     name, tag, mode = sys.argv[1:4]
     backend = BY_NAME[name]
@@ -103,18 +125,23 @@ def main() -> None:
     if mode in ("plain", "own-handler"):
         announce = threading.Thread(target=_announce_inline, args=(cur._ch,), daemon=True)
     else:
-        watch = {"cancel_after": {"wait"}, "wait": {"result"}, "population": {"take_all"}}[mode]
+        watch = {"cancel_after": {"wait"}, "listener": {"wait"}, "wait": {"result"},
+                 "population": {"take_all"}}[mode]
         announce = threading.Thread(target=_announce_running, args=(watch,), daemon=True)
     announce.start()
     print("READY", flush=True)
     started = time.monotonic()
     op = None
+    heard = _Heard()
     try:
         if mode == "cancel_after":
             # a driver with no cancel abandons the statement, which runs to its
             # end before the connection answers again: keep it short
             cur.execute(backend.long_sql(LONG if backend.can_cancel else SHORT, tag),
                         cancel_after=60)
+        elif mode == "listener":
+            cur.execute(backend.long_sql(LONG if backend.can_cancel else SHORT, tag),
+                        listener=heard)
         elif mode == "population":
             # rows arrive slowly; fetchall waits on the population buffer
             op = cur.execute(f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
@@ -143,6 +170,13 @@ def main() -> None:
         out["raised"] = repr(exc)
     out["elapsed"] = time.monotonic() - started
     out["handled"] = len(handled)
+    if mode == "listener":
+        # the listener hears how the operation ended (bounded: its delivery
+        # may trail the call's return by a moment)
+        deadline = time.monotonic() + 5
+        while not heard.stops and time.monotonic() < deadline:
+            time.sleep(0.005)
+        out["listener_stops"] = heard.stops
     if op is not None and mode == "population":
         # the interrupted fetch aborted the population
         op.wait_for_completion(30)
