@@ -828,7 +828,8 @@ def test_adbc_recognises_a_cancel_that_landed_on_its_begin() -> None:
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.backend(n))
-                                  for n in ("psycopg", "psycopg2", "clickhouse")])
+                                  for n in ("psycopg", "psycopg2", "clickhouse", "pymysql",
+                                            "mysqlclient", "pg8000")])
 def test_new_cursor_does_not_wait_for_a_busy_connection(name: str) -> None:
     """Drivers whose ``cursor()`` never talks to the server: no wait behind a statement.
 

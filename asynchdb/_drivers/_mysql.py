@@ -169,6 +169,9 @@ class PyMySQLAdapter(_MySQLAdapter):
     #: ``executemany`` takes parameter sets one at a time from an iterator
     #: (a multi-row INSERT is sent whenever ``max_stmt_length`` fills up).
     counts_executemany = True
+    #: ``cursor()`` only builds a Python object (PyMySQL 1.x): it need not wait
+    #: for a running statement (an event loop's thread would stall meanwhile).
+    cursor_anywhere = True
 
     def _wrapped_opener(self, raw: Any) -> Optional[Callable[[], Any]]:
         # PyMySQL keeps what a second connection needs on the connection itself
@@ -202,6 +205,9 @@ class MySQLdbAdapter(_MySQLAdapter):
     name = "mysqlclient"
     #: ``executemany`` takes parameter sets one at a time from an iterator.
     counts_executemany = True
+    #: ``cursor()`` only builds a Python object (``cursorclass(connection)``,
+    #: no call into the C client): it need not wait for a running statement.
+    cursor_anywhere = True
 
     @property
     def module_label(self) -> str:

@@ -143,6 +143,9 @@ class Pg8000Adapter(Adapter):
     hold_interrupt = True
     #: pg8000's ``executemany`` executes one parameter set at a time.
     counts_executemany = True
+    #: ``cursor()`` only builds a Python object: it need not wait for a
+    #: running statement (an event loop's thread would stall meanwhile).
+    cursor_anywhere = True
 
     def connect(self, factory: Callable[..., Any], args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> Any:
