@@ -244,20 +244,20 @@ async def _ticker_worst(stop: asyncio.Event) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,conns", [("psycopg", 4), ("pyodbc-postgresql", 4),
-                                        ("pyodbc-mariadb", 4), ("sqlite3", 1)])
-def test_loop_stays_responsive(name: str, conns: int, loop_kind: str) -> None:
+def test_loop_stays_responsive(backend: Backend, loop_kind: str) -> None:
     """A 10 ms ticker never stalls more than 100 ms while statements run and are cancelled.
 
-    The machine is shared and loaded: the ticker's worst lateness with nothing
-    running is measured first, in the same process, and the allowance is
-    100 ms on top of it.  An in-process engine competes for the same cores
-    (sqlite3 runs in the worker; DuckDB uses every core), so it runs one
-    statement at a time here.
+    On every backend.  The machine is shared and loaded: the ticker's worst
+    lateness with nothing running is measured first, in the same process, and
+    the allowance is 100 ms on top of it.  An in-process engine competes for
+    the same cores (sqlite3 runs in the worker; DuckDB uses every core), so it
+    runs one statement at a time here; a server runs four.  A driver with no
+    cancel (ADBC SQLite) abandons a cancelled statement, which runs on to its
+    end: the next ``conn.cursor()``, a synchronous driver call that waits its
+    turn, would hold the loop until then (measured: 0.2 s of a 0.5 s
+    statement), so there the statements are awaited, not cancelled.
     """
-    from plugin import require
-
-    backend = require(name)
+    conns = 4 if backend.server is not None else 1
     opened = [backend.connect() for _ in range(conns)]
     try:
         async def idle() -> float:
@@ -275,11 +275,12 @@ def test_loop_stays_responsive(name: str, conns: int, loop_kind: str) -> None:
                     ops = [c.cursor().execute(backend.long_sql(0.3), asynch=True)
                            for c in opened]
                     await asyncio.gather(*(asyncio.ensure_future(o) for o in ops))
-                    ops = [c.cursor().execute(backend.long_sql(LONG), asynch=True)
-                           for c in opened]
-                    for o in ops:
-                        with pytest.raises(asyncio.TimeoutError):
-                            await asyncio.wait_for(o, 0.05)
+                    if backend.can_cancel:
+                        ops = [c.cursor().execute(backend.long_sql(LONG), asynch=True)
+                               for c in opened]
+                        for o in ops:
+                            with pytest.raises(asyncio.TimeoutError):
+                                await asyncio.wait_for(o, 0.05)
                     for c in opened:  # quick ones, awaited back to back
                         await c.cursor().execute("SELECT 1", asynch=True)
             finally:
