@@ -18,6 +18,9 @@ Commands (one per ``execute``):
 * ``hang NAME``: like ``block`` but deaf to cancels (only ``release`` ends it).
 * ``fail``: raise ``ProgrammingError``.
 * ``rows N``: a result set of N rows ``(i,)``.
+* ``udf NAME``: call the function ``create_function(NAME, fn)`` registered,
+  inside the statement and on the calling thread (as sqlite3 runs a user
+  function); one row, its return value.
 * several commands separated by ``;`` form a batch: ``nextset()`` runs the next.
 * ``callproc("double", params)`` returns the parameters doubled (output parameters);
   ``callproc("block NAME")`` blocks like the statement.
@@ -107,6 +110,7 @@ class FakeConnection:
         self.closed_by: Optional[int] = None
         self.threads: set[int] = set()
         self.commits = 0
+        self.functions: dict[str, Any] = {}
 
     # -- test controls ---------------------------------------------------------
     def started(self, name: str) -> threading.Event:
@@ -128,6 +132,10 @@ class FakeConnection:
                 return
             self._cancel_flag = True
             self._cond.notify_all()
+
+    def create_function(self, name: str, fn: Any) -> None:
+        """Register ``fn()`` for ``udf NAME`` statements (sqlite3's user functions)."""
+        self.functions[name] = fn
 
     # -- DB-API ----------------------------------------------------------------
     def cursor(self) -> FakeCursor:
@@ -178,6 +186,10 @@ class FakeConnection:
         if cmd == "fail":
             self.log.append((sql, "failed"))
             raise ProgrammingError("fail")
+        if cmd == "udf":
+            value = self.functions[arg]()  # inside the statement, on this thread
+            self.log.append((sql, "ok"))
+            return [(value,)]
         self.log.append((sql, "ok"))
         if cmd == "rows":
             return [(i,) for i in range(int(arg))]

@@ -10,6 +10,7 @@ and runs under a watchdog: a regression fails in seconds instead of hanging.
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 from typing import Any, Callable
 
@@ -86,6 +87,32 @@ def test_user_function_that_queries_the_connection_asynchronously() -> None:
     assert bounded(scenario) == ("ok", [(7,), (8,), (9,)])
 
 
+@pytest.mark.parametrize("asynch", [False, True], ids=["sync", "asynch"])
+def test_user_function_that_queries_the_connection_on_the_fake_driver(asynch: bool) -> None:
+    """The fake's ``udf`` runs a function inside the statement, as sqlite3 does."""
+    def scenario() -> Any:
+        conn = asynchdb.wrap(fake.connect())
+        raw = conn.driver_connection
+        try:
+            def f() -> Any:
+                # another cursor of the same connection, nested in the call
+                return conn.cursor().execute("rows 3").fetchall()
+
+            raw.create_function("f", f)
+            cur = conn.cursor()
+            if asynch:
+                cur.execute("udf f", asynch=True).result(WATCHDOG)
+            else:
+                cur.execute("udf f")
+            return cur.fetchall(), [sql for sql, _ in raw.log]
+        finally:
+            conn.close()
+
+    rows, log = bounded(scenario)
+    assert rows == [([(0,), (1,), (2,)],)]
+    assert log == ["rows 3", "udf f"]  # the nested statement ran inside the outer one
+
+
 def test_user_function_that_closes_its_own_cursor_gets_sqlite3s_error() -> None:
     """Closing the running cursor from inside it is refused by sqlite3, not swallowed."""
     def run(conn: Any) -> Any:
@@ -109,6 +136,81 @@ def test_user_function_that_closes_its_own_cursor_gets_sqlite3s_error() -> None:
         conn = asynchdb.connect(sqlite3, ":memory:")
         try:
             return run(conn)
+        finally:
+            conn.close()
+
+    assert bounded(scenario) == expected
+
+
+def _function_writes_then_cursor_dropped(conn: Any) -> Any:
+    """A user function writes to the table its SELECT reads; the cursor is dropped
+    after the first row; then the table is dropped (no lock may be left).
+
+    The shape of CPython's ``test_table_lock_cursor_non_readonly_select``.
+    Only the first row is stepped: reading on would feed the SELECT its own
+    inserts without end.
+    """
+    conn.execute("CREATE TABLE t (x)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(5)])
+    conn.commit()
+    calls: list[Any] = []
+
+    def dup(x: Any) -> Any:
+        calls.append(x)
+        conn.execute("INSERT INTO t VALUES (?)", (x,))
+        return x
+
+    conn.create_function("dup", 1, dup)
+    cur = conn.execute("SELECT dup(x) FROM t")
+    del cur
+    gc.collect()
+    dropped = outcome(lambda: conn.execute("DROP TABLE t"))
+    conn.commit()
+    return calls, dropped[0]
+
+
+def test_user_function_that_writes_to_the_table_it_reads() -> None:
+    raw = sqlite3.connect(":memory:")
+    expected = _function_writes_then_cursor_dropped(raw)
+    raw.close()
+    assert expected == ([0], "ok")
+
+    def scenario() -> Any:
+        conn = asynchdb.connect(sqlite3, ":memory:")
+        try:
+            return _function_writes_then_cursor_dropped(conn)
+        finally:
+            conn.close()
+
+    assert bounded(scenario) == expected
+
+
+def _converter_reads_the_running_cursor(conn: Any) -> Any:
+    """A column converter reads on the cursor that is converting the row.
+
+    The shape of CPython's ``test_recursive_cursor_iter``: sqlite3 refuses
+    the recursive use of the cursor with its own ProgrammingError.
+    """
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE t (x PEEK)")
+    cur.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
+    sqlite3.register_converter("PEEK", lambda b: next(cur))
+    try:
+        return outcome(lambda: cur.execute("SELECT x FROM t").fetchall())
+    finally:
+        del sqlite3.converters["PEEK"]
+
+
+def test_converter_that_reads_the_running_cursor() -> None:
+    raw = sqlite3.connect(":memory:", detect_types=sqlite3.PARSE_DECLTYPES)
+    expected = _converter_reads_the_running_cursor(raw)
+    raw.close()
+    assert expected[0] == "error" and expected[1][0] is sqlite3.ProgrammingError
+
+    def scenario() -> Any:
+        conn = asynchdb.connect(sqlite3, ":memory:", detect_types=sqlite3.PARSE_DECLTYPES)
+        try:
+            return _converter_reads_the_running_cursor(conn)
         finally:
             conn.close()
 
@@ -150,6 +252,39 @@ def test_generator_feeding_executemany_uses_the_connection(asynch: bool) -> None
         conn = asynchdb.connect(sqlite3, ":memory:", check_same_thread=False)
         try:
             return _generator_uses_connection(conn, asynch)
+        finally:
+            conn.close()
+
+    assert bounded(scenario) == expected
+
+
+def _generator_uses_the_same_cursor(conn: Any) -> Any:
+    """The generator feeding ``executemany`` executes on the very cursor it feeds.
+
+    The shape of CPython's ``test_recursive_cursor_use``: sqlite3 refuses it
+    with its own ProgrammingError.
+    """
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE a (x)")
+    cur.execute("CREATE TABLE b (y)")
+
+    def rows() -> Any:
+        cur.execute("INSERT INTO a VALUES (?)", (1,))
+        yield (1,)
+
+    return outcome(lambda: cur.executemany("INSERT INTO b VALUES (?)", rows()))
+
+
+def test_generator_feeding_executemany_uses_the_same_cursor() -> None:
+    raw = sqlite3.connect(":memory:")
+    expected = _generator_uses_the_same_cursor(raw)
+    raw.close()
+    assert expected[0] == "error" and expected[1][0] is sqlite3.ProgrammingError
+
+    def scenario() -> Any:
+        conn = asynchdb.connect(sqlite3, ":memory:")
+        try:
+            return _generator_uses_the_same_cursor(conn)
         finally:
             conn.close()
 
