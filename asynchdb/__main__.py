@@ -1,7 +1,7 @@
 """Command line: ``python -m asynchdb demo | query | check``.
 
 ``demo`` is also installed as ``asynchdb-demo``.  ``query`` lives in
-``asynchdb._query``.  ``check`` (API.md section 11) is built in its own module:
+``asynchdb._query``.  ``check`` (docs/adapters.md) is built in its own module:
 this file registers it through :func:`_add_check`, the one hook to adjust
 when that module lands.
 """

@@ -1,10 +1,11 @@
 """``python -m asynchdb check``: the cancel-safety checks against a live database.
 
-API.md section 11.  Each check runs in a subprocess of its own (a driver that
-crashes or hangs then fails that check, and the run goes on); the child gets
-its connect arguments on stdin, never on its command line, so a password does
-not show in the process list.  The parent prints one row a check: ``pass``,
-``fail`` with what was seen, or ``n/a`` with why.
+What each check does: docs/adapters.md, "The check command".  Each check runs
+in a subprocess of its own (a driver that crashes or hangs then fails that
+check, and the run goes on); the child gets its connect arguments on stdin,
+never on its command line, so a password does not show in the process list.
+The parent prints one row a check: ``pass``, ``fail`` with what was seen, or
+``n/a`` with why.
 
 Where the statement runs is checked on the server when the server is known
 (PostgreSQL: ``pg_stat_activity``; MariaDB/MySQL:
@@ -37,7 +38,7 @@ from . import connect as asynchdb_connect
 
 __all__ = ["CHECKS", "Outcome", "add_parser", "run", "run_checks"]
 
-#: check id -> the row's text (API.md section 11's list, in its order)
+#: check id -> the row's text (the table of docs/adapters.md, in its order)
 CHECKS: dict[str, str] = {
     "abort-stops": "abort stops the statement on the server",
     "abort-before-start": "an abort just before the statement starts is not lost",
@@ -80,7 +81,8 @@ def connector(module: Any) -> Any:
 BOUND = 10.0
 #: Seconds a whole child may take.
 CHILD_LIMIT = 120.0
-#: API.md section 5 / section 9 limits.
+#: The interpreter exits within 2 s with operations pending (docs/abort.md), and
+#: Ctrl-C raises KeyboardInterrupt within 2 s (docs/adapters.md, "The check command").
 EXIT_WITHIN = 2.0
 CTRL_C_WITHIN = 2.0
 RESULT = "ASYNCHDB-CHECK "
@@ -415,7 +417,7 @@ class _Child:
         # The thread that opens the connection also closes it while the statement
         # runs on asynchdb's worker: what a program does, and the only thread a
         # sqlite3 connection opened without check_same_thread=False may be
-        # closed from (API.md section 1, "Threads").  The main thread watches
+        # closed from (docs/usage.md, "Types and threads").  The main thread watches
         # with bounded waits, so a close that blocks fails the check.
         box: dict[str, Any] = {}
         started = threading.Event()

@@ -16,7 +16,7 @@ Event so that the main thread wakes as soon as rows arrive.
 Invariants: stdout gets rows and nothing else; every message goes to stderr,
 scrubbed of the target's passwords; the exit status is 0 success, 1 the
 database reported an error, 2 bad usage, 124 ``--cancel-after`` passed, 130
-interrupted (API.md, section 13).
+interrupted (docs/cli.md, "Exit status").
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ handed out again.
 Threads: everything runs on the thread that runs the statement, as without
 asynchdb, except a statement with a deadline on a driver that cannot cancel:
 it runs on an asynchdb worker so that the deadline can release the caller.
-Ctrl-C (API.md section 9) takes asynchdb's ordinary synchronous call paths:
+Ctrl-C (docs/interrupts.md) takes asynchdb's ordinary synchronous call paths:
 ``Channel.call`` for a plain statement (the call bound to the driver cursor
 and named for its kind, as ``Cursor.execute``'s would be) and
 ``Channel.run_sync`` for one with an option.
@@ -99,7 +99,7 @@ __all__ = ["CANCEL_AFTER", "LISTENER", "instrument"]
 
 #: The execution option holding the deadline in seconds.
 CANCEL_AFTER = "asynchdb_cancel_after"
-#: The execution option holding a listener (API.md section 6).
+#: The execution option holding a listener (docs/usage.md, "Listeners").
 LISTENER = "asynchdb_listener"
 #: Marks the execution context of a statement that asynchdb aborted: True when
 #: it was abandoned (invalidate the connection), False when it was cancelled.
@@ -354,7 +354,7 @@ def _run(state: _State, kind: str, method: Callable[..., Any], cursor: Any,
         # the drop-in path, Channel.call_as: inline when the connection is free
         # (no Operation, no hop), in turn otherwise.  The call registers the
         # driver cursor and its kind, as Cursor.execute's would,
-        # so what looks at the running call (Ctrl-C, section 9) finds both.
+        # so what looks at the running call (Ctrl-C, docs/interrupts.md) finds both.
         try:
             ch.call_as(cursor, kind, method, *args)
         except KeyboardInterrupt as ki:
@@ -423,7 +423,7 @@ def _run_job(ch: Channel, kind: str, work: Callable[[], Any], cursor: Any,
             if secs is not None:
                 setattr(context, _LEFT, secs - (time.monotonic() - began))
     except BaseException:
-        # the wait itself was interrupted (Ctrl-C, API.md section 9, aborts
+        # the wait itself was interrupted (Ctrl-C, docs/interrupts.md, aborts
         # the job before raising): say what became of the statement
         _mark(context, job, bool(started), ch.adapter.can_cancel)
         del job

@@ -171,7 +171,7 @@ class Backend:
     to_args: Optional[Callable[[str], tuple[tuple[Any, ...], dict[str, Any]]]] = None
     #: The driver takes ``autocommit=`` at connect; otherwise it is set as an attribute.
     autocommit_kwarg: bool = True
-    #: The driver has a cancel (False: an abort abandons the call, API.md section 5).
+    #: The driver has a cancel (False: an abort abandons the call, docs/abort.md).
     can_cancel: bool = True
     #: The connection string is a URL for ``asynchdb._targets.parse_target``
     #: (drivers whose ``connect`` takes keywords only).

@@ -1,4 +1,4 @@
-"""asyncio (API.md section 10): ``await op``, and cancelling the awaiting task aborts.
+"""asyncio (docs/interrupts.md): ``await op``, and cancelling the awaiting task aborts.
 
 Every test runs on the default event loop and on uvloop.  Abort tests prove
 the statement is gone on the server (``pg_stat_activity``, ``processlist``);

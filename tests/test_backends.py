@@ -3,11 +3,11 @@
 sqlite3, pyodbc + PostgreSQL / MariaDB / SQLite ODBC, psycopg and DuckDB, no
 mocks: asynchronous connect and execute, executemany, deadlines, aborts that
 are proven on the server (the statement leaves ``pg_stat_activity`` /
-``information_schema.processlist``), every DRIVERS.md hazard (a cancel that
-lands before the statement starts, one that lands on the next statement, one
-that lands as the statement finishes, cancel racing close), the transaction
-after an abort, multiple result sets, the zombie guard and the driver's own
-exceptions.
+``information_schema.processlist``), every driver hazard measured in
+docs/drivers.md (a cancel that lands before the statement starts, one that
+lands on the next statement, one that lands as the statement finishes, cancel
+racing close), the transaction after an abort, multiple result sets, the
+zombie guard and the driver's own exceptions.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def test_close_while_a_statement_runs_aborts_it(backend: Backend) -> None:
 
 
 # ---------------------------------------------------------------------------
-# DRIVERS.md hazards
+# driver hazards (docs/drivers.md, "What every adapter guarantees")
 # ---------------------------------------------------------------------------
 def _early_abort_driver(backend: Backend) -> Any:
     """A module-like driver whose adapter aborts each execute just before it starts.
@@ -261,8 +261,8 @@ def _late_abort_driver(backend: Backend) -> Any:
 
     The abort is requested on the worker once the driver's ``execute`` has
     returned and before the operation ends: the cancel reaches a statement
-    that has just finished, the race DRIVERS.md measured at 0.1-1.4 %, made
-    deterministic.  Only asynchdb's hook is instrumented; the driver is real.
+    that has just finished, the race measured at 0.1-1.4 % (docs/drivers.md),
+    made deterministic.  Only asynchdb's hook is instrumented; the driver is real.
     """
     mod = backend.module()
     base = type(for_module(mod))
@@ -359,9 +359,9 @@ def test_a_late_cancel_never_breaks_a_completed_result(backend: Backend,
                                                        conn: asynchdb.Connection) -> None:
     """Abort fast statements as they finish: each ends CANCELED, or COMPLETE and readable.
 
-    ODBC (DRIVERS.md): a cancel that lands as the statement finishes closes its
-    result set (HY010 on the next fetch).  The pyodbc adapter reports such an
-    operation CANCELED; a COMPLETE one must always be readable.
+    ODBC (docs/drivers.md): a cancel that lands as the statement finishes
+    closes its result set (HY010 on the next fetch).  The pyodbc adapter
+    reports such an operation CANCELED; a COMPLETE one must always be readable.
     """
     cur = conn.cursor()
     check = conn.cursor()
@@ -456,7 +456,7 @@ def test_cancel_close_and_next_execute_never_overlap(backend: Backend) -> None:
 
 def test_an_abort_without_a_cancel_abandons_honestly(backend: Backend,
                                                      conn: asynchdb.Connection) -> None:
-    """A driver with no cancel (adbc-driver-sqlite 1.13): API.md section 5's abandon.
+    """A driver with no cancel (adbc-driver-sqlite 1.13): the abandon of docs/abort.md.
 
     CANCELED at once, the status text says the statement may still be running,
     the next operation on the connection waits for the worker to come free and
@@ -562,7 +562,7 @@ def test_mariadb_benchmark_that_returns_early_is_not_left_running(mariadb: Backe
         assert wait_until(lambda: bool(running(tag)) or op.done())
         op.abort()
         # KILL QUERY makes BENCHMARK return early with no error: the driver
-        # confirmed nothing, so the statement "completed" (API.md section 5)
+        # confirmed nothing, so the statement "completed" (docs/abort.md)
         assert op.wait_for_completion(BOUND)
         assert op.get_status().phase is Phase.COMPLETE
         assert rows(cur) == [(0,)]

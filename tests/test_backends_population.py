@@ -1,4 +1,4 @@
-"""Background population and listeners on every real backend (API.md sections 2 and 6)."""
+"""Background population and listeners on every real backend (docs/population.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python -m asynchdb check`` (API.md section 11); its TARGET URLs are section 13's.
+"""``python -m asynchdb check`` (docs/adapters.md); TARGET as for ``query`` (docs/cli.md).
 
 The command runs in a subprocess against the real backends: every check must
 pass on every backend with a real cancel, Ctrl-C included.
@@ -71,7 +71,7 @@ def test_check_passes_on_every_backend(backend: Backend) -> None:
     assert len(verdicts) == 8
     if not backend.can_cancel:
         # A driver with no cancel (adbc-sqlite) gets the honest abandon verdicts, not
-        # passes: every abort and close abandons the running call (API.md section 5).
+        # passes: every abort and close abandons the running call (docs/abort.md).
         assert verdicts["abort-stops"][0] == "fail"
         assert "abandoned" in verdicts["abort-stops"][1]
         assert verdicts["close-during-call"][0] == "fail"

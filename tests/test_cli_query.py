@@ -1,4 +1,4 @@
-"""``python -m asynchdb query`` (API.md section 13), tested as a person uses it.
+"""``python -m asynchdb query`` (docs/cli.md), tested as a person uses it.
 
 Target parsing and the status line's layout are checked in process; the
 command itself runs in a subprocess, with its stderr (and stdin) on a real

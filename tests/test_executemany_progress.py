@@ -1,4 +1,4 @@
-"""executemany progress counts parameter sets done, on every backend (API.md section 2).
+"""executemany progress counts parameter sets done, on every backend (docs/usage.md).
 
 Drivers that take the sets one by one (sqlite3, pyodbc) are counted as they
 are taken; drivers that batch or pipeline them (psycopg) are run in chunks.

@@ -22,7 +22,7 @@ import asynchdb
 ROOT = Path(asynchdb.__file__).resolve().parent.parent
 #: The whole subprocess, start-up included, must end within this (a hang fails, not hangs).
 PROC_BOUND = 60.0
-#: API.md: the interpreter exits within 2 s with operations pending.
+#: The interpreter exits within 2 s with operations pending (docs/abort.md).
 EXIT_WITHIN = 2.0
 
 PRELUDE = """

@@ -1,6 +1,6 @@
 """Interpreter exit with long statements pending on every reachable backend.
 
-API.md section 5: the interpreter exits within 2 s with operations pending
+docs/abort.md: the interpreter exits within 2 s with operations pending
 (they are aborted at exit), and an unclosed connection gives a ResourceWarning,
 never a hang.  Each case runs a script in a subprocess (bounded by
 ``timeout=``) that prints ``END <time.monotonic()>`` as its last statement;
@@ -29,7 +29,7 @@ from benchmarks.backends import BACKENDS, BY_NAME, is_required
 ROOT = Path(asynchdb.__file__).resolve().parent.parent
 #: The whole subprocess, start-up included, must end within this (a hang fails, not hangs).
 PROC_BOUND = 90.0
-#: API.md: the interpreter exits within 2 s with operations pending.
+#: The interpreter exits within 2 s with operations pending (docs/abort.md).
 EXIT_WITHIN = 2.0
 #: Seconds the pending statements would run if nothing stopped them.
 LONG = 60.0
@@ -153,7 +153,7 @@ def test_unclosed_connection_warns_and_never_hangs(name: str) -> None:
     # A driver with no cancel (adbc-sqlite) cannot stop the statement: exit
     # waits asynchdb's grace for its worker in vain, then the driver's own
     # teardown (pyarrow's): measured 1.7-2.2 s on a loaded machine, over the 2 s
-    # API.md asks for (a known gap, docs/drivers.md).
+    # promised for exit (a known gap, docs/drivers.md).
     bound = EXIT_WITHIN if BY_NAME[name].can_cancel else EXIT_WITHIN + EXIT_GRACE
     assert exit_time < bound, f"exit took {exit_time:.2f} s"
     for bad in ("Traceback", "Exception ignored", "Fatal Python error", "Segmentation"):

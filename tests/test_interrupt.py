@@ -1,4 +1,4 @@
-"""Ctrl-C (API.md section 9): SIGINT cancels the main thread's statement in the database.
+"""Ctrl-C (docs/interrupts.md): SIGINT cancels the main thread's statement in the database.
 
 Each test runs ``tests/interrupt_child.py`` in a subprocess, waits until its
 statement runs (on the server: ``pg_stat_activity`` / ``processlist``; in
@@ -118,7 +118,7 @@ HELD = {"pymysql", "pg8000", "clickhouse"}
 def test_sigint_cancels_the_statement(backend: Backend, mode: str) -> None:
     report, gone_after, _ = _run(backend, mode)
     if not backend.can_cancel:
-        # API.md section 9: a driver with no cancel primitive behaves as it
+        # docs/interrupts.md: a driver with no cancel primitive behaves as it
         # does raw.  A plain call runs to its end; a call with a deadline runs
         # on the worker, and Ctrl-C abandons it (as abort() does) at once.
         if mode == "plain":

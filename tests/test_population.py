@@ -1,4 +1,4 @@
-"""Background population on sqlite3 (API.md section 2, OLE DB rowset population)."""
+"""Background population on sqlite3 (docs/population.md, OLE DB rowset population)."""
 
 from __future__ import annotations
 

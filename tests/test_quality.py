@@ -80,3 +80,23 @@ def test_public_modules_export_only_public_names(name: str) -> None:
     assert defined <= exported, sorted(defined - exported)
     for n in exported:
         assert hasattr(mod, n), n
+
+
+#: Design files kept outside the repository: a reader of the code cannot open them.
+_OUTSIDE = ("API" + ".md", "DRIVERS" + ".md", "OLEDB-MODEL" + ".md", "STYLE" + ".md")
+
+
+def test_nothing_cites_files_outside_the_repository() -> None:
+    """Comments and docs point to docs/ (or say the rule), never to the design files."""
+    cited = []
+    for top in ("asynchdb", "tests", "benchmarks", "docs", "scripts"):
+        for path in sorted((ROOT / top).rglob("*")):
+            if path.suffix not in (".py", ".md", ".toml", ".ini", ".sh", ".cfg", ".txt") \
+                    or "__pycache__" in path.parts:
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace")
+            cited += [f"{path.relative_to(ROOT)}: {name}" for name in _OUTSIDE if name in text]
+    for name in ("pyproject.toml", "README.md", "tox.ini"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        cited += [f"{name}: {n}" for n in _OUTSIDE if n in text]
+    assert cited == [], cited

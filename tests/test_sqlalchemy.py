@@ -1,4 +1,4 @@
-"""asynchdb.sqlalchemy on real servers, through SQLAlchemy's own dialects (API.md section 12).
+"""asynchdb.sqlalchemy on real servers, through SQLAlchemy's own dialects (docs/sqlalchemy.md).
 
 One table, :data:`DIALECTS`: a SQLAlchemy URL and the backend of
 ``benchmarks/backends.py`` whose server, long statement and row series the
@@ -466,7 +466,7 @@ def test_listener_can_stop_the_statement(cancelling: Setup) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Ctrl-C (API.md section 9; runs once asynchdb has it: the interrupt branch)
+# Ctrl-C (docs/interrupts.md; runs once asynchdb has it: the interrupt branch)
 # ---------------------------------------------------------------------------
 _CTRL_C = """
 import contextlib
@@ -662,7 +662,7 @@ def test_pooled_connections_stay_the_drivers(sqlite_engine: Any) -> None:
 
 
 def test_plain_statements_run_on_the_callers_thread(sqlite_engine: Any) -> None:
-    """No option: the drop-in path, on the caller's thread (no hop; section 9's path)."""
+    """No option: the drop-in path, on the caller's thread (no hop; the path Ctrl-C takes)."""
     asa.instrument(sqlite_engine)
     threads: list[int] = []
     with sqlite_engine.connect() as conn:

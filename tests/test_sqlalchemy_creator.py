@@ -1,4 +1,4 @@
-"""SQLAlchemy engines over wrapped connections (issue 10, API.md section 1 "Types").
+"""SQLAlchemy engines over wrapped connections (issue 10, docs/usage.md "Types and threads").
 
 ``create_engine(url, creator=lambda: asynchdb.connect(driver, ...))`` must work
 with the dialect's own type checks (psycopg's ``TypeInfo.fetch`` demands an

@@ -235,7 +235,7 @@ def test_close_racing_a_running_or_starting_statement(tmp_path: Any) -> None:
     """conn.close() from another thread at any moment: no crash, bounded, all ends.
 
     sqlite3 itself segfaults when closed from another thread while a call runs
-    (DRIVERS.md); asynchdb must abort first and close on the owner.
+    (measured: docs/abort.md); asynchdb must abort first and close on the owner.
     """
     helper = _Barrier()
     outcomes: Counter[str] = Counter()

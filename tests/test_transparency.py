@@ -1,4 +1,4 @@
-"""Drop-in fidelity (issue 10, API.md section 1): types, dunders, threads, double close.
+"""Drop-in fidelity (issue 10, docs/usage.md): types, dunders, threads, double close.
 
 The peer suites (tests/peer) run the drivers' own tests through the wrapper;
 these tests pin down each rule on its own, so a regression names its cause.
@@ -103,7 +103,7 @@ def test_call_delattr_pickle_and_reinit_are_the_drivers() -> None:
 
 
 # ---------------------------------------------------------------------------
-# sqlite3's thread rules (API.md section 1, "Threads")
+# sqlite3's thread rules (docs/usage.md, "Types and threads")
 # ---------------------------------------------------------------------------
 def test_sqlite3_same_thread_rule_holds_for_synchronous_calls() -> None:
     conn = asynchdb.connect(sqlite3, ":memory:")
@@ -184,7 +184,7 @@ def test_closing_twice_does_what_the_driver_does(backend: Backend) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Operation.wait_for_population (API.md section 3)
+# Operation.wait_for_population (docs/usage.md, "Waiting and results")
 # ---------------------------------------------------------------------------
 def test_wait_for_population_fake_driver() -> None:
     raw = fake.connect()

@@ -15,7 +15,7 @@ Connector/Python 1.1.14 (docs/drivers.md has the table):
   Connector/Python: ``errno``), 0.3-0.4 ms after the KILL was sent (median).
   ``SELECT SLEEP(n)`` raises it too; ``BENCHMARK()`` and ``DO SLEEP(n)`` just
   return early with no error: the driver confirmed nothing, so such an
-  operation ends COMPLETE (API.md section 5).
+  operation ends COMPLETE (docs/abort.md, "Too late is not canceled").
 * After a KILL the connection is ready; inside a transaction only the killed
   statement is undone (InnoDB statement rollback): the transaction and its
   earlier work are kept and can be committed.  No repair is needed.

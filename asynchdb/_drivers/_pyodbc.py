@@ -4,7 +4,8 @@
 ``SQLCancel`` on the cursor's statement handle with the GIL released, from the
 aborting thread, while the worker is inside ``SQLExecDirect`` (or
 ``SQLFetch``, ``SQLMoreResults``).  What the executing thread gets depends on
-the ODBC driver (DRIVERS.md), all ``pyodbc.Error`` with a SQLSTATE:
+the ODBC driver (measured, docs/drivers.md), all ``pyodbc.Error`` with a
+SQLSTATE:
 
 =====================  ================================================
 driver                 executing thread gets

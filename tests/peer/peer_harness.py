@@ -14,7 +14,7 @@ script that prints the table and every difference::
 
 Environment: ``ASYNCHDB_PEER_TEST_TIMEOUT`` multiplies the per-test timeouts
 (default 1; raise it on a slow machine), plus the connection strings of
-``tests/backends.py``.
+``benchmarks/backends.py``.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Suite:
     """One driver suite on one backend."""
 
     kind: str  # test_sqlite3, pyodbc, dbapi20
-    backend: str  # a tests/backends.py name
+    backend: str  # a benchmarks/backends.py name
     #: Seconds one test may take before it counts as hung.
     per_test_timeout: float
     #: Seconds the whole run (all attempts) may take.
@@ -151,7 +151,8 @@ def scratch_database(suite: Suite, mode: str) -> Iterator[Optional[str]]:
 def _child_env(suite: Suite, tmp: str, database: Optional[str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTEST_", "PYODBC_")) and k != "PYTHONPATH"}
-    # the worktree's asynchdb and tests/backends.py, whatever is installed
+    # the worktree's asynchdb and benchmarks/backends.py (ROOT) and tests/ (TESTS),
+    # whatever is installed
     env["PYTHONPATH"] = os.pathsep.join([ROOT, TESTS])
     env["TMPDIR"] = tmp  # tempfile.mkdtemp in the child: removed with tmp
     env["PYTHONFAULTHANDLER"] = ""

@@ -3,8 +3,9 @@
 Two lists, kept apart on purpose:
 
 ``ALLOWED``
-    permanent: exact-type checks that no wrapper can pass (API.md section 1:
-    "exact-type checks and C functions that demand the driver's own object").
+    permanent: exact-type checks that no wrapper can pass (docs/usage.md, "Types
+    and threads": exact-type checks and C functions that demand the driver's own
+    object).
     At most a handful, each naming the check.
 ``EXPECTED``
     the differences of TODAY, each with the cause found (a key of ``CAUSES``).

@@ -17,9 +17,10 @@ raw driver and with ``driver.connect`` routed through
   test the suite has, with a known cause).
 
 A backend whose driver or server is missing is skipped, or fails under
-``ASYNCHDB_REQUIRE_BACKENDS`` (``tests/backends.py``).  Each suite runs once
-per session (both modes side by side); the table of all runs is printed at
-the end of the session.
+``ASYNCHDB_REQUIRE_BACKENDS`` (``benchmarks/backends.py``, applied by
+``require`` of ``tests/plugin.py``).  Each suite runs once per session (both
+modes side by side); the table of all runs is printed at the end of the
+session.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Listeners (API.md section 6) and the OLE DB names (section 8) on the fake driver.
+"""Listeners (docs/usage.md) and the OLE DB names (docs/oledb.md) on the fake driver.
 
 The listener tests port the applicable variations of Microsoft's IDBAsynch
-conformance test (OLEDB-MODEL.md section 4): notification counts per listener,
+conformance test (its rules: docs/population.md): notification counts per listener,
 several listeners, exactly one ``on_stop`` and always last, exactly one COMPLETE
 notification on success with ``progress == progress_max``, one CANCELED
 notification per abort request, vetoes, ``False`` in other phases, failing
@@ -871,7 +871,7 @@ def test_a_sync_call_with_a_listener_notifies_like_an_asynchronous_one(env: Env)
 
 
 # ---------------------------------------------------------------------------
-# OLE DB names (API.md section 8)
+# OLE DB names (docs/oledb.md)
 # ---------------------------------------------------------------------------
 def test_getstatus_codes_and_values(env: Env) -> None:
     a, b, c, d = env.cursors(4)

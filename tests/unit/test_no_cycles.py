@@ -6,9 +6,10 @@ error raised to the caller holds the caller's frames, which usually hold the
 cursor.  If the cursor kept that very error, cursor and error would form a
 cycle that only the garbage collector frees, whenever it runs, and releasing
 the cursor with its next running Operation would not abort the statement at
-once (API.md: release aborts).  The stress runner found exactly that: a cursor
-that had raised ``DeadlineExceeded`` from a synchronous ``execute(cancel_after=)``
-and was released later ran its next statement to the end.
+once (docs/abort.md: release aborts).  The stress runner found exactly that: a
+cursor that had raised ``DeadlineExceeded`` from a synchronous
+``execute(cancel_after=)`` and was released later ran its next statement to the
+end.
 
 So nothing a cursor keeps refers to an error raised through it, and none of
 asynchdb's frames in such a traceback holds the cursor or the Operation.

@@ -104,7 +104,7 @@ def test_read_as_population_starts_comes_from_the_buffer(conn: asynchdb.Connecti
         held.go.set()
     rows = _read_all(cur)
     assert not held.held_too_long
-    # API.md section 2: every row, in order, through the buffer
+    # docs/usage.md, "Population": every row, in order, through the buffer
     assert rows == [(i,) for i in range(ROWS)]
     assert op.wait_for_completion(WAIT)
     st = op.get_status()
@@ -136,6 +136,6 @@ def test_abort_as_population_starts_keeps_a_consecutive_range(
     op.abort()
     assert op.wait_for_completion(WAIT)
     rows = head + _read_all(cur)
-    # API.md section 4: the rows already fetched stay readable, in order
+    # docs/usage.md, "Population": the rows already fetched stay readable, in order
     assert rows == [(i,) for i in range(len(rows))]
     assert op.get_status().phase in (Phase.CANCELED, Phase.COMPLETE)

@@ -1,8 +1,8 @@
 """The public surface: exports, the error tree, OLE DB values, optional drivers.
 
-API.md section 7 (errors), section 8 (OLE DB constants, with the values of
-OLEDB-MODEL.md section 7) and the packaging promise that ``import asynchdb``
-needs none of the optional drivers.
+docs/errors.md (the error tree), docs/oledb.md (the OLE DB constants, with the
+values of the Windows SDK headers) and the packaging promise that
+``import asynchdb`` needs none of the optional drivers.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def test_errors_module_exports_the_same_classes() -> None:
 
 
 # ---------------------------------------------------------------------------
-# the error tree (API.md section 7)
+# the error tree (docs/errors.md)
 # ---------------------------------------------------------------------------
 def test_error_tree() -> None:
     a = asynchdb
@@ -218,7 +218,7 @@ def test_listener_protocol_names_the_three_methods() -> None:
 
 
 # ---------------------------------------------------------------------------
-# OLE DB constants (OLEDB-MODEL.md section 7)
+# OLE DB constants, with the values of the Windows SDK headers (docs/oledb.md)
 # ---------------------------------------------------------------------------
 OLE_DB_VALUES = {
     "S_OK": 0x00000000,
@@ -249,7 +249,7 @@ OLE_DB_VALUES = {
     "INFINITE": 0xFFFFFFFF,
 }
 
-#: Further names of OLEDB-MODEL.md section 7: checked when asynchdb.oledb has them.
+#: Further OLE DB names, from the same headers: checked when asynchdb.oledb has them.
 OPTIONAL_OLE_DB_VALUES = {
     "DB_S_UNWANTEDREASON": 0x00040ECF,
     "DB_S_ENDOFROWSET": 0x00040EC6,

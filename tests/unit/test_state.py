@@ -1,10 +1,10 @@
 """The operation state machine, driven through the public API against the fake driver.
 
-Covers API.md sections 2 to 5 (population flags excepted): phases, abort in every
-phase (queued, running, just before the driver starts, too late, abandoned),
-ordering on one connection, the zombie cursor, results and futures, waits and
-deadlines, release by garbage collection, closing, the inline fast path and bad
-input.
+Covers docs/usage.md and docs/abort.md (population flags excepted): phases,
+abort in every phase (queued, running, just before the driver starts, too late,
+abandoned), ordering on one connection, the zombie cursor, results and futures,
+waits and deadlines, release by garbage collection, closing, the inline fast
+path and bad input.
 
 Every statement blocks on a gate of ``asynchdb.testing`` that the test opens, so
 nothing depends on timing: there is no sleep, and every wait is bounded.
