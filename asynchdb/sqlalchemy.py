@@ -87,11 +87,11 @@ import weakref
 from typing import Any, Callable, Optional
 
 from . import _interrupt
-from ._args import check_timeout
-from ._channel import Channel
+from ._args import check_timeout as _check_timeout
+from ._channel import Channel as _Channel
 from ._connection import Connection, _wrap
-from ._notify import make_sink
-from ._operation import Job
+from ._notify import make_sink as _make_sink
+from ._operation import Job as _Job
 from .adapters import Adapter, _for_connection, _for_module
 from .errors import DeadlineExceeded, OperationCanceled
 
@@ -117,7 +117,7 @@ class _Side:
 
     def __init__(self, conn: Connection, raw: Any) -> None:
         self.conn = conn
-        self.ch: Channel = conn._ch
+        self.ch: _Channel = conn._ch
         #: The driver connection SQLAlchemy holds (the channel may call a stand-in).
         self.raw = raw
 
@@ -362,8 +362,8 @@ def _run(state: _State, kind: str, method: Callable[..., Any], cursor: Any,
             raise
         return True
     # validate before anything runs (a bad option is the caller's error)
-    secs = check_timeout(seconds, CANCEL_AFTER)
-    sink = make_sink(listener) if listener is not None else None
+    secs = _check_timeout(seconds, CANCEL_AFTER)
+    sink = _make_sink(listener) if listener is not None else None
     if secs is not None:
         # the batches of an insertmanyvalues statement share its deadline
         secs = getattr(context, _LEFT, secs)
@@ -403,14 +403,14 @@ def _run(state: _State, kind: str, method: Callable[..., Any], cursor: Any,
 _LEFT = "_asynchdb_left"
 
 
-def _run_job(ch: Channel, kind: str, work: Callable[[], Any], cursor: Any,
+def _run_job(ch: _Channel, kind: str, work: Callable[[], Any], cursor: Any,
              secs: Optional[float], sink: Any, context: Any, started: list[bool]) -> Any:
     """Run ``work`` as a synchronous operation on ``ch``; its value, or its error raised.
 
     Caller thread.  With ``secs``, the deadline is what is left of the
     statement's, and what this call used is taken off (``_LEFT``).
     """
-    job = Job(ch, kind, work, raw_cursor=cursor)
+    job = _Job(ch, kind, work, raw_cursor=cursor)
     if sink is not None:
         job.advise(sink)
     began = time.monotonic()
@@ -457,7 +457,7 @@ class _Streamed:
 
     __slots__ = ("_asynchdb_aborted", "_asynchdb_ch", "_asynchdb_context", "_asynchdb_cursor")
 
-    def __init__(self, cursor: Any, ch: Channel, context: Any) -> None:
+    def __init__(self, cursor: Any, ch: _Channel, context: Any) -> None:
         object.__setattr__(self, "_asynchdb_cursor", cursor)
         object.__setattr__(self, "_asynchdb_ch", ch)
         object.__setattr__(self, "_asynchdb_context", weakref.ref(context))
@@ -532,7 +532,7 @@ class _Streamed:
         error.
         """
         object.__setattr__(self, "_asynchdb_aborted", True)
-        job = Job(self._asynchdb_ch, "close", cursor.close, raw_cursor=cursor)
+        job = _Job(self._asynchdb_ch, "close", cursor.close, raw_cursor=cursor)
         job.set_deadline(_LAST_CLOSE)
         try:
             self._asynchdb_ch.run_sync(job)
@@ -555,7 +555,7 @@ def _interrupted(context: Any, ki: KeyboardInterrupt) -> None:
         setattr(context, _ABANDONED, False)
 
 
-def _mark(context: Any, job: Job, started: bool, can_cancel: bool) -> None:
+def _mark(context: Any, job: _Job, started: bool, can_cancel: bool) -> None:
     """Tell ``handle_error`` whether the failed statement's connection can stay.
 
     Only for a statement asynchdb aborted: abandoned (the driver has no

@@ -39,6 +39,12 @@ from typing import Any, Optional
 
 from .adapters import Adapter, CallView, ConnectionView
 
+__all__ = [
+    "MAX_BLOCK", "DatabaseError", "Error", "FakeAdapter", "FakeConnection", "FakeCursor",
+    "InterfaceError", "OperationalError", "ProgrammingError", "Warning", "apilevel",
+    "connect", "paramstyle", "threadsafety",
+]
+
 apilevel = "2.0"
 threadsafety = 1
 paramstyle = "qmark"

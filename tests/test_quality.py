@@ -69,15 +69,23 @@ def test_adapters_import_only_their_contract_even_for_type_checking() -> None:
 
 
 @pytest.mark.parametrize("name", ["asynchdb", "asynchdb.adapters", "asynchdb.errors",
-                                  "asynchdb.listeners", "asynchdb.status"])
+                                  "asynchdb.listeners", "asynchdb.status", "asynchdb.oledb",
+                                  "asynchdb.testing", "asynchdb.demo", "asynchdb.sqlalchemy"])
 def test_public_modules_export_only_public_names(name: str) -> None:
-    """Everything a public module defines without a leading underscore is in its ``__all__``."""
+    """Everything a public module defines without a leading underscore is in its ``__all__``,
+    and it shows nothing of the engine's private modules under a public name."""
+    if name == "asynchdb.sqlalchemy":
+        _tool("sqlalchemy")
     mod = importlib.import_module(name)
     exported = set(mod.__all__)
     # the classes and functions it defines (imported names keep their own module)
     defined = {n for n, v in vars(mod).items()
                if not n.startswith("_") and callable(v) and getattr(v, "__module__", "") == name}
     assert defined <= exported, sorted(defined - exported)
+    internal = {n for n, v in vars(mod).items()
+                if not n.startswith("_") and n not in exported
+                and getattr(v, "__module__", "").startswith("asynchdb._")}
+    assert internal == set(), sorted(internal)
     for n in exported:
         assert hasattr(mod, n), n
 
