@@ -31,10 +31,11 @@ use when a cancel races a close (see docs/drivers.md).
 
 Tasks run one after another in the order they were submitted.
 
-Locks, outermost first: ``_cancel_lock`` (held around a cancel and around
-``begin``/``end``), ``_mutex`` (the queue and its flags; held for a few
-assignments), ``_owner`` (the ownership itself, held across driver calls; never
-taken under ``_mutex``).
+Locks, outermost first (docs/design.md has the whole table): ``_owner`` (the
+ownership itself, held across driver calls; never taken under either of the
+others), ``_cancel_lock`` (held around a cancel and around ``begin``/``end``;
+the owner takes it in ``begin`` and in the close), ``_mutex`` (the queue and
+its flags; held for a few assignments).
 """
 
 from __future__ import annotations
