@@ -9,7 +9,8 @@ took, and whether the connection answers ``SELECT 1`` afterwards.
 
 Modes: ``plain`` (the drop-in call), ``cancel_after`` (a synchronous call with
 a deadline: the job path), ``listener`` (a synchronous call with a listener,
-which hears every step: the job path too), ``own-handler`` (the program installed its own
+which hears every step: the job path too), ``executemany`` (the plain
+``executemany`` of the long statement, once), ``own-handler`` (the program installed its own
 SIGINT handler: asynchdb must leave it alone), ``wait`` (waiting on an
 Operation: the operation must go on).
 
@@ -55,8 +56,8 @@ def _frames_forbidden() -> dict[int, object]:
 sys._current_frames = _frames_forbidden
 
 
-def _announce_inline(ch: object) -> None:
-    """Print RUNNING once the main thread's execute is inside the driver (helper thread).
+def _announce_inline(ch: object, method: str = "execute") -> None:
+    """Print RUNNING once the main thread's ``method`` is inside the driver (helper thread).
 
     Read from what the call registers on its channel, as the Ctrl-C watcher
     does (either registration: the cursor and "execute" on the drop-in path,
@@ -69,9 +70,9 @@ def _announce_inline(ch: object) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         kind = c.inline_kind
-        execute = kind == "execute" or (
-            kind is None and getattr(c.inline, "__name__", None) == "execute")
-        if (execute and c.owned_by(main)) or c.counters["hopped"] > hopped:
+        inside = kind == method or (
+            kind is None and getattr(c.inline, "__name__", None) == method)
+        if (inside and c.owned_by(main)) or c.counters["hopped"] > hopped:
             print("RUNNING", flush=True)
             return
         time.sleep(0.005)
@@ -122,8 +123,10 @@ def main() -> None:
     conn = backend.connect()
     cur = conn.cursor()
     out: dict[str, object] = {}
-    if mode in ("plain", "own-handler"):
-        announce = threading.Thread(target=_announce_inline, args=(cur._ch,), daemon=True)
+    if mode in ("plain", "own-handler", "executemany"):
+        method = "executemany" if mode == "executemany" else "execute"
+        announce = threading.Thread(target=_announce_inline, args=(cur._ch, method),
+                                    daemon=True)
     else:
         watch = {"cancel_after": {"wait"}, "listener": {"wait"}, "wait": {"result"},
                  "population": {"take_all"}}[mode]
@@ -139,6 +142,9 @@ def main() -> None:
             # end before the connection answers again: keep it short
             cur.execute(backend.long_sql(LONG if backend.can_cancel else SHORT, tag),
                         cancel_after=60)
+        elif mode == "executemany":
+            # the plain executemany (Channel.call: the bound method registers)
+            cur.executemany(backend.long_sql(LONG, tag), [()])
         elif mode == "listener":
             cur.execute(backend.long_sql(LONG if backend.can_cancel else SHORT, tag),
                         listener=heard)

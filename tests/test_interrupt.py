@@ -158,6 +158,26 @@ def test_sigint_cancels_the_statement(backend: Backend, mode: str) -> None:
         assert report["context"] not in ("None", None), report
 
 
+#: Drivers whose ``executemany`` runs the long statement with one empty
+#: parameter set (sqlite3 takes only DML there, MariaDB Connector/Python and
+#: clickhouse-driver want parameters, ADBC returns before it runs).
+EXECUTEMANY = ("pyodbc-postgresql", "pyodbc-mariadb", "pyodbc-sqlite", "psycopg", "duckdb",
+               "pymysql", "mysqlclient", "psycopg2", "pg8000", "apsw")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.backend(n))
+                                  for n in EXECUTEMANY])
+def test_sigint_cancels_a_plain_executemany(name: str) -> None:
+    """Ctrl-C during ``executemany``: the call made through Channel.call is cancelled too."""
+    backend = require(name)
+    report, gone_after, _ = _run(backend, "executemany")
+    assert report["raised"] == "KeyboardInterrupt", report
+    assert report["elapsed"] < LONG / 2, report
+    assert report["after"] == 1, report
+    if backend.server is not None:
+        assert gone_after < LONG / 2
+
+
 def _report_after_sigint(name: str, mode: str) -> dict[str, Any]:
     """The child's report after one SIGINT (no look at the server: ``_run`` does that)."""
     child = Child(require(name), mode)
