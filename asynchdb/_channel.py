@@ -618,19 +618,24 @@ class Channel:
                 outer, outer_kind = self.inline, self.inline_kind
                 self.inline, self.inline_kind = inline, kind
                 try:
-                    return fn(*args, **kwargs)
-                except BaseException as exc:
-                    # a copy, before anything chains to it (Adapter.keeps_errors)
-                    copy = _detached(exc) if self.adapter.keeps_errors else exc
-                    if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
-                        try:
-                            _interrupt.after_error(self, copy)
-                        except KeyboardInterrupt as ki:
-                            # Python's own handler raised it on entering after_error
-                            _interrupt.after_error(self, ki)
-                            raise
-                    if copy is not exc:
-                        raise copy from copy.__cause__
+                    try:
+                        return fn(*args, **kwargs)
+                    except BaseException as exc:
+                        # a copy, before anything chains to it (Adapter.keeps_errors)
+                        copy = _detached(exc) if self.adapter.keeps_errors else exc
+                        if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
+                            try:
+                                _interrupt.after_error(self, copy)
+                            except KeyboardInterrupt as ki:
+                                # Python's own handler raised it on entering after_error
+                                _interrupt.after_error(self, ki)
+                                raise
+                        if copy is not exc:
+                            raise copy from copy.__cause__
+                        raise
+                except KeyboardInterrupt as ki:
+                    if _interrupt.EARLY_SIGNALS:  # Python 3.9/3.10 (interrupt.py)
+                        _interrupt.taken_on_entry(self, ki)
                     raise
                 finally:
                     self.inline, self.inline_kind = outer, outer_kind

@@ -13,6 +13,7 @@ reading results or starting another call raises :class:`ZombieError`.
 from __future__ import annotations
 
 import functools
+import sys
 import types
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, overload
@@ -181,28 +182,33 @@ class Cursor:
                 outer, outer_kind = ch.inline, ch.inline_kind
                 ch.inline, ch.inline_kind = raw, "execute"
                 try:
-                    # spelled out: a plain call skips building the argument tuple
-                    # and dict again (about 10% of a SELECT 1, benchmarks P1)
-                    if kwargs:
-                        raw.execute(operation, *args, **kwargs)
-                    elif len(args) == 1:
-                        raw.execute(operation, args[0])
-                    elif args:
-                        raw.execute(operation, *args)
-                    else:
-                        raw.execute(operation)
-                except BaseException as exc:
-                    # a copy, before anything chains to it (Adapter.keeps_errors)
-                    copy = _detached(exc) if ch.adapter.keeps_errors else exc
-                    if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
-                        try:
-                            _interrupt.after_error(ch, copy)
-                        except KeyboardInterrupt as ki:
-                            # Python's own handler raised it on entering after_error
-                            _interrupt.after_error(ch, ki)
-                            raise
-                    if copy is not exc:
-                        raise copy from copy.__cause__
+                    try:
+                        # spelled out: a plain call skips building the argument tuple
+                        # and dict again (about 10% of a SELECT 1, benchmarks P1)
+                        if kwargs:
+                            raw.execute(operation, *args, **kwargs)
+                        elif len(args) == 1:
+                            raw.execute(operation, args[0])
+                        elif args:
+                            raw.execute(operation, *args)
+                        else:
+                            raw.execute(operation)
+                    except BaseException as exc:
+                        # a copy, before anything chains to it (Adapter.keeps_errors)
+                        copy = _detached(exc) if ch.adapter.keeps_errors else exc
+                        if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
+                            try:
+                                _interrupt.after_error(ch, copy)
+                            except KeyboardInterrupt as ki:
+                                # Python's own handler raised it on entering after_error
+                                _interrupt.after_error(ch, ki)
+                                raise
+                        if copy is not exc:
+                            raise copy from copy.__cause__
+                        raise
+                except KeyboardInterrupt as ki:
+                    if _interrupt.EARLY_SIGNALS:  # Python 3.9/3.10 (interrupt.py)
+                        _interrupt.taken_on_entry(ch, ki)
                     raise
                 finally:
                     ch.inline, ch.inline_kind = outer, outer_kind
@@ -366,19 +372,24 @@ class Cursor:
             raw = self._raw
             ch.inline, ch.inline_kind = raw, "fetchone"
             try:
-                return raw.fetchone()
-            except BaseException as exc:
-                # a copy, before anything chains to it (Adapter.keeps_errors)
-                copy = _detached(exc) if ch.adapter.keeps_errors else exc
-                if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
-                    try:
-                        _interrupt.after_error(ch, copy)
-                    except KeyboardInterrupt as ki:
-                        # Python's own handler raised it on entering after_error
-                        _interrupt.after_error(ch, ki)
-                        raise
-                if copy is not exc:
-                    raise copy from copy.__cause__
+                try:
+                    return raw.fetchone()
+                except BaseException as exc:
+                    # a copy, before anything chains to it (Adapter.keeps_errors)
+                    copy = _detached(exc) if ch.adapter.keeps_errors else exc
+                    if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
+                        try:
+                            _interrupt.after_error(ch, copy)
+                        except KeyboardInterrupt as ki:
+                            # Python's own handler raised it on entering after_error
+                            _interrupt.after_error(ch, ki)
+                            raise
+                    if copy is not exc:
+                        raise copy from copy.__cause__
+                    raise
+            except KeyboardInterrupt as ki:
+                if _interrupt.EARLY_SIGNALS:  # Python 3.9/3.10 (interrupt.py)
+                    _interrupt.taken_on_entry(ch, ki)
                 raise
             finally:
                 ch.inline, ch.inline_kind = outer, outer_kind
@@ -418,19 +429,24 @@ class Cursor:
             raw = self._raw
             ch.inline, ch.inline_kind = raw, "fetchall"
             try:
-                return raw.fetchall()
-            except BaseException as exc:
-                # a copy, before anything chains to it (Adapter.keeps_errors)
-                copy = _detached(exc) if ch.adapter.keeps_errors else exc
-                if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
-                    try:
-                        _interrupt.after_error(ch, copy)
-                    except KeyboardInterrupt as ki:
-                        # Python's own handler raised it on entering after_error
-                        _interrupt.after_error(ch, ki)
-                        raise
-                if copy is not exc:
-                    raise copy from copy.__cause__
+                try:
+                    return raw.fetchall()
+                except BaseException as exc:
+                    # a copy, before anything chains to it (Adapter.keeps_errors)
+                    copy = _detached(exc) if ch.adapter.keeps_errors else exc
+                    if _interrupt.ARMED:  # the error path only: Ctrl-C? (docs/interrupts.md)
+                        try:
+                            _interrupt.after_error(ch, copy)
+                        except KeyboardInterrupt as ki:
+                            # Python's own handler raised it on entering after_error
+                            _interrupt.after_error(ch, ki)
+                            raise
+                    if copy is not exc:
+                        raise copy from copy.__cause__
+                    raise
+            except KeyboardInterrupt as ki:
+                if _interrupt.EARLY_SIGNALS:  # Python 3.9/3.10 (interrupt.py)
+                    _interrupt.taken_on_entry(ch, ki)
                 raise
             finally:
                 ch.inline, ch.inline_kind = outer, outer_kind
@@ -528,6 +544,9 @@ class Cursor:
     def __enter__(self) -> Cursor:
         enter = getattr(type(self._raw), "__enter__", None)
         if enter is None:
+            # what ``with`` says of the driver's cursor on this Python
+            if sys.version_info < (3, 11):
+                raise AttributeError("__enter__")
             raise TypeError(f"'{type(self._raw).__name__}' object does not support the "
                             "context manager protocol")
         self._ch.call(enter, self._raw)

@@ -132,6 +132,12 @@ _POKE = 255  # nor 255: "look at your records"
 
 #: True while our socket is the wakeup fd (read without the lock: a hint).
 ARMED = False
+#: Python 3.9 and 3.10 run a pending signal's handler on entering an ``except``
+#: clause, before any of it runs: a driver call that failed in C with SIGINT
+#: pending then raises the ``KeyboardInterrupt`` past the clause that would
+#: have claimed it (:func:`taken_on_entry` claims it one level out).  From
+#: 3.11 the handler runs on entering :func:`after_error` (measured).
+EARLY_SIGNALS = sys.version_info < (3, 11)
 
 _lock = threading.Lock()  # the socket's read side, _records, _watcher
 _rsock: Optional[socket.socket] = None
@@ -495,6 +501,16 @@ def after_error(ch: Any, exc: BaseException) -> None:
         _mark_repaired(exc)
         return
     raise _mark_repaired(KeyboardInterrupt())
+
+
+def taken_on_entry(ch: Any, ki: KeyboardInterrupt) -> None:
+    """A KeyboardInterrupt raised on entering an inline call's ``except`` clause (3.9/3.10).
+
+    Called one level out from that clause, still owning ``ch`` and with the
+    call still registered: it does what the clause would have done, once.
+    """
+    if ARMED and not repaired(ki):
+        after_error(ch, ki)
 
 
 #: SIGINTs that came while a :func:`held_call` ran (main thread only).
