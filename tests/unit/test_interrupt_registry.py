@@ -192,3 +192,30 @@ def test_an_unrelated_last_value_is_kept(no_last_value: None) -> None:
     sys.last_value = ValueError("not a KeyboardInterrupt")
     _interrupt._forget_printed(holder[0])
     assert isinstance(sys.last_value, ValueError)
+
+
+def test_a_wakeup_fd_someone_else_set_is_left_to_them() -> None:
+    """A program (or a loop) that set ``signal.set_wakeup_fd`` keeps it: no Ctrl-C watcher."""
+    import signal
+    import socket
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal.set_wakeup_fd: main thread only")
+    r, w = socket.socketpair()
+    w.setblocking(False)
+    before = signal.set_wakeup_fd(w.fileno())
+    try:
+        conn = asynchdb.connect(sqlite3, ":memory:")
+        try:
+            # still theirs (setting it again returns what was set)
+            assert signal.set_wakeup_fd(w.fileno()) == w.fileno()
+            assert not _interrupt.ARMED
+            assert not _interrupt.interruptible_here()
+            assert conn.cursor().execute("SELECT 1").fetchall() == [(1,)]
+        finally:
+            conn.close()
+        assert signal.set_wakeup_fd(w.fileno()) == w.fileno()  # the close left it too
+    finally:
+        signal.set_wakeup_fd(before)
+        r.close()
+        w.close()
