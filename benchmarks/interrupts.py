@@ -102,12 +102,52 @@ def _raw_cancel(backend: Backend, raw: Any, cur: Any) -> Optional[Callable[[], N
         tid = int(tid() if callable(tid) else tid)
         return lambda: _from_second_connection(backend, f"KILL QUERY {tid}")
     if mod == "clickhouse_driver.dbapi":
-        # no cancel in the driver: a raw user names the statement and kills it by name
+        # no cancel in the driver: a raw user names the statement and kills it by
+        # name, on every server of the cluster, as the adapter does (the shards'
+        # parts carry the name as their initial query id).  Sent once, as a
+        # user would, it still left a shard's part running to its end in about
+        # 1 trial in 25 (a baseline "p99" of 10 s, 2026-12-07): run_p7 counts
+        # such misses apart
         qid = uuid.uuid4().hex
         cur.set_query_id(qid)
-        return lambda: _from_second_connection(
-            backend, f"KILL QUERY WHERE query_id = '{qid}' ASYNC")
+        killers = _clickhouse_killers(backend)
+        return lambda: _clickhouse_kill(killers, qid)
     return None
+
+
+#: ClickHouse: one raw cursor per server, the local one first, opened once (as
+#: the adapter keeps its own): a hand-written kill need not connect each time.
+_CH_KILLERS: dict[str, list[Any]] = {}
+
+
+def _clickhouse_killers(backend: Backend) -> list[Any]:
+    found = _CH_KILLERS.get(backend.name)
+    if found is not None:
+        return found
+    import urllib.parse
+
+    first = backend.connect_raw()
+    cur = first.cursor()
+    cur.execute("SELECT DISTINCT host_address, port FROM system.clusters WHERE is_local = 0 "
+                "ORDER BY host_address, port")
+    others = [(str(h), int(p)) for h, p in cur.fetchall()]
+    url = urllib.parse.urlsplit(backend.dsn())
+    login = {"user": urllib.parse.unquote(url.username or "default"),
+             "password": urllib.parse.unquote(url.password or "")}
+    mod = backend.module()
+    killers = [cur] + [mod.connect(host=h, port=p, database="system", **login).cursor()
+                       for h, p in others]
+    _CH_KILLERS[backend.name] = killers
+    return killers
+
+
+def _clickhouse_kill(killers: list[Any], qid: str) -> None:
+    """The shards' parts first (by initial query id), then the query itself."""
+    for peer in killers[1:]:
+        peer.execute(f"KILL QUERY WHERE initial_query_id = '{qid}' ASYNC")
+        peer.fetchall()
+    killers[0].execute(f"KILL QUERY WHERE query_id = '{qid}' ASYNC")
+    killers[0].fetchall()
 
 
 def _from_second_connection(backend: Backend, sql: str) -> None:
@@ -181,6 +221,10 @@ def _trial(backend: Backend, mode: str, conn: Any, raw: Any,
     return None if end is None else end - result["sent"]
 
 
+#: A stop that left its 20 s statement running this long did not stop it.
+MISSED_MS = 5000.0
+
+
 def run_p7(trials: int) -> dict[str, Any]:
     out: dict[str, Any] = {"title": "P7: SIGINT to statement gone, vs the driver's own cancel",
                            "backends": {}}
@@ -212,15 +256,19 @@ def run_p7(trials: int) -> dict[str, Any]:
             conn.close()
             raw.close()
         row: dict[str, Any] = {}
-        for mode, xs in times.items():
-            row[mode] = {"n": len(xs),
+        for mode, all_ms in times.items():
+            # a stop that missed leaves the statement to its end: counted apart,
+            # not folded into the latency (its "latency" is the watch's timeout)
+            xs = [t for t in all_ms if t < MISSED_MS]
+            row[mode] = {"n": len(xs), "missed": len(all_ms) - len(xs),
                          "median_ms": round(statistics.median(xs), 2) if xs else None,
                          "p99_ms": round(quantile(xs, 0.99), 2) if xs else None}
         a, r = row["asynchdb"], row["raw"]
         if a["median_ms"] is not None and r["median_ms"] is not None:
             row["median_over_raw_ms"] = round(a["median_ms"] - r["median_ms"], 2)
             row["p99_over_raw_ms"] = round(a["p99_ms"] - r["p99_ms"], 2)
-            row["met"] = row["median_over_raw_ms"] <= 50 and row["p99_over_raw_ms"] <= 50
+            row["met"] = (row["median_over_raw_ms"] <= 50 and row["p99_over_raw_ms"] <= 50
+                          and a["missed"] == 0)
         out["backends"][b.name] = row
         print(f"P7 {b.name}: {row}", flush=True)
     return out
@@ -738,6 +786,11 @@ def render(results: dict[str, Any]) -> str:
     p7 = results.get("P7")
     if p7:
         lines += [f"## {p7['title']}", "",
+                  "A trial whose stop left the statement running past "
+                  f"{MISSED_MS / 1000:.0f} s is counted as missed, apart from the latencies "
+                  "(ClickHouse: a hand-written `KILL QUERY`, sent once as the query "
+                  "starts, left a shard's part running to its end in about 1 trial in 25; "
+                  "the adapter re-sends its kill); asynchdb must miss none.", "",
                   "| backend | asynchdb SIGINT median / p99 (ms) | driver's cancel median / p99 "
                   "(ms) | over the driver's, median / p99 (ms) | target <= +50 ms |",
                   "|---|---|---|---|---|"]
@@ -746,8 +799,12 @@ def render(results: dict[str, Any]) -> str:
                 lines.append(f"| {name} | skipped: {row['skipped']} | | | |")
                 continue
             a, r = row["asynchdb"], row["raw"]
-            lines.append(f"| {name} | {a['median_ms']} / {a['p99_ms']} (n={a['n']}) | "
-                         f"{r['median_ms']} / {r['p99_ms']} (n={r['n']}) | "
+
+            def missed(m: dict[str, Any]) -> str:
+                return f", {m['missed']} missed" if m.get("missed") else ""
+
+            lines.append(f"| {name} | {a['median_ms']} / {a['p99_ms']} (n={a['n']}{missed(a)}) | "
+                         f"{r['median_ms']} / {r['p99_ms']} (n={r['n']}{missed(r)}) | "
                          f"{row.get('median_over_raw_ms')} / {row.get('p99_over_raw_ms')} | "
                          f"{'yes' if row.get('met') else 'no'} |")
         lines.append("")
