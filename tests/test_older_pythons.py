@@ -3,7 +3,9 @@
 CI runs the suite on 3.11.  These run a small program on each older
 interpreter found (pyenv's, or on ``PATH``), with the repository on its path
 and no driver but sqlite3: asynchdb imports, a round trip and an abort work,
-and the two things measured to differ before 3.11 behave: a SIGINT pending
+a deadline's ``DeadlineExceeded`` is caught as ``concurrent.futures.TimeoutError``
+(a class of its own before 3.11) and as ``TimeoutError``, and the two things
+measured to differ before 3.11 behave: a SIGINT pending
 when a driver call fails is claimed and repaired (the handler runs on
 entering the ``except`` clause there), and ``with`` on a cursor without a
 context manager raises what the driver's cursor raises on that Python.
@@ -39,6 +41,12 @@ slow = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
 op = conn.cursor().execute(slow, asynch=True)
 op.abort()
 out["aborted"] = op.wait_for_completion(10) and op.get_status().phase == Phase.CANCELED
+import concurrent.futures
+deadline = conn.cursor().execute(slow, asynch=True, cancel_after=0.05)
+try:
+    deadline.result(10)
+except concurrent.futures.TimeoutError as exc:  # distinct from TimeoutError before 3.11
+    out["deadline"] = [type(exc).__name__, isinstance(exc, TimeoutError)]
 raw = sqlite3.connect(":memory:")
 try:
     with raw.cursor():
@@ -83,6 +91,8 @@ def test_asynchdb_runs_on_an_older_python(version: str) -> None:
     assert out["version"] == [int(p) for p in version.split(".")], out
     assert out["sync"] == [[1]] and out["asynch"] == [[2]], out
     assert out["aborted"] is True, out
+    # DeadlineExceeded is both TimeoutErrors, also where they are two classes
+    assert out["deadline"] == ["DeadlineExceeded", True], out
     raw_error, wrapped_error = out["with"]
     assert raw_error == wrapped_error == "AttributeError", out
     ki = _run(python, _KI_ON_ENTRY)
