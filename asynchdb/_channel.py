@@ -555,10 +555,19 @@ class Channel:
         else:
             HUB.dispatch_soon(self)
 
-    def park(self, task: Task) -> None:
-        """``task`` holds back for buffer space; closing the connection stops it too."""
+    def park(self, task: Task) -> bool:
+        """``task`` holds back for buffer space; closing the connection stops it too.
+
+        False once the connection is closing: a close that found the task
+        neither queued, parked nor running (a population between its
+        statement's end and its first batch) did not stop it, so it must stop
+        itself instead of waiting for room nobody will make.
+        """
         with self._mutex:
+            if self.closed:
+                return False
             self._parked.add(task)
+            return True
 
     def drain(self) -> None:
         """Run queued tasks until the queue is empty (pool thread)."""

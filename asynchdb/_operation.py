@@ -669,7 +669,11 @@ class Job:
             while not self._abort_requested:
                 space = buf.space()
                 if space <= 0:
-                    ch.park(self)  # so that closing the connection aborts it
+                    if not ch.park(self):  # so that closing the connection aborts it
+                        # the close came while this job was between its
+                        # statement and this turn, where it did not see it
+                        self.stop("the connection was closed")
+                        continue
                     if buf.park(self._resume_population):
                         if self.abort_requested() and buf.unpark():
                             # an abort raced the park: it saw no parked worker,

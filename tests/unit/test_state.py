@@ -1545,3 +1545,38 @@ def test_wrap_refuses_what_is_not_an_open_dbapi_connection(obj: Any) -> None:
 
 def test_wrap_of_a_wrapped_connection_is_itself(env: Env) -> None:
     assert asynchdb.wrap(env.conn) is env.conn
+
+
+def test_a_close_between_a_statement_and_its_population_still_ends_it() -> None:
+    """A population that parks after the connection closed stops itself.
+
+    Between the statement's end and the population's first batch the job is
+    neither queued, parked nor running, so a close's stop finds nothing to
+    stop.  A listener holds the worker there (it hears POPULATION on the
+    worker) until the close has stopped everything it could see and queued
+    the driver's close; the population then fills the buffer and would wait
+    for room nobody makes: it must end CANCELED instead (found by
+    test_stateful on Python 3.9, then 2 in 3 closes with a vetoing listener).
+    """
+    conn = asynchdb.connect(fake)
+    closer: list[threading.Thread] = []
+
+    class HoldAtPopulation:
+        def on_progress(self, op: Any, status: Any) -> None:
+            if status.phase == Phase.POPULATION and not closer:
+                t = threading.Thread(target=conn.close, name="test-close", daemon=True)
+                closer.append(t)
+                t.start()
+                # the close stopped what it saw and queued the driver's close
+                assert wait_until(lambda: conn.statistics()["queued"] >= 1, 5.0)
+
+    cur = conn.cursor()
+    cur.buffer_rows = 3
+    op = cur.execute("rows 10", asynch=Asynch.SEQUENTIAL_POPULATION,
+                     listener=HoldAtPopulation())
+    assert op.wait_for_completion(10), f"still {op.get_status()} after the close"
+    status = op.get_status()
+    assert status.phase == Phase.CANCELED, status
+    assert isinstance(status.error, OperationCanceled) and "closed" in str(status.error)
+    closer[0].join(10)
+    assert not closer[0].is_alive() and conn.closed
