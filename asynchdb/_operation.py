@@ -1170,10 +1170,16 @@ class Operation(Generic[T]):
             if self._owner is None:
                 fut = inner
             else:
-                # the value of an execute is its cursor, which only the handle knows
+                # The value of an execute is its cursor, which only the handle
+                # knows.  The job keeps the relay until it ends, and the relay
+                # keeps this future (its callbacks hear the end whoever holds
+                # it), but the cursor only weakly: holding the future does not
+                # hold the statement, and releasing the cursor and the handle
+                # aborts it as before (docs/abort.md).  Once settled, the
+                # future holds its value, the cursor.
                 fut = concurrent.futures.Future()
                 fut.set_running_or_notify_cancel()
-                owner, out = self._owner, fut
+                owner_ref, out = weakref.ref(self._owner), fut
 
                 def relay(f: concurrent.futures.Future[Any]) -> None:
                     exc = f.exception()
@@ -1181,7 +1187,8 @@ class Operation(Generic[T]):
                         out.set_exception(exc)
                     else:
                         v = f.result()
-                        out.set_result(owner if v is OWNER else v)
+                        # None only if the cursor was released as the statement ended
+                        out.set_result(owner_ref() if v is OWNER else v)
 
                 inner.add_done_callback(relay)
             self._fut = fut

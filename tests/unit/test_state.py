@@ -1580,3 +1580,65 @@ def test_a_close_between_a_statement_and_its_population_still_ends_it() -> None:
     assert isinstance(status.error, OperationCanceled) and "closed" in str(status.error)
     closer[0].join(10)
     assert not closer[0].is_alive() and conn.closed
+
+
+def test_releasing_the_cursor_the_handle_and_its_future_still_aborts() -> None:
+    """Taking ``op.future`` once must not keep the cursor alive for as long as the job runs.
+
+    The job keeps the future's relay until it ends; the relay held the cursor
+    (the future's value), so releasing every reference no longer aborted the
+    statement (test_stateful on Python 3.9).
+    """
+    conn = asynchdb.connect(fake)
+    raw = conn.driver_connection
+    try:
+        cur = conn.cursor()
+        op = cur.execute("block g1", asynch=True)
+        fut = op.future
+        assert raw.started("g1").wait(5)
+        job = op._job
+        del cur, op, fut
+        gc.collect()
+        assert job.wait(5), "releasing the cursor, the handle and the future did not abort"
+        assert job.status().phase == Phase.CANCELED
+        assert ("block g1", "canceled") in raw.log
+    finally:
+        raw.release("g1")
+        conn.close()
+
+
+def test_a_futures_callbacks_hear_the_abort_that_releasing_made() -> None:
+    """The future does not hold the statement, but its callbacks still hear how it ended."""
+    conn = asynchdb.connect(fake)
+    raw = conn.driver_connection
+    heard: list[Any] = []
+    try:
+        cur = conn.cursor()
+        op = cur.execute("block g1", asynch=True)
+        op.future.add_done_callback(heard.append)
+        assert raw.started("g1").wait(5)
+        del cur, op
+        gc.collect()
+        assert wait_until(lambda: len(heard) == 1, 5), "the future never settled"
+        assert isinstance(heard[0].exception(0), OperationCanceled)
+        assert ("block g1", "canceled") in raw.log
+    finally:
+        raw.release("g1")
+        conn.close()
+
+
+def test_the_future_of_an_execute_gives_its_cursor() -> None:
+    conn = asynchdb.connect(fake)
+    raw = conn.driver_connection
+    try:
+        cur = conn.cursor()
+        fut = cur.execute("block g1; rows 2", asynch=True).future
+        assert raw.started("g1").wait(5)
+        gc.collect()
+        assert not fut.done()  # the cursor is held: nothing aborted it
+        raw.release("g1")
+        assert fut.result(5) is cur
+        assert cur.nextset() is True and cur.fetchall() == [(0,), (1,)]
+    finally:
+        raw.release("g1")
+        conn.close()
