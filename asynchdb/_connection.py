@@ -8,6 +8,7 @@ asynchronous calls run one after another, in the order they were started.
 
 from __future__ import annotations
 
+import sys
 import threading
 import types
 import warnings
@@ -144,6 +145,9 @@ class Connection:
         ch = self._ch
         enter = getattr(type(ch.raw), "__enter__", None)
         if enter is None:
+            # what ``with`` says of the driver's connection on this Python
+            if sys.version_info < (3, 11):
+                raise AttributeError("__enter__")
             raise TypeError(f"'{type(ch.raw).__name__}' object does not support the "
                             "context manager protocol")
         ch.call(enter, ch.raw)

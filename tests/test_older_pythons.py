@@ -59,6 +59,20 @@ try:
 except Exception as exc:
     out["with"] = [raw_error, type(exc).__name__]
 conn.close()
+from asynchdb import testing as fake
+raw_fake = fake.connect()  # a driver connection with no context manager
+try:
+    with raw_fake:
+        pass
+except Exception as exc:
+    raw_error = type(exc).__name__
+wrapped = asynchdb.wrap(fake.connect())
+try:
+    with wrapped:
+        pass
+except Exception as exc:
+    out["with_connection"] = [raw_error, type(exc).__name__]
+wrapped.close()
 print(json.dumps(out))
 """
 
@@ -95,6 +109,7 @@ def test_asynchdb_runs_on_an_older_python(version: str) -> None:
     assert out["deadline"] == ["DeadlineExceeded", True], out
     raw_error, wrapped_error = out["with"]
     assert raw_error == wrapped_error == "AttributeError", out
+    assert out["with_connection"] == ["AttributeError", "AttributeError"], out
     ki = _run(python, _KI_ON_ENTRY)
     assert ki["raised"] == "KeyboardInterrupt", ki
     assert ki["repaired"] is True, ki
