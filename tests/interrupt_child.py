@@ -10,7 +10,8 @@ took, and whether the connection answers ``SELECT 1`` afterwards.
 Modes: ``plain`` (the drop-in call), ``cancel_after`` (a synchronous call with
 a deadline: the job path), ``listener`` (a synchronous call with a listener,
 which hears every step: the job path too), ``executemany`` (the plain
-``executemany`` of the long statement, once), ``own-handler`` (the program installed its own
+``executemany`` of the long statement, once), ``callproc`` (a procedure
+that sleeps), ``own-handler`` (the program installed its own
 SIGINT handler: asynchdb must leave it alone), ``wait`` (waiting on an
 Operation: the operation must go on).
 
@@ -123,8 +124,12 @@ def main() -> None:
     conn = backend.connect()
     cur = conn.cursor()
     out: dict[str, object] = {}
-    if mode in ("plain", "own-handler", "executemany"):
-        method = "executemany" if mode == "executemany" else "execute"
+    if mode == "callproc" and backend.server == "mariadb":
+        # a procedure that sleeps (the MySQL family calls procedures by CALL)
+        conn.cursor().execute("CREATE OR REPLACE PROCEDURE asynchdb_sleep(s DOUBLE) "
+                              "BEGIN DO SLEEP(s); END")
+    if mode in ("plain", "own-handler", "executemany", "callproc"):
+        method = mode if mode in ("executemany", "callproc") else "execute"
         announce = threading.Thread(target=_announce_inline, args=(cur._ch, method),
                                     daemon=True)
     else:
@@ -145,6 +150,10 @@ def main() -> None:
         elif mode == "executemany":
             # the plain executemany (Channel.call: the bound method registers)
             cur.executemany(backend.long_sql(LONG, tag), [()])
+        elif mode == "callproc":
+            # PostgreSQL drivers call a function by SELECT: pg_sleep itself
+            cur.callproc("asynchdb_sleep" if backend.server == "mariadb" else "pg_sleep",
+                         (LONG,))
         elif mode == "listener":
             cur.execute(backend.long_sql(LONG if backend.can_cancel else SHORT, tag),
                         listener=heard)

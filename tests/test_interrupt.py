@@ -190,6 +190,25 @@ def _report_after_sigint(name: str, mode: str) -> dict[str, Any]:
         child.kill()
 
 
+#: Drivers with ``callproc`` (psycopg2 calls a function by SELECT; the MySQL
+#: family a procedure by CALL).
+CALLPROC = ("psycopg2", "pymysql", "mysqlclient", "mariadb")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.backend(n))
+                                  for n in CALLPROC])
+def test_sigint_cancels_a_plain_callproc(name: str) -> None:
+    """Ctrl-C during ``callproc`` of something that sleeps: cancelled, usable after.
+
+    The procedure's text carries no tag to find on the server: the call's
+    early end (well before its 20 s) is what shows the cancel.
+    """
+    report = _report_after_sigint(name, "callproc")
+    assert report["raised"] == "KeyboardInterrupt", report
+    assert report["elapsed"] < LONG / 2, report
+    assert report["after"] == 1, report
+
+
 #: Drivers that take SIGINT over during their own calls, whatever handler the
 #: program installed: ADBC swaps in its handler, which sends ADBC's cancel;
 #: the program's handler never runs.  Raw, measured with the program's own
