@@ -40,6 +40,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import faulthandler
 import json
 import os
 import resource
@@ -941,6 +942,9 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    # a crash inside a driver's C code says where (one full P7 run ended with
+    # SIGSEGV during the MariaDB Connector/Python part, 2026-12-07; not again since)
+    faulthandler.enable()
     parser = argparse.ArgumentParser(prog="python -m benchmarks.interrupts", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
