@@ -306,7 +306,8 @@ def connect(driver: Any, /, *args: Any, asynch: Union[bool, int] = False,
     pinnable = factory is driver
     resolve = (pinnable and type(adapter) is Adapter
                and not hasattr(driver, "__asynchdb_adapter__"))
-    if not flags and seconds is None and sink is None:
+    if not flags and seconds is None and sink is None and not (
+            adapter.connect_on_worker and _interrupt.could_interrupt()):
         if pinnable:
             return _open_pinnable(adapter, factory, args, dict(kwargs), resolve)
         raw = adapter.connect(factory, args, dict(kwargs))
@@ -353,8 +354,9 @@ def connect(driver: Any, /, *args: Any, asynch: Union[bool, int] = False,
     # else cancel_after=0: aborted before it started; the driver never ran
     if flags:
         return Operation(job)
-    # synchronous with a deadline or a listener: wait here; the deadline can
-    # release this thread even though the driver's connect cannot be stopped
+    # synchronous with a deadline or a listener, or a connect that blocks in C
+    # on the main thread (Adapter.connect_on_worker): wait here; the deadline
+    # or Ctrl-C can release this thread even though the connect cannot be stopped
     _interrupt.wait_job(job)  # Ctrl-C: abandons the connect, then KeyboardInterrupt
     return job.value()
 

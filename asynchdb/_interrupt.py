@@ -293,6 +293,16 @@ def interruptible_here() -> bool:
             and _sig.getsignal(_SIGINT) is _DEFAULT)
 
 
+def could_interrupt() -> bool:
+    """Whether SIGINT would raise KeyboardInterrupt on this thread now (caller thread).
+
+    :func:`interruptible_here` without the watcher: for a wait that takes the
+    ``KeyboardInterrupt`` itself (a connect opened on a worker), so also
+    before the first connection armed the watcher.
+    """
+    return threading.get_ident() == _MAIN and _sig.getsignal(_SIGINT) is _DEFAULT
+
+
 def _ours() -> bool:
     """Whether SIGINT is Python's default handler, or held by :func:`held_call` (any thread)."""
     handler = _sig.getsignal(_SIGINT)

@@ -156,6 +156,14 @@ class Adapter:
     #: the interrupt raised inside their socket read breaks their protocol
     #: state) and leave SIGINT's handler alone.
     hold_interrupt = False
+    #: The driver's connect blocks in C, where Python's signal handling cannot
+    #: reach until the driver's own timeout (psycopg2 and mysqlclient against a
+    #: server that never answers: 10 s, their ``connect_timeout``).  A plain
+    #: ``asynchdb.connect`` on the main thread, while Ctrl-C could reach it,
+    #: then opens on a worker as ``cancel_after=`` does, so that Ctrl-C
+    #: abandons it at once (the connection is closed when the driver's
+    #: connect returns).  Costs a thread hop per such connect.
+    connect_on_worker = False
     #: The driver keeps a reference to every exception it raises, forever
     #: (MariaDB Connector/Python 1.1).  The caller then gets a copy of each
     #: driver error (same class, arguments, attributes and traceback), and the

@@ -178,6 +178,81 @@ def test_sigint_cancels_a_plain_executemany(name: str) -> None:
         assert gone_after < LONG / 2
 
 
+# A plain asynchdb.connect to a server that accepts and never answers: the
+# child prints RUNNING once the server side accepted (the driver is inside its
+# connect), the parent sends SIGINT; the drivers' own timeout is 10 s.
+_CONNECT_CHILD = """
+import json, socket, sys, threading, time
+import asynchdb
+name = sys.argv[1]
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(5)
+port = srv.getsockname()[1]
+held = []
+
+def accept():
+    conn, _ = srv.accept()
+    held.append(conn)
+    print("RUNNING", flush=True)
+
+threading.Thread(target=accept, daemon=True).start()
+print("READY", flush=True)
+started = time.monotonic()
+out = {}
+try:
+    if name == "psycopg2":
+        import psycopg2
+        asynchdb.connect(psycopg2, f"host=127.0.0.1 port={port} dbname=x user=x "
+                                   "connect_timeout=10")
+    elif name == "pyodbc-postgresql":
+        import pyodbc
+        asynchdb.connect(pyodbc, "DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;"
+                                 f"PORT={port};DATABASE=x;UID=x", timeout=10)
+    else:
+        module = {"mysqlclient": "MySQLdb", "mariadb": "mariadb"}.get(name, name)
+        driver = __import__(module)
+        asynchdb.connect(driver, host="127.0.0.1", port=port, user="x",
+                         connect_timeout=10)
+    out["raised"] = None
+except KeyboardInterrupt:
+    out["raised"] = "KeyboardInterrupt"
+except Exception as exc:
+    out["raised"] = repr(exc)
+out["elapsed"] = time.monotonic() - started
+print("OUT " + json.dumps(out), flush=True)
+"""
+
+#: Drivers whose connect blocks in C (Adapter.connect_on_worker), and two whose
+#: connect waits in Python (inline: Python's own handler reaches it).
+CONNECT = ("psycopg2", "mysqlclient", "mariadb", "pyodbc-postgresql", "pymysql", "psycopg")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.backend(n))
+                                  for n in CONNECT])
+def test_sigint_during_a_plain_connect_abandons_it(name: str) -> None:
+    """Ctrl-C reaches a plain asynchdb.connect long before the driver's connect timeout."""
+    require(name)
+    proc = subprocess.Popen([sys.executable, "-c", _CONNECT_CHILD, name],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": ROOT})
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY"
+        assert proc.stdout.readline().strip() == "RUNNING"
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=BOUND * 2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    lines = [ln for ln in out.splitlines() if ln.startswith("OUT ")]
+    assert lines, (out, err)
+    report = json.loads(lines[-1][4:])
+    assert report["raised"] == "KeyboardInterrupt", report
+    assert report["elapsed"] < 5, report  # the driver's own timeout is 10 s
+
+
 def _report_after_sigint(name: str, mode: str) -> dict[str, Any]:
     """The child's report after one SIGINT (no look at the server: ``_run`` does that)."""
     child = Child(require(name), mode)

@@ -205,6 +205,8 @@ class MySQLdbAdapter(_MySQLAdapter):
     name = "mysqlclient"
     #: ``executemany`` takes parameter sets one at a time from an iterator.
     counts_executemany = True
+    #: its connect blocks in C: Ctrl-C abandons a main-thread connect at once
+    connect_on_worker = True
     #: ``cursor()`` only builds a Python object (``cursorclass(connection)``,
     #: no call into the C client): it need not wait for a running statement.
     cursor_anywhere = True
@@ -251,6 +253,8 @@ class MariaDBAdapter(_MySQLAdapter):
 
     name = "mariadb"
     chunks_executemany = True
+    #: its connect blocks in C: Ctrl-C abandons a main-thread connect at once
+    connect_on_worker = True
     #: 1.1's C code keeps a reference to every exception it raises (its
     #: ``mariadb_throw_exception`` never releases the one it made), and with
     #: it the frames of the failed call and whatever they hold, a released

@@ -57,6 +57,8 @@ class Psycopg2Adapter(Adapter):
     #: ``connection.cursor()`` builds the cursor without talking to the server
     #: (psycopg2 2.9: 0 ms while another thread's ``pg_sleep(1)`` ran).
     cursor_anywhere = True
+    #: its connect blocks in C: Ctrl-C abandons a main-thread connect at once
+    connect_on_worker = True
 
     def __init__(self, module: Any | None) -> None:
         if module is None or getattr(module, "__name__", "") != "psycopg2":

@@ -139,6 +139,8 @@ class PyodbcAdapter(Adapter):
     reissue_cancel = 0.05
     #: pyodbc (without fast_executemany) executes one parameter set at a time.
     counts_executemany = True
+    #: its connect blocks in C: Ctrl-C abandons a main-thread connect at once
+    connect_on_worker = True
 
     def __init__(self, module: Any | None) -> None:
         super().__init__(module)
