@@ -11,9 +11,9 @@ Modes: ``plain`` (the drop-in call), ``cancel_after`` (a synchronous call with
 a deadline: the job path), ``listener`` (a synchronous call with a listener,
 which hears every step: the job path too), ``executemany`` (the plain
 ``executemany`` of the long statement, once), ``callproc`` (a procedure
-that sleeps), ``own-handler`` (the program installed its own
-SIGINT handler: asynchdb must leave it alone), ``wait`` (waiting on an
-Operation: the operation must go on).
+that sleeps), ``commit`` (a deferred trigger that sleeps), ``own-handler``
+(the program installed its own SIGINT handler: asynchdb must leave it
+alone), ``wait`` (waiting on an Operation: the operation must go on).
 
 ``sys._current_frames`` raises here: asynchdb's Ctrl-C watcher must find
 the interrupted call without reading the main thread's frames.
@@ -128,8 +128,19 @@ def main() -> None:
         # a procedure that sleeps (the MySQL family calls procedures by CALL)
         conn.cursor().execute("CREATE OR REPLACE PROCEDURE asynchdb_sleep(s DOUBLE) "
                               "BEGIN DO SLEEP(s); END")
-    if mode in ("plain", "own-handler", "executemany", "callproc"):
-        method = mode if mode in ("executemany", "callproc") else "execute"
+    if mode == "commit":
+        # a deferred constraint trigger that sleeps: the work happens at commit
+        for sql in (
+                "CREATE OR REPLACE FUNCTION asynchdb_slow_commit() RETURNS trigger "
+                f"LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep({LONG}); RETURN NULL; END $$",
+                "CREATE TEMP TABLE asynchdb_commit_t (x int)",
+                "CREATE CONSTRAINT TRIGGER asynchdb_slow AFTER INSERT ON asynchdb_commit_t "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "
+                "asynchdb_slow_commit()",
+                "INSERT INTO asynchdb_commit_t VALUES (1)"):
+            cur.execute(sql)
+    if mode in ("plain", "own-handler", "executemany", "callproc", "commit"):
+        method = mode if mode in ("executemany", "callproc", "commit") else "execute"
         announce = threading.Thread(target=_announce_inline, args=(cur._ch, method),
                                     daemon=True)
     else:
@@ -150,6 +161,8 @@ def main() -> None:
         elif mode == "executemany":
             # the plain executemany (Channel.call: the bound method registers)
             cur.executemany(backend.long_sql(LONG, tag), [()])
+        elif mode == "commit":
+            conn.commit()
         elif mode == "callproc":
             # PostgreSQL drivers call a function by SELECT: pg_sleep itself
             cur.callproc("asynchdb_sleep" if backend.server == "mariadb" else "pg_sleep",

@@ -178,6 +178,22 @@ def test_sigint_cancels_a_plain_executemany(name: str) -> None:
         assert gone_after < LONG / 2
 
 
+#: PostgreSQL drivers: a commit made slow by a deferred constraint trigger.
+#: Not pyodbc: its cancel (SQLCancel) is a statement's, and a commit
+#: (SQLEndTran) has none: it runs to its end, then KeyboardInterrupt (measured).
+COMMIT = ("psycopg2", "psycopg", "pg8000", "adbc-postgresql")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.backend(n))
+                                  for n in COMMIT])
+def test_sigint_cancels_a_slow_commit(name: str) -> None:
+    """Ctrl-C during ``commit()``: the trigger's sleep is cancelled, the connection usable."""
+    report = _report_after_sigint(name, "commit")
+    assert report["raised"] == "KeyboardInterrupt", report
+    assert report["elapsed"] < LONG / 2, report
+    assert report["after"] == 1, report
+
+
 # A plain asynchdb.connect to a server that accepts and never answers: the
 # child prints RUNNING once the server side accepted (the driver is inside its
 # connect), the parent sends SIGINT; the drivers' own timeout is 10 s.
