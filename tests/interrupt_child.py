@@ -13,7 +13,9 @@ which hears every step: the job path too), ``executemany`` (the plain
 ``executemany`` of the long statement, once), ``callproc`` (a procedure
 that sleeps), ``commit`` (a deferred trigger that sleeps), ``own-handler``
 (the program installed its own SIGINT handler: asynchdb must leave it
-alone), ``wait`` (waiting on an Operation: the operation must go on).
+alone), ``asyncio-run`` (a synchronous call inside ``asyncio.run``, whose
+runner handles SIGINT itself), ``wait`` (waiting on an Operation: the
+operation must go on).
 
 ``sys._current_frames`` raises here: asynchdb's Ctrl-C watcher must find
 the interrupted call without reading the main thread's frames.
@@ -139,7 +141,7 @@ def main() -> None:
                 "asynchdb_slow_commit()",
                 "INSERT INTO asynchdb_commit_t VALUES (1)"):
             cur.execute(sql)
-    if mode in ("plain", "own-handler", "executemany", "callproc", "commit"):
+    if mode in ("plain", "own-handler", "executemany", "callproc", "commit", "asyncio-run"):
         method = mode if mode in ("executemany", "callproc", "commit") else "execute"
         announce = threading.Thread(target=_announce_inline, args=(cur._ch, method),
                                     daemon=True)
@@ -163,6 +165,17 @@ def main() -> None:
             cur.executemany(backend.long_sql(LONG, tag), [()])
         elif mode == "commit":
             conn.commit()
+        elif mode == "asyncio-run":
+            # a synchronous call on the thread of asyncio.run, which handles
+            # SIGINT itself (3.11+): asynchdb must leave it alone
+            import asyncio
+
+            async def on_the_loop(c: Any) -> None:
+                c.execute(backend.long_sql(SHORT, tag))
+                c.fetchall()
+                await asyncio.sleep(0)  # where the runner's cancellation lands
+
+            asyncio.run(on_the_loop(cur))
         elif mode == "callproc":
             # PostgreSQL drivers call a function by SELECT: pg_sleep itself
             cur.callproc("asynchdb_sleep" if backend.server == "mariadb" else "pg_sleep",

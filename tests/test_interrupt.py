@@ -178,6 +178,23 @@ def test_sigint_cancels_a_plain_executemany(name: str) -> None:
         assert gone_after < LONG / 2
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.run handles SIGINT from 3.11")
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.backend(n))
+                                  for n in ("sqlite3", "psycopg", "pyodbc-postgresql", "pymysql")])
+def test_the_thread_of_asyncio_run_keeps_its_sigint(name: str) -> None:
+    """``asyncio.run`` handles SIGINT itself: a synchronous call there is left alone.
+
+    The statement runs to its end, then the runner's KeyboardInterrupt comes
+    (its cancellation as the context), with no repair of asynchdb's.
+    """
+    report = _report_after_sigint(name, "asyncio-run")
+    assert report["raised"] == "KeyboardInterrupt", report
+    assert report["context"] == "CancelledError()", report
+    assert report["repaired"] is False, report
+    assert report["elapsed"] > SHORT / 2, report  # not cancelled: a cancel takes ms
+    assert report["after"] == 1, report
+
+
 #: PostgreSQL drivers: a commit made slow by a deferred constraint trigger.
 #: Not pyodbc: its cancel (SQLCancel) is a statement's, and a commit
 #: (SQLEndTran) has none: it runs to its end, then KeyboardInterrupt (measured).
