@@ -500,7 +500,6 @@ print(json.dumps(out))
 @pytest.mark.parametrize("mode", ["plain", "deadline"])
 @pytest.mark.parametrize("d", _params(CANCELLING))
 def test_ctrl_c_cancels_the_statement(d: Dialect, mode: str) -> None:
-    pytest.importorskip("asynchdb._interrupt", reason="Ctrl-C support is not merged yet")
     b = BY_NAME[d.backend]
     url, connect_args = d.url(b)
     tag = marker()
