@@ -75,6 +75,9 @@ def comparison(suite_id: str) -> peer_harness.Comparison:
     return cmp
 
 
+#: Every test here reads a comparison that runs a driver's suite twice (minutes).
+pytestmark = pytest.mark.slow
+
 @pytest.mark.parametrize("suite_id", SUITE_IDS)
 def test_passes_raw_passes_wrapped(suite_id: str) -> None:
     cmp = comparison(suite_id)
