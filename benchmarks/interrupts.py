@@ -216,7 +216,14 @@ def _trial(backend: Backend, mode: str, conn: Any, raw: Any,
         result["returned"] = time.monotonic()
     except Exception:  # the driver's cancel error (raw mode)
         result["returned"] = time.monotonic()
-    helper.join(15)
+    try:
+        helper.join(15)
+    except KeyboardInterrupt:
+        # the SIGINT came after the call had ended (the helper saw the
+        # statement as it ended): no trial, and the helper must end before
+        # the monitor's connection, which it uses, is closed
+        helper.join(15)
+        return None
     with contextlib.suppress(Exception):
         cur.close()
     if mode == "raw":  # a canceled statement may have failed the transaction
