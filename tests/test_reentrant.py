@@ -10,6 +10,7 @@ and runs under a watchdog: a regression fails in seconds instead of hanging.
 
 from __future__ import annotations
 
+import functools
 import gc
 import sqlite3
 from typing import Any, Callable
@@ -28,6 +29,27 @@ def outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
         return "ok", fn()
     except Exception as exc:  # compared between raw and wrapped
         return "error", (type(exc), str(exc))
+
+
+def raw_then_wrapped(run: Callable[[Any], Any], **kwargs: Any) -> tuple[Any, Any]:
+    """``run(conn)`` on a raw sqlite3 connection, then on a wrapped one under the watchdog.
+
+    Both in memory, opened with ``kwargs``; returns both results, raw first.
+    """
+    raw = sqlite3.connect(":memory:", **kwargs)
+    try:
+        expected = run(raw)
+    finally:
+        raw.close()
+
+    def scenario() -> Any:
+        conn = asynchdb.connect(sqlite3, ":memory:", **kwargs)
+        try:
+            return run(conn)
+        finally:
+            conn.close()
+
+    return expected, bounded(scenario)
 
 
 # ---------------------------------------------------------------------------
@@ -55,24 +77,15 @@ def _function_queries_connection(conn: Any, *, same_cursor: bool, asynch: bool) 
 
 @pytest.mark.parametrize("same_cursor", [False, True], ids=["other-cursor", "same-cursor"])
 def test_user_function_that_queries_the_connection(same_cursor: bool) -> None:
-    raw = sqlite3.connect(":memory:")
-    expected = _function_queries_connection(raw, same_cursor=same_cursor, asynch=False)
-    raw.close()
+    expected, got = raw_then_wrapped(functools.partial(
+        _function_queries_connection, same_cursor=same_cursor, asynch=False))
     if same_cursor:
         # sqlite3's own refusal ("Recursive use of cursors not allowed"),
         # surfacing as the failed user function
         assert expected[0] == "error"
     else:
         assert expected == ("ok", [(7,), (8,), (9,)])
-
-    def scenario() -> Any:
-        conn = asynchdb.connect(sqlite3, ":memory:")
-        try:
-            return _function_queries_connection(conn, same_cursor=same_cursor, asynch=False)
-        finally:
-            conn.close()
-
-    assert bounded(scenario) == expected
+    assert got == expected
 
 
 def test_user_function_that_queries_the_connection_asynchronously() -> None:
@@ -127,19 +140,9 @@ def test_user_function_that_closes_its_own_cursor_gets_sqlite3s_error() -> None:
         cur.execute("SELECT f(1)").fetchall()
         return seen
 
-    raw = sqlite3.connect(":memory:")
-    expected = run(raw)
-    raw.close()
+    expected, got = raw_then_wrapped(run)
     assert expected and expected[0][0] == "error"
-
-    def scenario() -> Any:
-        conn = asynchdb.connect(sqlite3, ":memory:")
-        try:
-            return run(conn)
-        finally:
-            conn.close()
-
-    assert bounded(scenario) == expected
+    assert got == expected
 
 
 def _function_writes_then_cursor_dropped(conn: Any) -> Any:
@@ -170,19 +173,9 @@ def _function_writes_then_cursor_dropped(conn: Any) -> Any:
 
 
 def test_user_function_that_writes_to_the_table_it_reads() -> None:
-    raw = sqlite3.connect(":memory:")
-    expected = _function_writes_then_cursor_dropped(raw)
-    raw.close()
+    expected, got = raw_then_wrapped(_function_writes_then_cursor_dropped)
     assert expected == ([0], "ok")
-
-    def scenario() -> Any:
-        conn = asynchdb.connect(sqlite3, ":memory:")
-        try:
-            return _function_writes_then_cursor_dropped(conn)
-        finally:
-            conn.close()
-
-    assert bounded(scenario) == expected
+    assert got == expected
 
 
 def _converter_reads_the_running_cursor(conn: Any) -> Any:
@@ -202,19 +195,10 @@ def _converter_reads_the_running_cursor(conn: Any) -> Any:
 
 
 def test_converter_that_reads_the_running_cursor() -> None:
-    raw = sqlite3.connect(":memory:", detect_types=sqlite3.PARSE_DECLTYPES)
-    expected = _converter_reads_the_running_cursor(raw)
-    raw.close()
+    expected, got = raw_then_wrapped(_converter_reads_the_running_cursor,
+                                     detect_types=sqlite3.PARSE_DECLTYPES)
     assert expected[0] == "error" and expected[1][0] is sqlite3.ProgrammingError
-
-    def scenario() -> Any:
-        conn = asynchdb.connect(sqlite3, ":memory:", detect_types=sqlite3.PARSE_DECLTYPES)
-        try:
-            return _converter_reads_the_running_cursor(conn)
-        finally:
-            conn.close()
-
-    assert bounded(scenario) == expected
+    assert got == expected
 
 
 # ---------------------------------------------------------------------------
@@ -276,19 +260,9 @@ def _generator_uses_the_same_cursor(conn: Any) -> Any:
 
 
 def test_generator_feeding_executemany_uses_the_same_cursor() -> None:
-    raw = sqlite3.connect(":memory:")
-    expected = _generator_uses_the_same_cursor(raw)
-    raw.close()
+    expected, got = raw_then_wrapped(_generator_uses_the_same_cursor)
     assert expected[0] == "error" and expected[1][0] is sqlite3.ProgrammingError
-
-    def scenario() -> Any:
-        conn = asynchdb.connect(sqlite3, ":memory:")
-        try:
-            return _generator_uses_the_same_cursor(conn)
-        finally:
-            conn.close()
-
-    assert bounded(scenario) == expected
+    assert got == expected
 
 
 @pytest.mark.parametrize("asynch", [False, True], ids=["sync", "asynch"])
