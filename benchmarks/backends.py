@@ -114,6 +114,26 @@ def marker() -> str:
     return f"asynchdb_{uuid.uuid4().hex[:16]}"
 
 
+def main_thread_reached(ch: Any, method: str, hopped_before: int) -> bool:
+    """Whether the main thread's ``method`` call is inside the driver, or on its worker.
+
+    For the helpers that send SIGINT to a call (any thread; a snapshot of
+    ``asynchdb``'s channel ``ch``), read as the Ctrl-C watcher reads it, never
+    from the main thread's frames.  An inline call registers one of two ways
+    (``Channel.inline``): the driver cursor and the method's name (the
+    cursor's fast paths), or the bound method and None (``Channel.call``,
+    taken when the first try found the connection busy and the call's own
+    found it free; a helper that watched only for the first missed the
+    second, 2026-12-07).  A driver whose main-thread calls hop to the worker
+    counts once the hop is made (``hopped`` above ``hopped_before``).
+    """
+    kind = ch.inline_kind
+    inside = kind == method or (
+        kind is None and getattr(ch.inline, "__name__", None) == method)
+    main = threading.main_thread().ident or 0
+    return bool((inside and ch.owned_by(main)) or ch.counters["hopped"] > hopped_before)
+
+
 def _tagged(tag: Optional[str]) -> str:
     """The select-list tail naming ``tag`` (nothing without a tag)."""
     return "" if tag is None else f", '{tag}'"

@@ -107,7 +107,7 @@ from typing import Any, Callable, Optional
 
 import asynchdb
 from asynchdb import DeadlineExceeded, OperationCanceled, Phase, Status
-from benchmarks.backends import BY_NAME
+from benchmarks.backends import BY_NAME, main_thread_reached
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -739,29 +739,16 @@ class Child:
             return
         cur = slot.cursor(0)
         delay = self.rng.choice([0.0, 0.0, 0.001, 0.005, 0.02])
-        main = threading.main_thread().ident or 0
         sent: list[float] = []
         ch = cur._ch  # what the main thread's inline call registers (Channel.inline)
         hopped = ch.counters["hopped"]
 
         def send() -> None:
             # helper thread: wait (bounded) until the main thread is inside the
-            # driver's execute, or waits for it on the worker (interrupt_on_worker
-            # drivers): read from the channel, as the Ctrl-C watcher does, never
-            # from the main thread's frames (a cross-thread walk can crash 3.11).
-            # An inline call registers one of two ways (Channel.inline): the
-            # driver cursor and "execute" (the drop-in path), or the bound
-            # ``execute`` and None (Channel.call, taken when the cursor's first
-            # try found the connection busy and the call's own try found it
-            # free).  Watching for the first alone missed the second: the
-            # likeliest cause of the "never seen inside the driver" error in
-            # 100,000 sqlite3 operations on 2026-12-07 (an 11 s natural end).
+            # driver's execute, or waits for it on the worker
             deadline = time.monotonic() + self.watchdog
             while time.monotonic() < deadline:
-                inline, kind = ch.inline, ch.inline_kind
-                execute = kind == "execute" or (
-                    kind is None and getattr(inline, "__name__", None) == "execute")
-                if (execute and ch.owned_by(main)) or ch.counters["hopped"] > hopped:
+                if main_thread_reached(ch, "execute", hopped):
                     _pause(delay)
                     sent.append(time.monotonic())
                     os.kill(os.getpid(), signal.SIGINT)

@@ -31,13 +31,13 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import asynchdb
 from asynchdb import _interrupt
-from benchmarks.backends import BY_NAME
+from benchmarks.backends import BY_NAME, main_thread_reached
 
 #: Seconds the long statement would run if nothing stopped it.
 LONG = 20.0
@@ -63,19 +63,12 @@ def _announce_inline(ch: object, method: str = "execute") -> None:
     """Print RUNNING once the main thread's ``method`` is inside the driver (helper thread).
 
     Read from what the call registers on its channel, as the Ctrl-C watcher
-    does (either registration: the cursor and "execute" on the drop-in path,
-    the bound ``execute`` and None through ``Channel.call``); a driver whose
-    main-thread calls hop to the worker counts once the hop is made.
+    does (``benchmarks.backends.main_thread_reached``).
     """
-    main = threading.main_thread().ident or 0
-    c: Any = ch
-    hopped = c.counters["hopped"]
+    hopped = cast(Any, ch).counters["hopped"]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        kind = c.inline_kind
-        inside = kind == method or (
-            kind is None and getattr(c.inline, "__name__", None) == method)
-        if (inside and c.owned_by(main)) or c.counters["hopped"] > hopped:
+        if main_thread_reached(ch, method, hopped):
             print("RUNNING", flush=True)
             return
         time.sleep(0.005)
