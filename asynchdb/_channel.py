@@ -44,6 +44,7 @@ import collections
 import logging
 import threading
 import weakref
+from time import time_ns as _clock
 from typing import Any, Callable, Optional, Protocol
 
 from . import _interrupt
@@ -237,6 +238,12 @@ class Channel:
         #: outer one).
         self.inline: Any = None
         self.inline_kind: Optional[str] = None
+        #: When that call began (``time.time_ns()``, read before the call took
+        #: the connection): a SIGINT sent before it was not for this call
+        #: (Python raised its KeyboardInterrupt before the call began).  A
+        #: call stores it before ``inline`` and restores it after (the
+        #: watcher reads ``inline`` first: _interrupt._main_calls).
+        self.inline_since = 0
         #: No new work is accepted.
         self.closed = False
         #: Closing: hooks stop whatever statement runs.
@@ -622,10 +629,11 @@ class Channel:
         method ``fn`` runs on it (SQLAlchemy's ``do_execute``, which takes the
         cursor as an argument, saves binding a method per statement).
         """
+        since = _clock()  # a Ctrl-C before this is not this call's (_interrupt)
         if not self.adapter.interrupt_on_worker or not _interrupt.interruptible_here():
             if self.take():
-                outer, outer_kind = self.inline, self.inline_kind
-                self.inline, self.inline_kind = inline, kind
+                outer, outer_kind, outer_since = self.inline, self.inline_kind, self.inline_since
+                self.inline_since, self.inline, self.inline_kind = since, inline, kind
                 try:
                     try:
                         return fn(*args, **kwargs)
@@ -647,12 +655,13 @@ class Channel:
                         _interrupt.taken_on_entry(self, ki)
                     raise
                 finally:
-                    self.inline, self.inline_kind = outer, outer_kind
+                    self.inline, self.inline_kind, self.inline_since = \
+                        outer, outer_kind, outer_since
                     self.release()
         elif self.adapter.hold_interrupt and self.take():
             # a pure-Python driver on the main thread: inline, Ctrl-C held off
             try:
-                return _interrupt.held_call(self, inline, kind, fn, args, kwargs)
+                return _interrupt.held_call(self, inline, kind, since, fn, args, kwargs)
             finally:
                 self.release()
         task = _Call(fn, args, kwargs)

@@ -16,6 +16,7 @@ import functools
 import sys
 import types
 from collections.abc import Iterable, Iterator
+from time import time_ns as _clock
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, overload
 
 from . import _interrupt, _stepper
@@ -173,14 +174,15 @@ class Cursor:
             if self._guard is not None:
                 self._settle(True)
             ch = self._ch
+            since = _clock()  # a Ctrl-C before this is not this call's (_interrupt)
             # some drivers' main-thread calls hop, so that Ctrl-C lands in
             # the wait, not inside the driver (Adapter.interrupt_on_worker)
             if (not ch.adapter.interrupt_on_worker
                     or not _interrupt.interruptible_here()) and ch.take():
-                # what Ctrl-C would cancel (two stores, restored for nested calls)
+                # what Ctrl-C would cancel (three stores, restored for nested calls)
                 raw = self._raw
-                outer, outer_kind = ch.inline, ch.inline_kind
-                ch.inline, ch.inline_kind = raw, "execute"
+                outer, outer_kind, outer_since = ch.inline, ch.inline_kind, ch.inline_since
+                ch.inline_since, ch.inline, ch.inline_kind = since, raw, "execute"
                 try:
                     try:
                         # spelled out: a plain call skips building the argument tuple
@@ -211,13 +213,13 @@ class Cursor:
                         _interrupt.taken_on_entry(ch, ki)
                     raise
                 finally:
-                    ch.inline, ch.inline_kind = outer, outer_kind
+                    ch.inline, ch.inline_kind, ch.inline_since = outer, outer_kind, outer_since
                     ch.release()
             elif ch.adapter.hold_interrupt and _interrupt.interruptible_here() and ch.take():
                 # a pure-Python driver on the main thread: inline, Ctrl-C held off
                 try:
                     raw = self._raw
-                    _interrupt.held_call(ch, raw, "execute", raw.execute,
+                    _interrupt.held_call(ch, raw, "execute", since, raw.execute,
                                          (operation, *args), kwargs)
                 finally:
                     ch.release()
@@ -367,10 +369,11 @@ class Cursor:
                     _interrupt.population_interrupted(self._guard)
                     raise
         ch = self._ch
+        since = _clock()  # a Ctrl-C before this is not this call's (_interrupt)
         if ch.take():  # no hop: these drivers' fetches read rows held in memory
-            outer, outer_kind = ch.inline, ch.inline_kind
+            outer, outer_kind, outer_since = ch.inline, ch.inline_kind, ch.inline_since
             raw = self._raw
-            ch.inline, ch.inline_kind = raw, "fetchone"
+            ch.inline_since, ch.inline, ch.inline_kind = since, raw, "fetchone"
             try:
                 try:
                     return raw.fetchone()
@@ -392,7 +395,7 @@ class Cursor:
                     _interrupt.taken_on_entry(ch, ki)
                 raise
             finally:
-                ch.inline, ch.inline_kind = outer, outer_kind
+                ch.inline, ch.inline_kind, ch.inline_since = outer, outer_kind, outer_since
                 ch.release()
         return ch.call(self._raw.fetchone)
 
@@ -424,10 +427,11 @@ class Cursor:
                     _interrupt.population_interrupted(self._guard)
                     raise
         ch = self._ch
+        since = _clock()  # a Ctrl-C before this is not this call's (_interrupt)
         if ch.take():  # no hop: these drivers' fetches read rows held in memory
-            outer, outer_kind = ch.inline, ch.inline_kind
+            outer, outer_kind, outer_since = ch.inline, ch.inline_kind, ch.inline_since
             raw = self._raw
-            ch.inline, ch.inline_kind = raw, "fetchall"
+            ch.inline_since, ch.inline, ch.inline_kind = since, raw, "fetchall"
             try:
                 try:
                     return raw.fetchall()
@@ -449,7 +453,7 @@ class Cursor:
                     _interrupt.taken_on_entry(ch, ki)
                 raise
             finally:
-                ch.inline, ch.inline_kind = outer, outer_kind
+                ch.inline, ch.inline_kind, ch.inline_since = outer, outer_kind, outer_since
                 ch.release()
         return ch.call(self._raw.fetchall)
 

@@ -6,8 +6,8 @@ with the adapter's cancel (as ``abort()`` does it), the connection is
 repaired with the adapter's ``after_abort``, and the caller gets
 ``KeyboardInterrupt`` once the driver call has returned, with the driver's
 error (usually its cancel error) as ``__context__``.  The drop-in fast path
-pays two attribute stores and their restore per call (``Channel.inline``):
-no thread hop, no lock, no ``get_ident``.  Everything else here happens
+pays a clock read and three attribute stores and their restore per call
+(``Channel.inline``): no thread hop, no lock, no ``get_ident``.  Everything else here happens
 after a signal came in, and no thread ever reads another thread's frames.
 
 How (threads):
@@ -20,12 +20,13 @@ How (threads):
 * The **watcher thread** (``asynchdb-sigint``, alive while connections are
   open) reads it. For a SIGINT under Python's default handler it looks for
   the call the main thread is making inside the driver: every inline driver
-  call registers itself on its channel for its duration (``Channel.inline``,
-  two attribute stores and their restore, about 35 ns measured,
-  docs/interrupts.md; the only per-call cost of Ctrl-C), and the channel's
+  call registers itself on its channel for its duration (``Channel.inline``:
+  the driver cursor, the method's name and when the call began; with their
+  restore, the only per-call cost of Ctrl-C, measured in docs/interrupts.md), and the channel's
   ownership lock tells whose call it is. It sends the adapter's cancel for
   that call (re-sent every ``reissue_cancel`` seconds while the main thread
-  is still in it, as for an abort). It never reads the main thread's frames:
+  is still in it, as for an abort), unless the call began after the signal
+  was sent (see "A signal's time" below). It never reads the main thread's frames:
   doing that from another thread (``sys._current_frames()`` and ``f_back``)
   crashed CPython 3.11 once in our stress runs (docs/reliability.md). A wait
   on an ``Operation`` (``result()``, ``wait_for_completion()``) is never
@@ -72,6 +73,22 @@ How (threads):
   runs late never mistakes the main thread's next call for the interrupted
   one.
 
+A signal's time: a watcher that reads the byte late (it waits for the GIL
+under load) may find the main thread inside a later call than the one
+SIGINT interrupted.  When Python raised that ``KeyboardInterrupt`` in the
+program's own code, between two calls, the program may have caught it and
+started its next statement, which the watcher would cancel as the
+interrupted call (measured on eleven backends, tests/test_interrupt.py).  So
+each inline call notes when it began (``Channel.inline_since``, a
+``time.time_ns()`` read before the call takes the connection), and on
+Linux the socket is a datagram pair whose datagrams the kernel stamps with
+their send time (``SO_TIMESTAMPNS``, the same clock): the watcher cancels
+only calls that began before the signal.  A signal that came before the
+clock was read has had its ``KeyboardInterrupt`` by then, at the check
+Python makes after that call.  Where the stamp is not to be had (another
+system, or a kernel that does not give it: checked at arming), every
+registered call counts as interrupted, as before.
+
 Measured hazards this design keeps away (docs/interrupts.md): with Python's
 default handler pending, pyodbc reports the cancelled call as ``HY000 'The
 driver did not supply an error!'`` instead of 57014; sqlite3 swallows a
@@ -92,6 +109,7 @@ import logging
 import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -129,6 +147,14 @@ _SIGINT = int(signal.SIGINT)
 _DEFAULT = signal.default_int_handler
 _STOP = 0  # no signal has number 0: the watcher's stop byte
 _POKE = 255  # nor 255: "look at your records"
+#: Linux's ``SO_TIMESTAMPNS`` (and its control message's type): the kernel
+#: stamps each datagram with its send time, ``CLOCK_REALTIME`` as
+#: ``time.time_ns()`` reads it.  The socket module does not name it; arming
+#: checks that it works (:func:`_stamped_pair`).
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@ll")  # the control message's struct timespec
+#: The time of a SIGINT whose send time is unknown: after every call.
+_UNKNOWN = sys.maxsize
 
 #: True while our socket is the wakeup fd (read without the lock: a hint).
 ARMED = False
@@ -162,12 +188,13 @@ class _Call:
 class _Record:
     """One inline call the watcher sent a cancel for."""
 
-    __slots__ = ("channel", "claimed", "inline", "kind", "sent", "until", "view")
+    __slots__ = ("channel", "claimed", "inline", "kind", "sent", "since", "until", "view")
 
-    def __init__(self, channel: Any, inline: Any, kind: Optional[str]) -> None:
+    def __init__(self, channel: Any, inline: Any, kind: Optional[str], since: int) -> None:
         self.channel = channel
         self.inline = inline
         self.kind = kind
+        self.since = since
         if kind is None:  # a bound driver method (Channel.call)
             cursor = _cursor_of(channel, getattr(inline, "__self__", None))
             self.view = _Call(getattr(inline, "__name__", "call"), cursor)
@@ -177,14 +204,18 @@ class _Record:
         self.sent = time.monotonic()
         self.until = self.sent + FOLLOW
 
-    def is_for(self, inline: Any, kind: Optional[str]) -> bool:
-        """Whether this records the call that registered ``inline`` and ``kind``."""
-        return inline is self.inline and kind == self.kind
+    def is_for(self, ch: Any) -> bool:
+        """Whether this records the call registered on ``ch`` now (any thread; a snapshot).
+
+        The same cursor and method, begun at the same time: the next call on
+        the cursor is another call.
+        """
+        return (ch.inline is self.inline and ch.inline_kind == self.kind
+                and ch.inline_since == self.since)
 
     def running(self) -> bool:
         """Whether the main thread is still in this call (any thread; a snapshot)."""
-        ch = self.channel
-        return self.is_for(ch.inline, ch.inline_kind) and ch.owned_by(_MAIN)
+        return self.is_for(self.channel) and self.channel.owned_by(_MAIN)
 
 
 def _cursor_of(ch: Any, owner: Any) -> Any:
@@ -202,10 +233,13 @@ def arm() -> None:
         return
     with _lock:
         if _wsock is None:
-            try:
-                r, w = socket.socketpair()
-            except OSError:  # pragma: no cover - no socket pair: no Ctrl-C cancel
-                return
+            pair = _stamped_pair()
+            if pair is None:
+                try:
+                    pair = socket.socketpair()
+                except OSError:  # pragma: no cover - no socket pair: no Ctrl-C cancel
+                    return
+            r, w = pair
             r.setblocking(False)
             w.setblocking(False)
             _rsock, _wsock = r, w
@@ -226,6 +260,48 @@ def arm() -> None:
         if _watcher is None or not _watcher.is_alive():
             _watcher = threading.Thread(target=_watch, name="asynchdb-sigint", daemon=True)
             _watcher.start()
+
+
+def _stamped_pair() -> Optional[tuple[socket.socket, socket.socket]]:
+    """A datagram socket pair whose datagrams carry their send time, or None (main thread).
+
+    Linux only, and only if a datagram sent here comes back stamped with a
+    time between the clock's readings before and after the send: the check
+    also proves the kernel's clock and ``time.time_ns()`` agree.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        r, w = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except (OSError, AttributeError):  # pragma: no cover - no AF_UNIX
+        return None
+    try:
+        r.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        r.settimeout(1.0)
+        before = time.time_ns()
+        w.send(bytes((_POKE,)))
+        after = time.time_ns()
+        data, stamp = _recv(r)
+        if data == bytes((_POKE,)) and stamp is not None and before <= stamp <= after:
+            return r, w
+    except OSError:  # pragma: no cover - no such option here
+        pass
+    r.close()  # pragma: no cover - a kernel that does not stamp
+    w.close()
+    return None
+
+
+def _recv(sock: socket.socket) -> tuple[bytes, Optional[int]]:
+    """One datagram (or a stream's bytes) and its send time in ns, if stamped (any thread)."""
+    if sock.type != socket.SOCK_DGRAM:  # the fallback pair: no stamps
+        return sock.recv(512), None
+    data, ancillary, _flags, _addr = sock.recvmsg(512, socket.CMSG_SPACE(_TIMESPEC.size))
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS \
+                and len(payload) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(payload)
+            return data, sec * 1_000_000_000 + nsec
+    return data, None
 
 
 def _idle() -> None:
@@ -312,12 +388,17 @@ def _ours() -> bool:
 # ---------------------------------------------------------------------------
 # the watcher thread
 # ---------------------------------------------------------------------------
-def _read(sock: socket.socket) -> bytes:
-    # caller holds _lock
+def _read(sock: socket.socket) -> tuple[bytes, int]:
+    """Everything waiting on the socket, and when its last SIGINT was sent.
+
+    The caller holds ``_lock``.  The time is ``time.time_ns()``'s clock, or
+    :data:`_UNKNOWN` when a SIGINT came unstamped; 0 when none came.
+    """
     chunks = []
+    sigint = 0
     while True:
         try:
-            data = sock.recv(512)
+            data, stamp = _recv(sock)
         except (BlockingIOError, InterruptedError):
             break
         except OSError:  # pragma: no cover - closed
@@ -325,7 +406,9 @@ def _read(sock: socket.socket) -> bytes:
         if not data:
             break
         chunks.append(data)
-    return b"".join(chunks)
+        if _SIGINT in data:
+            sigint = max(sigint, _UNKNOWN if stamp is None else stamp)
+    return b"".join(chunks), sigint
 
 
 def _watch() -> None:
@@ -352,15 +435,14 @@ def _wake(sock: socket.socket) -> bool:
     global _watcher
     found: list[_Record] = []
     with _lock:
-        data = _read(sock)
+        data, sigint = _read(sock)
         if _STOP in data and HUB.open_count() == 0:
             if _watcher is threading.current_thread():
                 _watcher = None
             _records.clear()
             return False
-        if signal.SIGINT in data and \
-                _ours():
-            found = _targets()
+        if sigint and _ours():
+            found = _targets(sigint)
     for rec in found:
         _cancel(rec)
     if _records:
@@ -368,8 +450,12 @@ def _wake(sock: socket.socket) -> bool:
     return True
 
 
-def _main_calls() -> list[tuple[Any, Any, Optional[str]]]:
-    """The inline driver calls the main thread is in: ``(channel, inline, kind)`` (any thread).
+def _main_calls() -> list[tuple[Any, Any, Optional[str], int]]:
+    """The inline driver calls the main thread is in: ``(channel, inline, kind, since)``.
+
+    Any thread.  A call stores its ``since`` before its ``inline`` and clears
+    its ``inline`` first, so a ``since`` read after a set ``inline`` is that
+    call's or a later one's, never an earlier one's.
 
     Read from what each call registers on its channel (``Channel.inline``),
     never from the main thread's stack: reading another thread's frames
@@ -381,16 +467,19 @@ def _main_calls() -> list[tuple[Any, Any, Optional[str]]]:
     calls = []
     for ch in HUB.open_channels():
         c: Any = ch
-        inline, kind = c.inline, c.inline_kind
+        inline, kind, since = c.inline, c.inline_kind, c.inline_since
         if inline is not None and c.owned_by(_MAIN):
-            calls.append((c, inline, kind))
+            calls.append((c, inline, kind, since))
     return calls
 
 
-def _targets() -> list[_Record]:
-    """The main thread's driver calls to cancel, recorded.
+def _targets(sigint: int) -> list[_Record]:
+    """The main thread's driver calls a SIGINT sent at ``sigint`` interrupted, recorded.
 
-    Watcher thread, holding ``_lock``.  A wait on an ``Operation`` (or a
+    Watcher thread (or the main thread, :func:`signal_taken`), holding
+    ``_lock``.  A call that began after the signal was sent is not one of
+    them: Python raised the signal's ``KeyboardInterrupt`` before it began
+    (the module's docstring, "A signal's time").  A wait on an ``Operation`` (or a
     job's wait, or a fetch waiting for population) registers no inline call,
     so it is never cancelled; those waits handle their own
     ``KeyboardInterrupt``.  Nested calls on one connection register the
@@ -398,10 +487,12 @@ def _targets() -> list[_Record]:
     ``KeyboardInterrupt`` ends them all).
     """
     found = []
-    for ch, inline, kind in _main_calls():
+    for ch, inline, kind, since in _main_calls():
+        if since > sigint:
+            continue
         rec = _records.get(ch)
-        if rec is None or not rec.is_for(inline, kind):
-            rec = _records[ch] = _Record(ch, inline, kind)
+        if rec is None or not rec.is_for(ch):
+            rec = _records[ch] = _Record(ch, inline, kind, since)
         found.append(rec)
     return found
 
@@ -489,11 +580,11 @@ def after_error(ch: Any, exc: BaseException) -> None:
     with _lock:
         # claimed, and forgotten at once: the record holds the driver cursor
         rec = _records.get(ch)
-        if rec is not None and rec.is_for(ch.inline, ch.inline_kind):
+        if rec is not None and rec.is_for(ch):
             del _records[ch]
             rec.claimed = True
-        elif _rsock is None or not _pending_sigint(_rsock):
-            return
+        elif _rsock is None or _pending_sigint(_rsock) < ch.inline_since:
+            return  # no SIGINT waiting, or one whose KeyboardInterrupt came before this call
         else:
             rec = None
     if rec is not None:
@@ -533,13 +624,13 @@ def _hold(signum: int, frame: Optional[FrameType]) -> None:
     _caught += 1
 
 
-def held_call(ch: Any, inline: Any, kind: Optional[str], fn: Callable[..., Any],
-              args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def held_call(ch: Any, inline: Any, kind: Optional[str], since: int,
+              fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Call a pure-Python driver on the main thread with Ctrl-C held off until it returns.
 
     Main thread, owning ``ch``, under Python's default handler (the caller
-    checked :func:`interruptible_here`); ``inline`` and ``kind`` are what the
-    call registers (``Channel.inline``).  A ``KeyboardInterrupt`` raised
+    checked :func:`interruptible_here`); ``inline``, ``kind`` and ``since``
+    are what the call registers (``Channel.inline``).  A ``KeyboardInterrupt`` raised
     inside PyMySQL's, pg8000's or clickhouse-driver's socket read leaves their
     protocol state broken, so while ``fn`` runs the handler only counts
     (:func:`_hold`); a socket read that SIGINT interrupts is retried (PEP 475).
@@ -550,10 +641,10 @@ def held_call(ch: Any, inline: Any, kind: Optional[str], fn: Callable[..., Any],
     ``signal`` swaps (about 1 us) instead of a thread hop (about 80 us).
     """
     global _caught
-    outer, outer_kind = ch.inline, ch.inline_kind
+    outer, outer_kind, outer_since = ch.inline, ch.inline_kind, ch.inline_since
     _caught = 0
     _sig.signal(_SIGINT, _hold)
-    ch.inline, ch.inline_kind = inline, kind
+    ch.inline_since, ch.inline, ch.inline_kind = since, inline, kind
     try:
         try:
             result = fn(*args, **kwargs)
@@ -570,7 +661,7 @@ def held_call(ch: Any, inline: Any, kind: Optional[str], fn: Callable[..., Any],
             after_error(ch, ki)
             raise ki
     finally:
-        ch.inline, ch.inline_kind = outer, outer_kind
+        ch.inline, ch.inline_kind, ch.inline_since = outer, outer_kind, outer_since
         if _sig.getsignal(_SIGINT) is _hold:  # unless something swapped it meanwhile
             _sig.signal(_SIGINT, _DEFAULT)
     if _caught:  # between the check and the swap back: as raw, just after the call
@@ -628,14 +719,17 @@ def repaired(exc: BaseException) -> bool:
     return getattr(exc, _REPAIRED, False) is True
 
 
-def _pending_sigint(sock: socket.socket) -> bool:
-    # main thread, holding _lock: a SIGINT the watcher has not read yet
-    data = _read(sock)
+def _pending_sigint(sock: socket.socket) -> int:
+    """When the last SIGINT the watcher has not read yet was sent (0: none; :func:`_read`).
+
+    Main thread, holding ``_lock``.
+    """
+    data, sigint = _read(sock)
     if _STOP in data:
         _send_stop()  # not ours to take
     if _POKE in data:
         _send(_POKE)
-    return signal.SIGINT in data
+    return sigint
 
 
 def signal_taken() -> None:
@@ -655,9 +749,10 @@ def signal_taken() -> None:
     if threading.get_ident() != _MAIN:
         return
     with _lock:
-        if _rsock is None or not _pending_sigint(_rsock) or not _ours():
+        sigint = 0 if _rsock is None else _pending_sigint(_rsock)
+        if not sigint or not _ours():
             return
-        found = _targets()
+        found = _targets(sigint)
     if not found:
         return
     for rec in found:

@@ -648,3 +648,85 @@ def test_a_ctrl_c_taken_in_a_wait_never_cancels_the_next_statement(name: str, mo
     assert report["first"] == "KeyboardInterrupt", report
     assert report["next_seen_inline"] is True, report
     assert report["next"] == "ended", report
+
+
+#: A Ctrl-C whose ``KeyboardInterrupt`` Python raised in the program's own code,
+#: between two statements, read late by the watcher: the program caught it and
+#: started its next statement, which must run to its end.  The watcher is held
+#: back until the main thread is inside that statement (or a bound passed), as
+#: when it waits for the GIL under load.  Nothing of asynchdb runs when the
+#: ``KeyboardInterrupt`` is raised, so only the signal's time, against the
+#: call's, can tell the watcher it is old news (docs/interrupts.md).
+_BETWEEN = """
+import json, os, signal, sys, threading, time
+sys.path.insert(0, os.getcwd())
+from asynchdb import _interrupt
+from benchmarks.backends import BY_NAME
+b = BY_NAME[sys.argv[1]]
+conn = b.connect()
+cur = conn.cursor()
+cur.execute(b.long_sql(0.0))  # the connection works; the watcher is armed
+cur.fetchall()
+main = threading.main_thread().ident
+out = {"next_seen_inline": False}
+late = threading.Event()
+wake = _interrupt._wake
+
+def late_wake(sock):
+    late.wait(10)  # the watcher thread, held back
+    return wake(sock)
+
+_interrupt._wake = late_wake
+
+def let_the_watcher_go():
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        if conn._ch.inline is not None and conn._ch.owned_by(main):
+            out["next_seen_inline"] = True
+            break
+        time.sleep(0.001)
+    late.set()
+
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(10_000_000):  # the program's own code: Python's handler raises here
+        pass
+    out["first"] = None
+except KeyboardInterrupt:
+    out["first"] = "KeyboardInterrupt"
+helper = threading.Thread(target=let_the_watcher_go, daemon=True)
+helper.start()
+started = time.monotonic()
+try:
+    cur.execute(b.long_sql(0.5))
+    cur.fetchall()
+    out["next"] = "ended"
+except KeyboardInterrupt:
+    out["next"] = "KeyboardInterrupt"
+except Exception as exc:
+    out["next"] = repr(exc)
+out["elapsed"] = time.monotonic() - started
+helper.join(10)
+cur.execute(b.long_sql(0.0))
+out["after"] = len(cur.fetchall())
+conn.close()
+print(json.dumps(out))
+"""
+
+
+def test_a_ctrl_c_caught_between_statements_never_cancels_the_next(backend: Backend) -> None:
+    proc = subprocess.run([sys.executable, "-c", _BETWEEN, backend.name],
+                          capture_output=True, text=True, timeout=BOUND * 2, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["first"] == "KeyboardInterrupt", report
+    assert report["next"] == "ended", report
+    if backend.server is not None:
+        # ran whole: MariaDB's KILL QUERY makes SLEEP() return early with no error
+        assert report["elapsed"] >= 0.45, report
+    assert report["after"] == 1, report
+    if not backend.can_cancel or backend.name.startswith("adbc"):
+        return  # no inline call to mistake (ADBC's main-thread calls hop to the worker)
+    # the watcher read the signal while the next statement ran (the race is real)
+    assert report["next_seen_inline"] is True, report
+

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,7 @@ from asynchdb._channel import Channel
 BOUND = 10.0
 
 
-def _main_calls() -> list[tuple[Any, Any, Any]]:
+def _main_calls() -> list[tuple[Any, Any, Any, int]]:
     return _interrupt._main_calls()
 
 
@@ -66,17 +67,23 @@ def test_an_inline_call_registers_itself_and_nested_calls_restore_it() -> None:
         def f(x: int) -> int:
             # inside the outer execute, on this (the calling) thread
             seen["outer"] = (ch.inline, ch.inline_kind)
-            seen["main_calls"] = [(c is ch, k) for c, _, k in _main_calls()]
+            seen["outer_since"] = ch.inline_since
+            seen["main_calls"] = [(c is ch, k, t) for c, _, k, t in _main_calls()]
             inner.execute("SELECT 2")
-            seen["inner_done"] = (ch.inline, ch.inline_kind)
+            seen["inner_done"] = (ch.inline, ch.inline_kind, ch.inline_since)
             seen["fetched"] = inner.fetchall()
             return x
 
         raw.create_function("f", 1, f)
+        before = time.time_ns()
         outer.execute("SELECT f(1)")
         assert seen["outer"] == (outer.driver_cursor, "execute")
-        assert seen["main_calls"] == [(True, "execute")]
-        assert seen["inner_done"] == (outer.driver_cursor, "execute"), "nested call did not restore"
+        # when the call began, on the clock a SIGINT's datagram is stamped with
+        since = seen["outer_since"]
+        assert before <= since <= time.time_ns()
+        assert seen["main_calls"] == [(True, "execute", since)]
+        assert seen["inner_done"] == (outer.driver_cursor, "execute", since), \
+            "nested call did not restore"
         assert seen["fetched"] == [(2,)]
         assert (ch.inline, ch.inline_kind) == (None, None)
         assert outer.fetchall() == [(1,)]
@@ -119,7 +126,7 @@ def test_another_threads_inline_call_is_not_the_main_threads() -> None:
             assert ch.inline_kind == "execute"  # registered, but on that thread
             assert not ch.owned_by(threading.get_ident())
             if threading.current_thread() is threading.main_thread():
-                assert [c for c, _, _ in _main_calls() if c is ch] == []
+                assert [c for c, _, _, _ in _main_calls() if c is ch] == []
         finally:
             go.set()
             t.join(BOUND)
@@ -141,6 +148,75 @@ def test_a_failed_call_restores_the_registration() -> None:
         else:  # pragma: no cover
             raise AssertionError("the driver's error was lost")
         assert (ch.inline, ch.inline_kind) == (None, None)
+    finally:
+        conn.close()
+
+
+def test_the_next_call_on_the_same_cursor_is_another_call() -> None:
+    """A record of an interrupted call never takes the cursor's next call for it.
+
+    The watcher follows an interrupted call up (re-sent cancels, the repair)
+    while the main thread is still in it.  When that call returned without
+    the cancel's error (it came too late) and the program caught Python's
+    KeyboardInterrupt and ran the same cursor's ``execute`` again, the same
+    driver cursor and method are registered: only the call's begin time tells
+    the two apart, or the re-sent cancel would stop the new statement.
+    """
+    raw = sqlite3.connect(":memory:")
+    conn = asynchdb.wrap(raw)
+    try:
+        ch: Channel = conn._ch
+        cur = conn.cursor()
+        seen: dict[str, Any] = {}
+
+        def probe() -> int:
+            # inside the cursor's second execute, on this (the main) thread
+            earlier = _interrupt._Record(ch, ch.inline, ch.inline_kind, seen["first"])
+            this = _interrupt._Record(ch, ch.inline, ch.inline_kind, ch.inline_since)
+            seen["earlier_running"] = earlier.running()
+            seen["this_running"] = this.running()
+            return 1
+
+        def first() -> int:
+            seen["first"] = ch.inline_since
+            return 1
+
+        raw.create_function("first", 0, first)
+        raw.create_function("probe", 0, probe)
+        cur.execute("SELECT first()")
+        cur.fetchall()
+        cur.execute("SELECT probe()")
+        assert cur.fetchall() == [(1,)]
+        if threading.current_thread() is threading.main_thread():
+            assert seen == {"first": seen["first"], "earlier_running": False,
+                            "this_running": True}
+        else:  # pragma: no cover - pytest runs tests on the main thread
+            assert seen["earlier_running"] is False
+    finally:
+        conn.close()
+
+
+def test_a_signal_sent_before_a_call_began_is_not_for_it() -> None:
+    """The watcher's choice: the main thread's calls that began before the SIGINT was sent."""
+    raw = sqlite3.connect(":memory:")
+    conn = asynchdb.wrap(raw)
+    try:
+        ch: Channel = conn._ch
+        seen: dict[str, Any] = {}
+
+        def probe() -> int:
+            since = ch.inline_since
+            with _interrupt._lock:
+                seen["sent_after"] = [r.channel is ch for r in _interrupt._targets(since + 1)]
+                seen["sent_before"] = [r.channel is ch for r in _interrupt._targets(since - 1)]
+                _interrupt._records.pop(ch, None)
+            return 1
+
+        raw.create_function("probe", 0, probe)
+        conn.cursor().execute("SELECT probe()")
+        if threading.current_thread() is not threading.main_thread():  # pragma: no cover
+            pytest.skip("pytest runs tests on the main thread")
+        assert seen == {"sent_after": [True], "sent_before": []}
     finally:
         conn.close()
 
