@@ -49,9 +49,11 @@ How (threads):
   ``KeyboardInterrupt`` came outside the call's ``except`` clause (after a
   call that returned), the watcher notices that the call ended unclaimed and
   runs the repair as the connection's owner.
-* A pure-Python driver (``Adapter.hold_interrupt``: PyMySQL, pg8000,
-  clickhouse-driver) must not get the ``KeyboardInterrupt`` inside its
-  socket read, which would break its protocol.  Its main-thread calls run
+* A driver whose calls run Python code between its socket reads and writes
+  (``Adapter.hold_interrupt``: PyMySQL, pg8000, clickhouse-driver, and
+  MariaDB Connector/Python, whose ``execute`` sends in one C call and reads
+  the response in the next) must not get the ``KeyboardInterrupt`` there,
+  which would break its protocol.  Its main-thread calls run
   inline with Python's SIGINT handler swapped for one that only counts
   (:func:`held_call`, about 1 us per call): the watcher still sends the
   cancel, the call returns with the cancel's error (or its result), and
@@ -649,12 +651,16 @@ def held_call(ch: Any, inline: Any, kind: Optional[str], since: int,
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
+            # a copy, before anything chains to it (Adapter.keeps_errors)
+            copy = _detached(exc) if ch.adapter.keeps_errors else exc
             if ARMED:
-                after_error(ch, exc)  # raises KeyboardInterrupt after a Ctrl-C
+                after_error(ch, copy)  # raises KeyboardInterrupt after a Ctrl-C
             if _caught and not isinstance(exc, KeyboardInterrupt):
                 # counted, but the watcher never saw it (its wakeup byte was
                 # lost): still the caller's Ctrl-C, never dropped
                 raise KeyboardInterrupt  # noqa: B904 - the error is its context, as elsewhere
+            if copy is not exc:
+                raise copy from copy.__cause__
             raise
         if _caught:  # Ctrl-C while it ran, and it finished anyway
             ki = KeyboardInterrupt()

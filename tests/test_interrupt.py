@@ -111,7 +111,7 @@ RAW_NO_CANCEL = {"adbc-sqlite": "NotSupportedError('NOT_IMPLEMENTED')"}
 
 #: Pure-Python drivers: a main-thread call runs inline with Ctrl-C held off
 #: (Adapter.hold_interrupt), no thread hop.
-HELD = {"pymysql", "pg8000", "clickhouse"}
+HELD = {"pymysql", "pg8000", "clickhouse", "mariadb"}
 
 
 @pytest.mark.parametrize("mode", ["plain", "cancel_after", "listener"])
@@ -730,3 +730,69 @@ def test_a_ctrl_c_caught_between_statements_never_cancels_the_next(backend: Back
     # the watcher read the signal while the next statement ran (the race is real)
     assert report["next_seen_inline"] is True, report
 
+
+#: MariaDB Connector/Python's ``execute`` is Python around two C calls: one
+#: sends the statement (``_execute_text``), the next reads its response
+#: (``_readresponse``).  A ``KeyboardInterrupt`` raised between them leaves
+#: the response unread: a KILL re-sent only while the call runs is no longer
+#: sent, the statement runs on, and the connection's next statement waits
+#: behind it (the stress runner's one deadlock in 100,000 operations,
+#: 2026-12-07).  The child puts the SIGINT exactly there, by sending it from
+#: a wrapper around ``_readresponse`` (the real driver runs; only the moment
+#: is chosen).  Held off while the call runs (Adapter.hold_interrupt), it
+#: lands once ``execute`` returned.
+_BETWEEN_SEND_AND_READ = """
+import json, os, signal, sys, threading, time
+sys.path.insert(0, os.getcwd())
+import mariadb.cursors
+from benchmarks.backends import BY_NAME, marker
+b = BY_NAME["mariadb"]
+tag = marker()
+read = mariadb.cursors.Cursor._readresponse
+def _readresponse(self):
+    if tag in (self.statement or ""):
+        os.kill(os.getpid(), signal.SIGINT)  # Python's handler runs right here
+        sum(range(1000))
+    return read(self)
+mariadb.cursors.Cursor._readresponse = _readresponse
+conn = b.connect()
+cur = conn.cursor()
+out = {}
+started = time.monotonic()
+try:
+    cur.execute(b.long_sql(30, tag))
+    out["raised"] = None
+except KeyboardInterrupt:
+    out["raised"] = "KeyboardInterrupt"
+except Exception as exc:
+    out["raised"] = repr(exc)
+out["elapsed"] = time.monotonic() - started
+with b.monitor() as running:
+    deadline = time.monotonic() + 10
+    while running(tag) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    out["still_running"] = bool(running(tag))
+started = time.monotonic()
+other = conn.cursor()
+try:
+    other.execute("SELECT 42", cancel_after=10)
+    out["next"] = [tuple(r) for r in other.fetchall()]
+except BaseException as exc:
+    out["next"] = repr(exc)
+out["next_elapsed"] = time.monotonic() - started
+conn.close()
+print(json.dumps(out))
+"""
+
+
+def test_ctrl_c_between_sending_and_reading_leaves_mariadb_in_step() -> None:
+    require("mariadb")
+    proc = subprocess.run([sys.executable, "-c", _BETWEEN_SEND_AND_READ],
+                          capture_output=True, text=True, timeout=BOUND * 4, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["raised"] == "KeyboardInterrupt", report
+    assert report["elapsed"] < LONG / 2, report
+    assert report["still_running"] is False, report  # gone from the server
+    assert report["next"] == [[42]], report
+    assert report["next_elapsed"] < 5, report

@@ -253,6 +253,14 @@ class MariaDBAdapter(_MySQLAdapter):
 
     name = "mariadb"
     chunks_executemany = True
+    #: its ``execute`` is Python around two C calls, one that sends the
+    #: statement and one that reads its response: a KeyboardInterrupt raised
+    #: between them leaves the response unread, the statement running (a KILL
+    #: is re-sent only while the call runs) and the next statement waiting
+    #: behind it.  Ctrl-C is held off while a main-thread call runs, as for
+    #: the pure-Python drivers (docs/interrupts.md).
+    interrupt_on_worker = True
+    hold_interrupt = True
     #: its connect blocks in C: Ctrl-C abandons a main-thread connect at once
     connect_on_worker = True
     #: 1.1's C code keeps a reference to every exception it raises (its
