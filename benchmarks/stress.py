@@ -43,6 +43,12 @@ connections through a random mix of scenarios:
     driver (after a random extra delay); the call must raise
     ``KeyboardInterrupt`` long before the statement's natural end, and a
     follow-up must run (not on the fake driver, which blocks in Python).
+``sigint_between``
+    the main thread sends itself SIGINT while it runs Python between two
+    statements, catches the ``KeyboardInterrupt`` and at once runs a 50 ms
+    statement on the main thread: it must run whole (a cancel of it is a
+    stray cancel).  The watcher reads the signal late there (it waits for the
+    GIL), and must not take that statement for the interrupted one.
 
 Counters (all must stay zero):
 
@@ -58,7 +64,8 @@ lost_aborts
     seconds): the cancel was lost.  An operation not ended within the
     watchdog is waited for until then, to tell a lost cancel from a deadlock.
 stray_cancels
-    a statement started after an abort was canceled (the follow-up).
+    a statement started after an abort was canceled (the follow-up), or the
+    statement after a Ctrl-C caught between statements (``sigint_between``).
 broken_transactions
     a statement after an abort failed because the abort left the connection's
     transaction aborted (PostgreSQL SQLSTATE 25P02); the run rolls back and
@@ -127,7 +134,10 @@ RESULT_TAG = "STRESS-RESULT "
 CRASH_CODES = (134, 139)
 #: Scenario weights.
 WEIGHTS = {"quick": 3, "abort": 6, "deadline": 3, "populate": 2, "close": 1, "drop": 1,
-           "reentrant": 1, "taskcancel": 2, "sigint": 2}
+           "reentrant": 1, "taskcancel": 2, "sigint": 2, "sigint_between": 1}
+#: The statement run right after a Ctrl-C caught between statements: long
+#: enough that a cancel the watcher sent for it would stop it.
+BETWEEN_SECONDS = 0.05
 #: Seconds asynchdb threads get to retire once every connection is closed.
 THREAD_GRACE = 5.0
 
@@ -150,6 +160,8 @@ class Target:
     #: ``rows_sql(n)``: ``n`` rows of one integer column counting up from ``first``.
     rows_sql: Callable[[int], str]
     first: int = 1
+    #: The server's kind (``backends.Backend.server``), None in process.
+    server: Optional[str] = None
 
 
 def _fake_target() -> Target:
@@ -178,7 +190,8 @@ def load_target(name: str) -> tuple[Optional[Target], Optional[str]]:
         # which asynchdb keeps, must be off as it would be for the raw driver
         connect = functools.partial(backend.connect, check_same_thread=False)
     return Target(name, connect, lambda s: backend.long_sql(s, "stress"),
-                  lambda: "SELECT 1", [(1,)], rows_sql=backend.rows_sql), None
+                  lambda: "SELECT 1", [(1,)], rows_sql=backend.rows_sql,
+                  server=backend.server), None
 
 
 # ----------------------------------------------------------------------
@@ -298,6 +311,14 @@ def _is_cancel(exc: Optional[BaseException]) -> bool:
     text = f"{type(exc).__name__} {exc}".lower()
     return any(word in text for word in ("cancel", "interrupt", "57014", "hy008", "hy018",
                                           "1317"))
+
+
+def _spin(n: int) -> int:
+    """Python code that runs for a while, to be interrupted in (caller thread)."""
+    total = 0
+    for i in range(n):
+        total += i
+    return total
 
 
 def _pause(seconds: float) -> None:
@@ -801,6 +822,51 @@ class Child:
             return
         self.tally.followups += 1
         self._check_quick(slot.cursor(1), "sigint follow-up", slot)
+
+    def sigint_between(self, slot: Slot) -> None:
+        """Ctrl-C in the program's own code, caught, then a plain statement: it runs whole.
+
+        The main thread sends itself SIGINT while it runs Python between two
+        statements; Python's handler raises ``KeyboardInterrupt`` there, the
+        program catches it and starts a 50 ms statement at once, before the
+        watcher (waiting for the GIL) has read the signal.  That statement
+        is not the interrupted one: a cancel, or a second
+        ``KeyboardInterrupt``, counts as a stray cancel.
+        """
+        import signal
+
+        if self.target.name == "fake" or threading.current_thread() is not \
+                threading.main_thread():
+            self.quick(slot)
+            return
+        cur = slot.cursor(self.rng.randrange(2))
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            _spin(self.rng.randrange(1, 20_000))  # the handler raises in here
+        except KeyboardInterrupt:
+            pass
+        else:
+            self.tally.note("errors", "sigint_between: no KeyboardInterrupt")
+            return
+        started = time.monotonic()
+        try:
+            cur.execute(self.target.long_sql(BETWEEN_SECONDS))
+            cur.fetchall()
+        except KeyboardInterrupt:
+            self.tally.note("stray_cancels", "sigint_between: the next statement raised "
+                                             "KeyboardInterrupt")
+            slot.try_reopen()
+            return
+        except Exception as exc:
+            if _is_cancel(exc):
+                self.tally.note("stray_cancels", f"sigint_between: canceled: {exc!r}")
+            else:
+                self._failed("sigint_between", exc, slot)
+            return
+        took = time.monotonic() - started
+        if self.target.server == "mariadb" and took < BETWEEN_SECONDS * 0.6:
+            # a KILL QUERY makes SLEEP() return early with no error
+            self.tally.note("stray_cancels", f"sigint_between: SLEEP ended after {took:.3f} s")
 
     # -- the run -------------------------------------------------------------
     def run(self) -> Tally:

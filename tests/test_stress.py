@@ -70,4 +70,4 @@ def test_stress_counters_are_zero(stress: dict[str, dict[str, Any]], name: str) 
     assert r["aborts_confirmed"] > r["operations"] // 3
     assert r["followups"] > 0
     assert set(r["scenarios"]) == {"quick", "abort", "deadline", "populate", "close", "drop",
-                                   "reentrant", "taskcancel", "sigint"}
+                                   "reentrant", "taskcancel", "sigint", "sigint_between"}
