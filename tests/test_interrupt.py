@@ -566,24 +566,13 @@ def test_a_held_call_gets_ctrl_c_only_once_it_ended(cancel: str) -> None:
         assert report["elapsed"] >= 1.0, report
 
 
-#: A Ctrl-C taken in a wait, read late by the watcher (as under load, when the
-#: watcher thread waits for the GIL): the main thread's next statement must
-#: not be cancelled as if it were the interrupted call.  The watcher reads the
-#: socket only once the main thread is inside its next statement (or a bound
-#: passed).  ``argv[2]``: ``deadline`` (a synchronous call with
-#: ``cancel_after=``: the wait is the job's, on the main thread) or ``result``
-#: (``op.result()``: waiting never cancels; the next statement runs on a
-#: second connection).
-_LATE_WATCHER = """
+#: The start of a child script whose watcher thread reads the socket only once
+#: ``late`` is set (as when it waits for the GIL under load).
+_HOLD_THE_WATCHER = """
 import json, os, signal, sys, threading, time
 sys.path.insert(0, os.getcwd())
 from asynchdb import _interrupt
 from benchmarks.backends import BY_NAME
-b, mode = BY_NAME[sys.argv[1]], sys.argv[2]
-conn = b.connect()
-other = b.connect() if mode == "result" else conn
-main = threading.main_thread().ident
-out = {"next_seen_inline": False}
 late = threading.Event()
 wake = _interrupt._wake
 
@@ -592,6 +581,23 @@ def late_wake(sock):
     return wake(sock)
 
 _interrupt._wake = late_wake
+"""
+
+
+#: A Ctrl-C taken in a wait, read late by the watcher (as under load, when the
+#: watcher thread waits for the GIL): the main thread's next statement must
+#: not be cancelled as if it were the interrupted call.  The watcher reads the
+#: socket only once the main thread is inside its next statement (or a bound
+#: passed).  ``argv[2]``: ``deadline`` (a synchronous call with
+#: ``cancel_after=``: the wait is the job's, on the main thread) or ``result``
+#: (``op.result()``: waiting never cancels; the next statement runs on a
+#: second connection).
+_LATE_WATCHER = _HOLD_THE_WATCHER + """
+b, mode = BY_NAME[sys.argv[1]], sys.argv[2]
+conn = b.connect()
+other = b.connect() if mode == "result" else conn
+main = threading.main_thread().ident
+out = {"next_seen_inline": False}
 
 def send():
     deadline = time.monotonic() + 10
@@ -657,11 +663,7 @@ def test_a_ctrl_c_taken_in_a_wait_never_cancels_the_next_statement(name: str, mo
 #: when it waits for the GIL under load.  Nothing of asynchdb runs when the
 #: ``KeyboardInterrupt`` is raised, so only the signal's time, against the
 #: call's, can tell the watcher it is old news (docs/interrupts.md).
-_BETWEEN = """
-import json, os, signal, sys, threading, time
-sys.path.insert(0, os.getcwd())
-from asynchdb import _interrupt
-from benchmarks.backends import BY_NAME
+_BETWEEN = _HOLD_THE_WATCHER + """
 b = BY_NAME[sys.argv[1]]
 conn = b.connect()
 cur = conn.cursor()
@@ -669,14 +671,6 @@ cur.execute(b.long_sql(0.0))  # the connection works; the watcher is armed
 cur.fetchall()
 main = threading.main_thread().ident
 out = {"next_seen_inline": False}
-late = threading.Event()
-wake = _interrupt._wake
-
-def late_wake(sock):
-    late.wait(10)  # the watcher thread, held back
-    return wake(sock)
-
-_interrupt._wake = late_wake
 
 def let_the_watcher_go():
     deadline = time.monotonic() + 2.0
