@@ -628,14 +628,15 @@ def _hold(signum: int, frame: Optional[FrameType]) -> None:
 
 def held_call(ch: Any, inline: Any, kind: Optional[str], since: int,
               fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Call a pure-Python driver on the main thread with Ctrl-C held off until it returns.
+    """Call a driver on the main thread with Ctrl-C held off until it returns.
 
     Main thread, owning ``ch``, under Python's default handler (the caller
     checked :func:`interruptible_here`); ``inline``, ``kind`` and ``since``
-    are what the call registers (``Channel.inline``).  A ``KeyboardInterrupt`` raised
-    inside PyMySQL's, pg8000's or clickhouse-driver's socket read leaves their
-    protocol state broken, so while ``fn`` runs the handler only counts
-    (:func:`_hold`); a socket read that SIGINT interrupts is retried (PEP 475).
+    are what the call registers (``Channel.inline``).  A ``KeyboardInterrupt``
+    raised inside PyMySQL's, pg8000's or clickhouse-driver's socket read, or
+    between MariaDB Connector/Python's send and read, leaves their protocol
+    state broken, so while ``fn`` runs the handler only counts (:func:`_hold`);
+    a socket read that SIGINT interrupts is retried (PEP 475).
     The C-level handler still wakes the watcher, which cancels the call as
     for any driver.  Once ``fn`` returned or raised, the connection is
     repaired and ``KeyboardInterrupt`` raised (by :func:`after_error`, still

@@ -152,9 +152,11 @@ class Adapter:
     #: and hold Python's SIGINT handler off while it runs (two ``signal``
     #: swaps, about 1 us, instead of a hop); ``KeyboardInterrupt`` is raised
     #: once the cancelled call returned.  For drivers that run Python code
-    #: while they wait for the server (PyMySQL, pg8000, clickhouse-driver:
+    #: while they talk to the server (PyMySQL, pg8000, clickhouse-driver:
     #: the interrupt raised inside their socket read breaks their protocol
-    #: state) and leave SIGINT's handler alone.
+    #: state; MariaDB Connector/Python: raised between the C call that sends
+    #: a statement and the one that reads its response, it leaves the
+    #: response unread) and leave SIGINT's handler alone.
     hold_interrupt = False
     #: The driver's connect blocks in C, where Python's signal handling cannot
     #: reach until the driver's own timeout (psycopg2 and mysqlclient against a
