@@ -44,7 +44,7 @@ import collections
 import logging
 import threading
 import weakref
-from time import time_ns as _clock
+from time import perf_counter_ns as _clock
 from typing import Any, Callable, Optional, Protocol
 
 from . import _interrupt
@@ -238,11 +238,11 @@ class Channel:
         #: outer one).
         self.inline: Any = None
         self.inline_kind: Optional[str] = None
-        #: When that call began (``time.time_ns()``, read before the call took
-        #: the connection): a SIGINT sent before it was not for this call
-        #: (Python raised its KeyboardInterrupt before the call began).  A
-        #: call stores it before ``inline`` and restores it after (the
-        #: watcher reads ``inline`` first: _interrupt._main_calls).
+        #: When that call began (``time.perf_counter_ns()``, read before the
+        #: call took the connection): a SIGINT sent before it was not for this
+        #: call (Python raised its KeyboardInterrupt before the call began).
+        #: A call stores it before ``inline`` and restores it after
+        #: (_interrupt._main_calls reads it on both sides of ``inline``).
         self.inline_since = 0
         #: No new work is accepted.
         self.closed = False

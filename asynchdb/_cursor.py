@@ -16,7 +16,7 @@ import functools
 import sys
 import types
 from collections.abc import Iterable, Iterator
-from time import time_ns as _clock
+from time import perf_counter_ns as _clock
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, overload
 
 from . import _interrupt, _stepper

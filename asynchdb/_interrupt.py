@@ -82,10 +82,12 @@ program's own code, between two calls, the program may have caught it and
 started its next statement, which the watcher would cancel as the
 interrupted call (measured on eleven backends, tests/test_interrupt.py).  So
 each inline call notes when it began (``Channel.inline_since``, a
-``time.time_ns()`` read before the call takes the connection), and on
-Linux the socket is a datagram pair whose datagrams the kernel stamps with
-their send time (``SO_TIMESTAMPNS``, the same clock): the watcher cancels
-only calls that began before the signal.  A signal that came before the
+``time.perf_counter_ns()`` read before the call takes the connection), and
+on Linux the socket is a datagram pair whose datagrams the kernel stamps
+with their send time (``SO_TIMESTAMPNS``, the system clock, moved onto
+``perf_counter_ns``'s as it is read, so that a step of the system clock
+cannot hide a running call): the watcher cancels only calls that began
+before the signal.  A signal that came before the
 clock was read has had its ``KeyboardInterrupt`` by then, at the check
 Python makes after that call.  Where the stamp is not to be had (another
 system, or a kernel that does not give it: checked at arming), every
@@ -151,12 +153,15 @@ _STOP = 0  # no signal has number 0: the watcher's stop byte
 _POKE = 255  # nor 255: "look at your records"
 #: Linux's ``SO_TIMESTAMPNS`` (and its control message's type): the kernel
 #: stamps each datagram with its send time, ``CLOCK_REALTIME`` as
-#: ``time.time_ns()`` reads it.  The socket module does not name it; arming
-#: checks that it works (:func:`_stamped_pair`).
+#: ``time.time_ns()`` reads it (:func:`_on_call_clock` moves it onto
+#: ``perf_counter_ns``, the calls' clock).  The socket module does not name
+#: it; arming checks that it works (:func:`_stamped_pair`).
 _SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("@ll")  # the control message's struct timespec
-#: The time of a SIGINT whose send time is unknown: after every call.
-_UNKNOWN = sys.maxsize
+#: The time of a SIGINT whose send time is unknown: after every call (any
+#: ``perf_counter_ns()``, on any build: not ``sys.maxsize``, which is 2**31 - 1
+#: on 32-bit Pythons).
+_UNKNOWN = 1 << 64
 
 #: True while our socket is the wakeup fd (read without the lock: a hint).
 ARMED = False
@@ -294,7 +299,8 @@ def _stamped_pair() -> Optional[tuple[socket.socket, socket.socket]]:
 
 
 def _recv(sock: socket.socket) -> tuple[bytes, Optional[int]]:
-    """One datagram (or a stream's bytes) and its send time in ns, if stamped (any thread)."""
+    """One datagram (or a stream's bytes) and its send time, ``time.time_ns()``'s, if stamped."""
+    # any thread
     if sock.type != socket.SOCK_DGRAM:  # the fallback pair: no stamps
         return sock.recv(512), None
     data, ancillary, _flags, _addr = sock.recvmsg(512, socket.CMSG_SPACE(_TIMESPEC.size))
@@ -304,6 +310,19 @@ def _recv(sock: socket.socket) -> tuple[bytes, Optional[int]]:
             sec, nsec = _TIMESPEC.unpack_from(payload)
             return data, sec * 1_000_000_000 + nsec
     return data, None
+
+
+def _on_call_clock(stamp: int) -> int:
+    """A ``time.time_ns()`` time, on the calls' clock, ``perf_counter_ns()`` (any thread).
+
+    Moved by the two clocks' difference as read now; of the instants the
+    calls' clock could have shown when the system clock was read, the
+    latest is taken, so a signal that came just after a call began is never
+    taken for one that came before it.  A step of the system clock then
+    matters only between the signal and this read, not over the call's run.
+    """
+    system = time.time_ns()
+    return stamp - system + time.perf_counter_ns()
 
 
 def _idle() -> None:
@@ -355,7 +374,8 @@ def _at_exit() -> None:
         ARMED = False
         _send_stop()
         rsock, wsock, _rsock, _wsock = _rsock, _wsock, None, None
-    # the watcher (a daemon) may still select on rsock: closing makes it leave
+    # the watcher (a daemon) may still select on rsock: it is not woken by the
+    # close (no end of file on a datagram pair), and dies with the interpreter
     for sock in (wsock, rsock):
         if sock is not None:
             sock.close()
@@ -393,8 +413,8 @@ def _ours() -> bool:
 def _read(sock: socket.socket) -> tuple[bytes, int]:
     """Everything waiting on the socket, and when its last SIGINT was sent.
 
-    The caller holds ``_lock``.  The time is ``time.time_ns()``'s clock, or
-    :data:`_UNKNOWN` when a SIGINT came unstamped; 0 when none came.
+    The caller holds ``_lock``.  The time is ``perf_counter_ns()``'s clock,
+    or :data:`_UNKNOWN` when a SIGINT came unstamped; 0 when none came.
     """
     chunks = []
     sigint = 0
@@ -409,7 +429,7 @@ def _read(sock: socket.socket) -> tuple[bytes, int]:
             break
         chunks.append(data)
         if _SIGINT in data:
-            sigint = max(sigint, _UNKNOWN if stamp is None else stamp)
+            sigint = max(sigint, _UNKNOWN if stamp is None else _on_call_clock(stamp))
     return b"".join(chunks), sigint
 
 
@@ -455,9 +475,10 @@ def _wake(sock: socket.socket) -> bool:
 def _main_calls() -> list[tuple[Any, Any, Optional[str], int]]:
     """The inline driver calls the main thread is in: ``(channel, inline, kind, since)``.
 
-    Any thread.  A call stores its ``since`` before its ``inline`` and clears
-    its ``inline`` first, so a ``since`` read after a set ``inline`` is that
-    call's or a later one's, never an earlier one's.
+    Any thread.  A call stores its ``since`` first and restores it last (a
+    nested call's restore brings the outer call's back), so ``since`` is read
+    on both sides of ``inline`` and ``inline_kind``: when it moved, the call
+    was registering or ending under the reads, and they are taken again.
 
     Read from what each call registers on its channel (``Channel.inline``),
     never from the main thread's stack: reading another thread's frames
@@ -469,7 +490,11 @@ def _main_calls() -> list[tuple[Any, Any, Optional[str], int]]:
     calls = []
     for ch in HUB.open_channels():
         c: Any = ch
-        inline, kind, since = c.inline, c.inline_kind, c.inline_since
+        for _ in range(100):  # a moving call settles within two reads
+            since = c.inline_since
+            inline, kind = c.inline, c.inline_kind
+            if c.inline_since == since:
+                break
         if inline is not None and c.owned_by(_MAIN):
             calls.append((c, inline, kind, since))
     return calls
@@ -487,13 +512,22 @@ def _targets(sigint: int) -> list[_Record]:
     ``KeyboardInterrupt``.  Nested calls on one connection register the
     innermost; calls nested across connections are each recorded (the
     ``KeyboardInterrupt`` ends them all).
+
+    While a :func:`held_call` runs, Python's handler only counts: a call
+    nested in it (a driver callback's) that began after the signal still
+    has the signal's ``KeyboardInterrupt`` ahead of it, and is one of them
+    when the held call began before the signal.
     """
+    calls = _main_calls()
+    if _sig.getsignal(_SIGINT) is _hold and any(since <= sigint for *_, since in calls):
+        sigint = _UNKNOWN
     found = []
-    for ch, inline, kind, since in _main_calls():
+    for ch, inline, kind, since in calls:
         if since > sigint:
             continue
         rec = _records.get(ch)
-        if rec is None or not rec.is_for(ch):
+        if rec is None or not (rec.inline is inline and rec.kind == kind
+                               and rec.since == since):
             rec = _records[ch] = _Record(ch, inline, kind, since)
         found.append(rec)
     return found

@@ -664,35 +664,40 @@ def test_a_ctrl_c_taken_in_a_wait_never_cancels_the_next_statement(name: str, mo
 #: ``KeyboardInterrupt`` is raised, so only the signal's time, against the
 #: call's, can tell the watcher it is old news (docs/interrupts.md).
 _BETWEEN = _HOLD_THE_WATCHER + """
-b = BY_NAME[sys.argv[1]]
+b, mode = BY_NAME[sys.argv[1]], sys.argv[2]
 conn = b.connect()
 cur = conn.cursor()
 cur.execute(b.long_sql(0.0))  # the connection works; the watcher is armed
 cur.fetchall()
 main = threading.main_thread().ident
-out = {"next_seen_inline": False}
+out = {"inline_at_wake": None}
+
+def inside():
+    return conn._ch.inline is not None and conn._ch.owned_by(main)
 
 def let_the_watcher_go():
+    # until the main thread is inside its statement: "during" sends SIGINT then
     deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        if conn._ch.inline is not None and conn._ch.owned_by(main):
-            out["next_seen_inline"] = True
-            break
+    while not inside() and time.monotonic() < deadline:
         time.sleep(0.001)
+    if mode == "during":
+        os.kill(os.getpid(), signal.SIGINT)
+    out["inline_at_wake"] = inside()  # what the late watcher will find
     late.set()
 
-try:
-    os.kill(os.getpid(), signal.SIGINT)
-    for _ in range(10_000_000):  # the program's own code: Python's handler raises here
-        pass
-    out["first"] = None
-except KeyboardInterrupt:
-    out["first"] = "KeyboardInterrupt"
+if mode == "between":
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(10_000_000):  # the program's own code: Python's handler raises here
+            pass
+        out["first"] = None
+    except KeyboardInterrupt:
+        out["first"] = "KeyboardInterrupt"
 helper = threading.Thread(target=let_the_watcher_go, daemon=True)
 helper.start()
 started = time.monotonic()
 try:
-    cur.execute(b.long_sql(0.5))
+    cur.execute(b.long_sql(0.5 if mode == "between" else 20))
     cur.fetchall()
     out["next"] = "ended"
 except KeyboardInterrupt:
@@ -708,21 +713,43 @@ print(json.dumps(out))
 """
 
 
-def test_a_ctrl_c_caught_between_statements_never_cancels_the_next(backend: Backend) -> None:
-    proc = subprocess.run([sys.executable, "-c", _BETWEEN, backend.name],
-                          capture_output=True, text=True, timeout=BOUND * 2, cwd=ROOT)
+def _between(backend: Backend, mode: str) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-c", _BETWEEN, backend.name, mode],
+                          capture_output=True, text=True, timeout=BOUND * 3, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def _inline_on_the_main_thread(backend: Backend) -> bool:
+    """Whether a plain main-thread call registers inline (ADBC's hop to the worker)."""
+    return backend.can_cancel and not backend.name.startswith("adbc")
+
+
+def test_a_ctrl_c_caught_between_statements_never_cancels_the_next(backend: Backend) -> None:
+    report = _between(backend, "between")
     assert report["first"] == "KeyboardInterrupt", report
     assert report["next"] == "ended", report
     if backend.server is not None:
         # ran whole: MariaDB's KILL QUERY makes SLEEP() return early with no error
         assert report["elapsed"] >= 0.45, report
     assert report["after"] == 1, report
-    if not backend.can_cancel or backend.name.startswith("adbc"):
-        return  # no inline call to mistake (ADBC's main-thread calls hop to the worker)
-    # the watcher read the signal while the next statement ran (the race is real)
-    assert report["next_seen_inline"] is True, report
+    if _inline_on_the_main_thread(backend):
+        # the late watcher found the next statement registered (the race is real)
+        assert report["inline_at_wake"] is True, report
+
+
+def test_a_late_watcher_still_cancels_the_call_the_signal_came_in(backend: Backend) -> None:
+    """The control: with the watcher held back the same way, a SIGINT sent while the
+    statement runs still cancels it (a filter that dropped every late signal passes the
+    test above)."""
+    if not backend.can_cancel:
+        pytest.skip("no cancel: Ctrl-C behaves as raw (test_sigint_cancels_the_statement)")
+    report = _between(backend, "during")
+    assert report["next"] == "KeyboardInterrupt", report
+    assert report["elapsed"] < LONG / 4, report
+    assert report["after"] == 1, report
+    if _inline_on_the_main_thread(backend):
+        assert report["inline_at_wake"] is True, report
 
 
 #: MariaDB Connector/Python's ``execute`` is Python around two C calls: one

@@ -12,6 +12,7 @@ that ``owned_by`` reads.
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import sys
 import threading
@@ -75,17 +76,17 @@ def test_an_inline_call_registers_itself_and_nested_calls_restore_it() -> None:
             return x
 
         raw.create_function("f", 1, f)
-        before = time.time_ns()
+        before = time.perf_counter_ns()
         outer.execute("SELECT f(1)")
         assert seen["outer"] == (outer.driver_cursor, "execute")
         # when the call began, on the clock a SIGINT's datagram is stamped with
         since = seen["outer_since"]
-        assert before <= since <= time.time_ns()
+        assert before <= since <= time.perf_counter_ns()
         assert seen["main_calls"] == [(True, "execute", since)]
         assert seen["inner_done"] == (outer.driver_cursor, "execute", since), \
             "nested call did not restore"
         assert seen["fetched"] == [(2,)]
-        assert (ch.inline, ch.inline_kind) == (None, None)
+        assert (ch.inline, ch.inline_kind, ch.inline_since) == (None, None, 0)
         assert outer.fetchall() == [(1,)]
         # a call made through Channel.call registers the bound driver method (kind None)
         seen.clear()
@@ -217,6 +218,95 @@ def test_a_signal_sent_before_a_call_began_is_not_for_it() -> None:
         assert seen == {"sent_after": [True], "sent_before": []}
     finally:
         conn.close()
+
+
+def test_an_unknown_signal_time_is_after_every_call() -> None:
+    """Unstamped (another system): every registered call counts as interrupted, on any build."""
+    assert _interrupt._UNKNOWN > time.perf_counter_ns() * 1000
+    raw = sqlite3.connect(":memory:")
+    conn = asynchdb.wrap(raw)
+    try:
+        ch: Channel = conn._ch
+        seen: list[bool] = []
+
+        def probe() -> int:
+            with _interrupt._lock:
+                seen.extend(r.channel is ch for r in _interrupt._targets(_interrupt._UNKNOWN))
+                _interrupt._records.pop(ch, None)
+            return 1
+
+        raw.create_function("probe", 0, probe)
+        conn.cursor().execute("SELECT probe()")
+        if threading.current_thread() is not threading.main_thread():  # pragma: no cover
+            pytest.skip("pytest runs tests on the main thread")
+        assert seen == [True]
+    finally:
+        conn.close()
+
+
+def test_a_call_nested_in_a_held_call_is_cancelled_with_it() -> None:
+    """Under a held call Python's handler only counts: a nested call begun after the signal
+    still has its KeyboardInterrupt ahead of it, so it is one of the watcher's targets."""
+    if threading.current_thread() is not threading.main_thread():  # pragma: no cover
+        pytest.skip("held calls are the main thread's")
+    outer_raw = sqlite3.connect(":memory:")
+    inner_raw = sqlite3.connect(":memory:")
+    outer, inner = asynchdb.wrap(outer_raw), asynchdb.wrap(inner_raw)
+    try:
+        och: Channel = outer._ch
+        ich: Channel = inner._ch
+        seen: dict[str, Any] = {}
+
+        def probe() -> int:  # inside the inner call, nested in the held outer one
+            sigint = (och.inline_since + ich.inline_since) // 2  # between the two
+            with _interrupt._lock:
+                found = _interrupt._targets(sigint)
+                seen["held"] = sorted(r.channel is ich for r in found)
+                _interrupt._records.clear()
+            return 1
+
+        inner_raw.create_function("probe", 0, probe)
+
+        def nested() -> int:
+            inner.cursor().execute("SELECT probe()")
+            return 1
+
+        outer_raw.create_function("nested", 0, nested)
+        cur = outer.cursor()
+        och.take()
+        try:
+            _interrupt.held_call(och, cur.driver_cursor, "execute", time.perf_counter_ns(),
+                                 cur.driver_cursor.execute, ("SELECT nested()",), {})
+        finally:
+            och.release()
+        # both: the held outer call began before the signal, the inner one after
+        assert seen["held"] == [False, True]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        outer.close()
+        inner.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_TIMESTAMPNS: Linux")
+def test_the_wakeup_datagrams_carry_their_send_time() -> None:
+    pair = _interrupt._stamped_pair()
+    assert pair is not None, "this kernel did not stamp the probe datagram"
+    r, w = pair
+    try:
+        before = time.time_ns()
+        w.send(bytes((int(signal.SIGINT),)))
+        after = time.time_ns()
+        r.setblocking(False)
+        with _interrupt._lock:
+            data, sigint = _interrupt._read(r)
+        assert data == bytes((int(signal.SIGINT),))
+        # on the calls' clock now: between two readings of it around the send
+        moved = (before - time.time_ns() + time.perf_counter_ns(),
+                 after - time.time_ns() + time.perf_counter_ns())
+        assert moved[0] - 1_000_000 <= sigint <= moved[1] + 1_000_000
+    finally:
+        r.close()
+        w.close()
 
 
 def _printed_inside(call_frame_holder: list[Any]) -> KeyboardInterrupt:
