@@ -211,14 +211,17 @@ class _Record:
         self.sent = time.monotonic()
         self.until = self.sent + FOLLOW
 
-    def is_for(self, ch: Any) -> bool:
-        """Whether this records the call registered on ``ch`` now (any thread; a snapshot).
+    def matches(self, inline: Any, kind: Optional[str], since: int) -> bool:
+        """Whether this records the call registered as ``inline``, ``kind``, ``since``.
 
         The same cursor and method, begun at the same time: the next call on
         the cursor is another call.
         """
-        return (ch.inline is self.inline and ch.inline_kind == self.kind
-                and ch.inline_since == self.since)
+        return inline is self.inline and kind == self.kind and since == self.since
+
+    def is_for(self, ch: Any) -> bool:
+        """Whether this records the call registered on ``ch`` now (any thread; a snapshot)."""
+        return self.matches(ch.inline, ch.inline_kind, ch.inline_since)
 
     def running(self) -> bool:
         """Whether the main thread is still in this call (any thread; a snapshot)."""
@@ -545,8 +548,7 @@ def _targets(sigint: int) -> list[_Record]:
         if since > sigint:
             continue
         rec = _records.get(ch)
-        if rec is None or not (rec.inline is inline and rec.kind == kind
-                               and rec.since == since):
+        if rec is None or not rec.matches(inline, kind, since):
             rec = _records[ch] = _Record(ch, inline, kind, since)
         found.append(rec)
     return found
